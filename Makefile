@@ -1,0 +1,37 @@
+# Entry points for a Debian 12 machine (as root).  See README.md.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup run sfu test test-unit test-integration lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+# Whole system with local defaults: Redis, PostgreSQL, SFU node, control plane.
+run: setup
+	@$(PY) -m controlplane.cli dev
+
+# Local SFU only: Redis (unless REDIS_URL is set) and one SFU node.
+sfu: setup
+	@$(PY) -m controlplane.cli dev --only-sfu
+
+# All tests; the fixtures start the real services they need.
+test: setup
+	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-unit: setup
+	@$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+
+# Benchmarks against a system started with `make run` (see bench/README.md).
+bench: setup
+	@$(PY) bench/join_latency.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .data test-artifacts

@@ -1,0 +1,1 @@
+"""Telemedicine control plane: REST, Socket.IO signaling and SFU orchestration."""

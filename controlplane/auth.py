@@ -1,0 +1,127 @@
+"""Room tokens: signed JWTs (HS256) naming one consultation and one participant.
+
+Claims: ``sub`` participant id, ``role`` (physician, patient, coordinator, admin),
+``consultation`` the consultation (= room) id, ``callType``, ``name`` display
+name the participant may be shown under, ``amr`` authentication methods (a
+clinician's token must include ``mfa``), ``iat``/``exp``/``iss``/``aud``/``jti``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from controlplane.media_profiles import CALL_TYPES
+from schemas.errors import ApiError, ErrorCode
+
+ROLES = ("physician", "patient", "coordinator", "admin")
+# Roles that act as clinical or administrative staff and must have used MFA.
+MFA_ROLES = frozenset({"physician", "coordinator", "admin"})
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class RoomClaims:
+    participant_id: str
+    role: str
+    consultation_id: str
+    call_type: str
+    display_name: str
+    expires_at: int
+    token_id: str
+
+
+class TokenService:
+    def __init__(self, secret: str, issuer: str, audience: str, ttl: int) -> None:
+        if len(secret) < 32:
+            raise ValueError("JWT secret must be at least 32 characters")
+        self._secret = secret
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = ttl
+
+    def mint(
+        self,
+        *,
+        participant_id: str,
+        role: str,
+        consultation_id: str,
+        call_type: str = "consultation",
+        display_name: str = "",
+        mfa: bool | None = None,
+        ttl: int | None = None,
+        now: int | None = None,
+    ) -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if call_type not in CALL_TYPES:
+            raise ValueError(f"unknown call type {call_type!r}")
+        for label, value in (("participant id", participant_id), ("consultation id", consultation_id)):
+            if not _ID.match(value):
+                raise ValueError(f"invalid {label}")
+        issued = int(time.time()) if now is None else now
+        with_mfa = role in MFA_ROLES if mfa is None else mfa
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": participant_id,
+            "role": role,
+            "consultation": consultation_id,
+            "callType": call_type,
+            "name": display_name[:80],
+            "amr": ["pwd", "mfa"] if with_mfa else ["pwd"],
+            "iat": issued,
+            "exp": issued + (self._ttl if ttl is None else ttl),
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: object) -> RoomClaims:
+        """Decode and check a room token; raises ApiError with a client-safe code."""
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "a room token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise ApiError(ErrorCode.SESSION_EXPIRED, "the room token has expired") from None
+        except jwt.PyJWTError:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "the room token is invalid") from None
+        role = claims.get("role")
+        consultation = claims.get("consultation")
+        subject = claims.get("sub")
+        call_type = claims.get("callType", "consultation")
+        if (
+            role not in ROLES
+            or not isinstance(consultation, str)
+            or not _ID.match(consultation)
+            or not isinstance(subject, str)
+            or not _ID.match(subject)
+            or call_type not in CALL_TYPES
+        ):
+            raise ApiError(ErrorCode.UNAUTHORIZED, "the room token is invalid")
+        amr = claims.get("amr") or []
+        if role in MFA_ROLES and (not isinstance(amr, list) or "mfa" not in amr):
+            raise ApiError(ErrorCode.FORBIDDEN, "clinician tokens require multi-factor authentication")
+        name = claims.get("name")
+        return RoomClaims(
+            participant_id=subject,
+            role=role,
+            consultation_id=consultation,
+            call_type=call_type,
+            display_name=name if isinstance(name, str) else "",
+            expires_at=int(claims["exp"]),
+            token_id=str(claims.get("jti", "")),
+        )

@@ -1,0 +1,219 @@
+"""`telemed` command line: run the control plane, run the whole system locally,
+mint room tokens, inspect live room state."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from controlplane.config import ConfigError, Settings
+
+DATA_DIR = Path(os.environ.get("TELEMED_DATA_DIR", Path.cwd() / ".data"))
+DEV_ENV_FILE = "dev-env.json"
+
+
+def _dev_env(data_dir: Path) -> dict[str, str]:
+    """Settings of the local system started by `telemed dev` (secrets persist across runs)."""
+    path = data_dir / DEV_ENV_FILE
+    env: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    env.setdefault("TELEMED_JWT_SECRET", secrets.token_urlsafe(48))
+    env.setdefault("SFU_SECRET", secrets.token_urlsafe(32))
+    return env
+
+
+def _save_dev_env(data_dir: Path, env: dict[str, str]) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / DEV_ENV_FILE
+    path.write_text(json.dumps(env, indent=2, sort_keys=True))
+    path.chmod(0o600)
+
+
+def _settings_env() -> dict[str, str]:
+    """The process environment, completed from a running `telemed dev` when unset."""
+    env = dict(os.environ)
+    dev_file = DATA_DIR / DEV_ENV_FILE
+    if dev_file.exists():
+        for key, value in json.loads(dev_file.read_text()).items():
+            env.setdefault(key, value)
+    return env
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from controlplane.app import create_app
+    from controlplane.logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                access_log=None)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from controlplane import local_services as ls
+
+    data_dir: Path = args.data_dir
+    env = _dev_env(data_dir)
+    started: list[ls.ManagedProcess] = []
+    try:
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            redis = ls.start_redis(data_dir / "redis", port=args.redis_port)
+            started.append(redis)
+            redis_url = redis.url
+        database_url = os.environ.get("DATABASE_URL", "")
+        if not database_url and not args.only_sfu:
+            postgres = ls.start_postgres(data_dir / "postgres", port=args.postgres_port)
+            started.append(postgres)
+            database_url = postgres.url
+        env.update({"REDIS_URL": redis_url, "DATABASE_URL": database_url})
+        sfu = ls.start_sfu_node(
+            data_dir / "logs", redis_url=redis_url, secret=env["SFU_SECRET"], port=args.sfu_port,
+            node_id="sfu-local",
+        )
+        started.append(sfu)
+        if args.only_sfu:
+            _save_dev_env(data_dir, env)
+            print(f"SFU node sfu-local is running at {sfu.url} (registered in {redis_url})", flush=True)
+            return _supervise(started)
+        cp_env = {**env, "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{args.port}"}
+        control = ls.start_control_plane(data_dir / "logs", cp_env, port=args.port)
+        started.append(control)
+        _save_dev_env(data_dir, env)
+        print(f"telemed is running at {control.url}", flush=True)
+        print(f"  health:   {control.url}/health", flush=True)
+        print(f"  tokens:   telemed mint-token --consultation demo-1 --participant dr-1 --role physician",
+              flush=True)
+        print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
+        return _supervise(started)
+    except ls.ServiceError as exc:
+        print(f"telemed dev: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def _supervise(started: list[Any]) -> int:
+    """Wait for Ctrl-C / SIGTERM; fail as soon as one of the processes dies."""
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    while not stop["now"]:
+        for process in started:
+            if not process.alive():
+                print(f"{process.name} exited:\n{process.log_tail()}", file=sys.stderr)
+                return 1
+        time.sleep(0.5)
+    return 0
+
+
+def cmd_mint_token(args: argparse.Namespace) -> int:
+    from controlplane.auth import TokenService
+
+    env = _settings_env()
+    secret = env.get("TELEMED_JWT_SECRET", "")
+    if len(secret) < 32:
+        print("telemed mint-token: TELEMED_JWT_SECRET is not set and no `telemed dev` is running",
+              file=sys.stderr)
+        return 2
+    tokens = TokenService(
+        secret,
+        env.get("TELEMED_JWT_ISSUER", "telemed"),
+        env.get("TELEMED_JWT_AUDIENCE", "telemed-room"),
+        int(env.get("TELEMED_ROOM_TOKEN_TTL", str(4 * 3600))),
+    )
+    try:
+        token = tokens.mint(
+            participant_id=args.participant,
+            role=args.role,
+            consultation_id=args.consultation,
+            call_type=args.call_type,
+            display_name=args.name or "",
+            ttl=args.ttl,
+        )
+    except ValueError as exc:
+        print(f"telemed mint-token: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_room(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    from controlplane.room_state import RoomState
+
+    env = _settings_env()
+
+    async def run() -> Any:
+        redis = aioredis.from_url(env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True)
+        try:
+            state = RoomState(redis)
+            if args.room_id:
+                return await state.snapshot(args.room_id)
+            return await state.room_ids()
+        finally:
+            await redis.aclose()
+
+    result = asyncio.run(run())
+    if result is None:
+        print(f"telemed room: no live room {args.room_id}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="telemed", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the control plane (settings from the environment)")
+
+    dev = sub.add_parser("dev", help="run the whole system locally (Redis, PostgreSQL, SFU, control plane)")
+    dev.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    dev.add_argument("--port", type=int, default=int(os.environ.get("TELEMED_PORT", "8080")))
+    dev.add_argument("--sfu-port", type=int, default=int(os.environ.get("SFU_LISTEN_PORT", "4443")))
+    dev.add_argument("--redis-port", type=int, default=6390)
+    dev.add_argument("--postgres-port", type=int, default=5490)
+    dev.add_argument("--only-sfu", action="store_true", help="start only Redis and the SFU node")
+
+    mint = sub.add_parser("mint-token", help="mint a room token for one participant of one consultation")
+    mint.add_argument("--consultation", required=True)
+    mint.add_argument("--participant", required=True)
+    mint.add_argument("--role", required=True, choices=("physician", "patient", "coordinator", "admin"))
+    mint.add_argument("--call-type", default="consultation")
+    mint.add_argument("--name", help="display name shown to the other participants")
+    mint.add_argument("--ttl", type=int, help="lifetime in seconds")
+
+    room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
+    room.add_argument("room_id", nargs="?")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "dev": cmd_dev, "mint-token": cmd_mint_token, "room": cmd_room}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        print(f"telemed: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Control-plane settings, read from environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = ""
+    # Shared secret for the SFU nodes' RPC API.
+    sfu_secret: str = ""
+    sfu_rpc_timeout: float = 10.0
+    # JWT settings for room tokens.
+    jwt_secret: str = ""
+    jwt_issuer: str = "telemed"
+    jwt_audience: str = "telemed-room"
+    room_token_ttl: int = 4 * 3600
+    log_format: str = "console"  # "json" in production
+    log_level: str = "info"
+    # Identifies this control-plane process in Redis room state.
+    instance_id: str = field(default_factory=lambda: f"cp-{secrets.token_hex(4)}")
+    # Max peers in one consultation room (emergency: up to 8 clinicians + patient).
+    max_peers_per_room: int = 12
+    cors_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        host = env.get("TELEMED_HOST", "127.0.0.1")
+        port = _int(env, "TELEMED_PORT", 8080)
+        settings = cls(
+            host=host,
+            port=port,
+            public_url=env.get("TELEMED_PUBLIC_URL", f"http://{host}:{port}"),
+            redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            database_url=env.get("DATABASE_URL", ""),
+            sfu_secret=env.get("SFU_SECRET", ""),
+            sfu_rpc_timeout=_float(env, "SFU_RPC_TIMEOUT", 10.0),
+            jwt_secret=env.get("TELEMED_JWT_SECRET", ""),
+            jwt_issuer=env.get("TELEMED_JWT_ISSUER", "telemed"),
+            jwt_audience=env.get("TELEMED_JWT_AUDIENCE", "telemed-room"),
+            room_token_ttl=_int(env, "TELEMED_ROOM_TOKEN_TTL", 4 * 3600),
+            log_format=env.get("TELEMED_LOG_FORMAT", "console"),
+            log_level=env.get("TELEMED_LOG_LEVEL", "info"),
+            instance_id=env.get("TELEMED_INSTANCE_ID") or f"cp-{secrets.token_hex(4)}",
+            max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
+            cors_origins=tuple(
+                o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
+            ),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if len(self.jwt_secret) < 32:
+            raise ConfigError("TELEMED_JWT_SECRET must be set (at least 32 characters)")
+        if len(self.sfu_secret) < 16:
+            raise ConfigError("SFU_SECRET must be set (at least 16 characters)")
+        if self.log_format not in ("console", "json"):
+            raise ConfigError("TELEMED_LOG_FORMAT must be 'console' or 'json'")
+        if self.sfu_rpc_timeout <= 0:
+            raise ConfigError("SFU_RPC_TIMEOUT must be positive")

@@ -1,0 +1,338 @@
+"""A Python WebRTC peer for consultation rooms: python-socketio client for
+signaling, pymediasoup (mediasoup-client port) + aiortc for media.
+
+Used by the integration tests, the benchmarks and (later) synthetic probes.
+It sends synthetic audio/video, consumes what the server offers, and records
+what it actually decoded (frames, sizes, audio level) per consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+import socketio
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from pymediasoup import AiortcHandler, Device
+from pymediasoup.consumer import Consumer
+from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
+from pymediasoup.producer import Producer
+from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
+from pymediasoup.transport import Transport
+
+from controlplane.synthetic_media import PatternVideoTrack, ToneAudioTrack, audio_rms
+
+
+def restrict_ice_host_addresses(addresses: Iterable[str]) -> None:
+    """Make aioice gather host candidates only on these addresses.
+
+    aioice skips 127.0.0.1 when it enumerates interfaces; tests on loopback
+    (or inside a network namespace) name the addresses to use instead.
+    """
+    chosen = list(addresses)
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses  # type: ignore[assignment]
+
+
+class SignalingError(Exception):
+    def __init__(self, event: str, code: str, message: str) -> None:
+        super().__init__(f"{event}: {code}: {message}")
+        self.event = event
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ReceivedTrack:
+    consumer_id: str
+    producer_id: str
+    peer_id: str
+    kind: str
+    source: str
+    created_at: float
+    frames: int = 0
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    width: int = 0
+    height: int = 0
+    max_rms: float = 0.0
+    ended: bool = False
+
+
+@dataclass
+class PeerEvent:
+    name: str
+    data: Any
+    at: float
+
+
+@dataclass
+class MediaPeer:
+    url: str
+    token: str
+    send_audio: bool = True
+    send_video: bool = True
+    video_size: tuple[int, int] = (320, 240)
+    auto_consume: bool = True
+    request_timeout: float = 10.0
+    sio: socketio.AsyncClient = field(init=False)
+    device: Device | None = field(init=False, default=None)
+    send_transport: Transport | None = field(init=False, default=None)
+    recv_transport: Transport | None = field(init=False, default=None)
+    producers: dict[str, Producer] = field(init=False, default_factory=dict)  # source -> producer
+    consumers: dict[str, Consumer] = field(init=False, default_factory=dict)
+    received: dict[str, ReceivedTrack] = field(init=False, default_factory=dict)
+    events: list[PeerEvent] = field(init=False, default_factory=list)
+    errors: list[str] = field(init=False, default_factory=list)
+    timings: dict[str, float] = field(init=False, default_factory=dict)
+    join_info: dict[str, Any] = field(init=False, default_factory=dict)
+    connect_error: Any = field(init=False, default=None)
+    _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
+    _readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    _event_waiters: list[tuple[str, Callable[[Any], bool], asyncio.Future[Any]]] = field(
+        init=False, default_factory=list
+    )
+    _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("*", self._on_any)
+
+    # ---- signaling -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        started = time.perf_counter()
+        await self.sio.connect(
+            self.url,
+            auth={"token": self.token},
+            transports=["websocket"],
+            socketio_path="socket.io",
+            wait_timeout=10,
+        )
+        self.timings["connect"] = time.perf_counter() - started
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        self.connect_error = data
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self.events.append(PeerEvent(event, data, time.monotonic()))
+        for waiter in list(self._event_waiters):
+            name, predicate, future = waiter
+            if name == event and not future.done() and predicate(data):
+                future.set_result(data)
+        if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
+            asyncio.create_task(self._consume_quietly(data.get("producerId")))
+        elif event == "consumerClosed":
+            track = self.received.get(data.get("consumerId"))
+            if track is not None:
+                track.ended = True
+            consumer = self.consumers.pop(data.get("consumerId"), None)
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.close()
+
+    async def wait_for_event(
+        self, name: str, predicate: Callable[[Any], bool] = lambda _d: True, timeout: float = 10.0
+    ) -> Any:
+        for event in self.events:
+            if event.name == name and predicate(event.data):
+                return event.data
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter = (name, predicate, future)
+        self._event_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._event_waiters.remove(waiter)
+
+    async def request(self, event: str, payload: Any = None) -> dict[str, Any]:
+        """Send an event, wait for its ack; an error ack raises SignalingError."""
+        started = time.perf_counter()
+        ack = await self.sio.call(event, payload if payload is not None else {},
+                                  timeout=self.request_timeout)
+        self.timings[event] = self.timings.get(event, 0.0) + time.perf_counter() - started
+        if isinstance(ack, dict) and "error" in ack:
+            error = ack["error"]
+            raise SignalingError(event, error.get("code", "?"), error.get("message", ""))
+        if not isinstance(ack, dict):
+            raise SignalingError(event, "BAD_ACK", "acknowledgement is not an object")
+        return ack
+
+    # ---- media -----------------------------------------------------------------
+
+    async def join(self, consultation_id: str) -> dict[str, Any]:
+        self.join_info = await self.request("join", {"consultationId": consultation_id})
+        tracks: list[MediaStreamTrack] = []
+        if self.send_audio:
+            tracks.append(ToneAudioTrack())
+        if self.send_video:
+            tracks.append(PatternVideoTrack(*self.video_size))
+        self._tracks = tracks
+        self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks))
+        caps = RtpCapabilities(**self.join_info["routerRtpCapabilities"])
+        started = time.perf_counter()
+        await self.device.load(caps)
+        self.timings["deviceLoad"] = time.perf_counter() - started
+        return self.join_info
+
+    def _transport_options(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": info["id"],
+            "iceParameters": IceParameters(**info["iceParameters"]),
+            "iceCandidates": [IceCandidate(**c) for c in info["iceCandidates"]],
+            "dtlsParameters": DtlsParameters(**info["dtlsParameters"]),
+            "sctpParameters": None,
+            # An empty list: otherwise aiortc adds a public STUN server.
+            "iceServers": [],
+        }
+
+    def _wire_connect(self, transport: Transport) -> None:
+        @transport.on("connect")
+        async def on_connect(dtls: DtlsParameters) -> None:
+            try:
+                await self.request(
+                    "connectTransport",
+                    {"transportId": transport.id, "dtlsParameters": dtls.model_dump(exclude_none=True)},
+                )
+            except Exception as exc:  # pymediasoup does not propagate this: record it
+                self.errors.append(f"connectTransport: {exc}")
+
+    async def start_sending(self) -> None:
+        assert self.device is not None, "join first"
+        info = await self.request("createTransport", {"direction": "send"})
+        transport = self.device.createSendTransport(**self._transport_options(info))
+        self.send_transport = transport
+        self._wire_connect(transport)
+
+        @transport.on("produce")
+        async def on_produce(kind: str, rtp: RtpParameters, app_data: dict[str, Any]) -> str:
+            ack = await self.request(
+                "produce",
+                {
+                    "transportId": transport.id,
+                    "kind": kind,
+                    "rtpParameters": rtp.model_dump(exclude_none=True),
+                    "appData": {"source": app_data["source"]},
+                },
+            )
+            return str(ack["id"])
+
+        for track in self._tracks:
+            source = "mic" if track.kind == "audio" else "camera"
+            started = time.perf_counter()
+            producer = await transport.produce(track=track, stopTracks=False, appData={"source": source})
+            self.timings[f"produce.{track.kind}"] = time.perf_counter() - started
+            self.producers[source] = producer
+
+    async def start_receiving(self) -> list[ReceivedTrack]:
+        assert self.device is not None, "join first"
+        info = await self.request("createTransport", {"direction": "recv"})
+        transport = self.device.createRecvTransport(**self._transport_options(info))
+        self.recv_transport = transport
+        self._wire_connect(transport)
+        return await self.consume()
+
+    async def consume(self, producer_id: str | None = None) -> list[ReceivedTrack]:
+        """Ask the server for consumers, attach them locally, then resume them."""
+        assert self.device is not None and self.recv_transport is not None
+        async with self._consume_lock:
+            payload: dict[str, Any] = {
+                "rtpCapabilities": self.device.rtpCapabilities.model_dump(exclude_none=True)
+            }
+            if producer_id is not None:
+                if any(t.producer_id == producer_id for t in self.received.values()):
+                    return []
+                payload["producerId"] = producer_id
+            ack = await self.request("consume", payload)
+            created: list[ReceivedTrack] = []
+            for item in ack["consumers"]:
+                consumer = await self.recv_transport.consume(
+                    id=item["id"],
+                    producerId=item["producerId"],
+                    kind=item["kind"],
+                    rtpParameters=RtpParameters(**item["rtpParameters"]),
+                )
+                self.consumers[item["id"]] = consumer
+                track = ReceivedTrack(
+                    consumer_id=item["id"],
+                    producer_id=item["producerId"],
+                    peer_id=item["peerId"],
+                    kind=item["kind"],
+                    source=item["source"],
+                    created_at=time.monotonic(),
+                )
+                self.received[item["id"]] = track
+                self._readers.append(asyncio.create_task(self._read(consumer.track, track)))
+                await self.request("resumeConsumer", {"consumerId": item["id"]})
+                created.append(track)
+            return created
+
+    async def _consume_quietly(self, producer_id: str | None) -> None:
+        try:
+            await self.consume(producer_id)
+        except Exception as exc:
+            self.errors.append(f"consume {producer_id}: {exc}")
+
+    async def _read(self, media: MediaStreamTrack, track: ReceivedTrack) -> None:
+        while True:
+            try:
+                frame = await media.recv()
+            except (MediaStreamError, asyncio.CancelledError):
+                track.ended = True
+                return
+            now = time.monotonic()
+            if track.first_frame_at is None:
+                track.first_frame_at = now
+            track.last_frame_at = now
+            track.frames += 1
+            if track.kind == "video":
+                track.width, track.height = frame.width, frame.height
+            elif track.frames % 5 == 0:  # sampling is enough to tell tone from silence
+                track.max_rms = max(track.max_rms, audio_rms(frame))
+
+    def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
+        return [
+            t for t in self.received.values()
+            if t.peer_id == peer_id and (kind is None or t.kind == kind)
+        ]
+
+    async def wait_for_frames(
+        self, peer_id: str, kind: str, count: int = 10, timeout: float = 15.0
+    ) -> ReceivedTrack:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for track in self.tracks_from(peer_id, kind):
+                if track.frames >= count:
+                    return track
+            await asyncio.sleep(0.05)
+        seen = {t.consumer_id: t.frames for t in self.tracks_from(peer_id, kind)}
+        raise TimeoutError(f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}")
+
+    async def leave(self) -> None:
+        if self.sio.connected:
+            await self.request("leave")
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for transport in (self.send_transport, self.recv_transport):
+            if transport is not None and not transport.closed:
+                with contextlib.suppress(Exception):
+                    await transport.close()
+        for track in self._tracks:
+            track.stop()
+        if self.sio.connected:
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect()

@@ -1,0 +1,153 @@
+"""Schemas for Socket.IO signaling events (client -> server payloads).
+
+Top-level payloads reject unknown fields.  Nested WebRTC objects produced by
+mediasoup-client / pymediasoup (RTP parameters and capabilities) are checked for
+their required structure and passed through; mediasoup validates them in depth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import (
+    INCLUDE,
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+# mediasoup object ids are UUIDs; consultation / participant ids are opaque
+# strings of a bounded alphabet.
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+SOURCES_BY_KIND = {"audio": ("mic",), "video": ("camera", "screen")}
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class _Open(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+def _uuid() -> fields.UUID:
+    return fields.UUID(required=True)
+
+
+class EmptySchema(_Strict):
+    """Events that take no payload (an empty object or nothing)."""
+
+
+class JoinSchema(_Strict):
+    consultationId = fields.String(
+        required=True, validate=validate.Regexp(_ID_PATTERN, error="invalid consultation id")
+    )
+
+
+class CreateTransportSchema(_Strict):
+    direction = fields.String(required=True, validate=validate.OneOf(("send", "recv")))
+    # Force TCP candidates only (clients behind UDP-blocking firewalls).
+    forceTcp = fields.Boolean(load_default=False)
+
+
+class FingerprintSchema(_Strict):
+    algorithm = fields.String(
+        required=True,
+        validate=validate.OneOf(("sha-1", "sha-224", "sha-256", "sha-384", "sha-512")),
+    )
+    value = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$", error="bad fingerprint"),
+    )
+
+
+class DtlsParametersSchema(_Strict):
+    role = fields.String(load_default="auto", validate=validate.OneOf(("auto", "client", "server")))
+    fingerprints = fields.List(
+        fields.Nested(FingerprintSchema), required=True, validate=validate.Length(min=1, max=8)
+    )
+
+
+class ConnectTransportSchema(_Strict):
+    transportId = _uuid()
+    dtlsParameters = fields.Nested(DtlsParametersSchema, required=True)
+
+
+class CodecSchema(_Open):
+    mimeType = fields.String(required=True, validate=validate.Regexp(r"^(audio|video)/[\w.-]+$"))
+    clockRate = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class RtpParametersSchema(_Open):
+    codecs = fields.List(
+        fields.Nested(CodecSchema), required=True, validate=validate.Length(min=1, max=32)
+    )
+    encodings = fields.List(fields.Dict(), validate=validate.Length(max=8))
+    headerExtensions = fields.List(fields.Dict(), validate=validate.Length(max=32))
+    rtcp = fields.Dict()
+    mid = fields.String(validate=validate.Length(max=32))
+
+
+class ProducerAppDataSchema(_Strict):
+    source = fields.String(required=True, validate=validate.OneOf(("mic", "camera", "screen")))
+
+
+class ProduceSchema(_Strict):
+    transportId = _uuid()
+    kind = fields.String(required=True, validate=validate.OneOf(("audio", "video")))
+    rtpParameters = fields.Nested(RtpParametersSchema, required=True)
+    appData = fields.Nested(ProducerAppDataSchema, required=True)
+    paused = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _source_matches_kind(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        source = data["appData"]["source"]
+        if source not in SOURCES_BY_KIND[data["kind"]]:
+            raise ValidationError(
+                f"source {source!r} cannot carry {data['kind']}", field_name="appData"
+            )
+
+
+class RtpCapabilitiesSchema(_Open):
+    codecs = fields.List(fields.Dict(), required=True, validate=validate.Length(min=1, max=64))
+    headerExtensions = fields.List(fields.Dict(), validate=validate.Length(max=64))
+
+
+class ConsumeSchema(_Strict):
+    rtpCapabilities = fields.Nested(RtpCapabilitiesSchema, required=True)
+    # Consume one producer; without it the server creates consumers for every
+    # producer in the room this peer may receive and does not yet consume.
+    producerId = fields.UUID(load_default=None)
+
+
+class ProducerIdSchema(_Strict):
+    producerId = _uuid()
+
+
+class ConsumerIdSchema(_Strict):
+    consumerId = _uuid()
+
+
+class TransportIdSchema(_Strict):
+    transportId = _uuid()
+
+
+def load(schema: Schema, payload: Any) -> dict[str, Any]:
+    """Validate a payload; ``None`` counts as an empty object.
+
+    Raises marshmallow.ValidationError (turned into VALIDATION_ERROR by signaling).
+    """
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ValidationError("payload must be an object")
+    data: dict[str, Any] = schema.load(payload)
+    # UUID fields come back as uuid.UUID; the SFU and Redis use strings.
+    return {key: (str(value) if key.endswith("Id") and value is not None else value)
+            for key, value in data.items()}

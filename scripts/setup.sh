@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a Debian 12 machine, idempotently:
+# apt packages, the Python venv (.venv), the SFU node's npm packages and the
+# mediasoup worker (built from source, cached in ~/.cache/telemed by version).
+# Each step is skipped when its inputs have not changed.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+stamps="$venv/.stamps"
+python="${PYTHON:-python3}"
+
+say() { echo "setup: $*" >&2; }
+
+# ---- apt packages -------------------------------------------------------------
+apt_packages=(
+  redis-server postgresql
+  build-essential pkg-config
+  libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
+  iproute2 curl
+)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    say "missing apt packages (${missing[*]}); run as root or install them"
+    exit 1
+  fi
+  say "installing apt packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- Node.js --------------------------------------------------------------------
+if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
+  say "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"
+  exit 1
+fi
+
+# ---- Python venv ----------------------------------------------------------------
+if [[ ! -x "$venv/bin/python" ]]; then
+  say "creating $venv"
+  "$python" -m venv "$venv"
+fi
+mkdir -p "$stamps"
+py_hash="$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ "$(cat "$stamps/python" 2>/dev/null)" != "$py_hash" ]]; then
+  say "installing Python packages"
+  "$venv/bin/pip" install -q --disable-pip-version-check -e ".[test,build]" 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "$py_hash" > "$stamps/python"
+fi
+
+# ---- SFU node npm packages --------------------------------------------------------
+npm_hash="$(sha256sum sfu_worker/package-lock.json | cut -c1-16)"
+if [[ "$(cat "$stamps/npm-sfu" 2>/dev/null)" != "$npm_hash" || ! -d sfu_worker/node_modules/mediasoup ]]; then
+  say "installing the SFU node's npm packages"
+  # --ignore-scripts: mediasoup's postinstall would try to download a prebuilt worker.
+  (cd sfu_worker && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  echo "$npm_hash" > "$stamps/npm-sfu"
+fi
+
+# ---- mediasoup worker (built from source, cached by version) ------------------------
+PATH="$venv/bin:$PATH" PYTHON="$venv/bin/python" sfu_worker/scripts/build-worker.sh >/dev/null
+say "ready"

@@ -1,0 +1,53 @@
+'use strict';
+
+// SFU node configuration, read once from environment variables.
+const os = require('os');
+const crypto = require('crypto');
+
+function intFromEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number.parseInt(raw, 10);
+  if (!Number.isInteger(value)) {
+    throw new Error(`${name} must be an integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function loadConfig() {
+  const secret = process.env.SFU_SECRET || '';
+  if (secret.length < 16) {
+    throw new Error('SFU_SECRET must be set to a shared secret of at least 16 characters');
+  }
+  const rtcMinPort = intFromEnv('SFU_RTC_MIN_PORT', 40000);
+  const rtcMaxPort = intFromEnv('SFU_RTC_MAX_PORT', 49999);
+  if (rtcMinPort < 1024 || rtcMaxPort > 65535 || rtcMinPort > rtcMaxPort) {
+    throw new Error(`invalid RTC port range ${rtcMinPort}-${rtcMaxPort}`);
+  }
+  const listenHost = process.env.SFU_LISTEN_HOST || '127.0.0.1';
+  const listenPort = intFromEnv('SFU_LISTEN_PORT', 4443);
+  const advertisedHost = process.env.SFU_ADVERTISED_HOST || listenHost;
+  return {
+    nodeId: process.env.SFU_NODE_ID || `sfu-${os.hostname()}-${crypto.randomBytes(3).toString('hex')}`,
+    secret,
+    listenHost,
+    listenPort,
+    // URL the control plane uses to reach this node (registered in Redis).
+    rpcUrl: process.env.SFU_RPC_URL || `ws://${advertisedHost}:${listenPort}`,
+    numWorkers: intFromEnv('SFU_NUM_WORKERS', os.cpus().length),
+    logLevel: process.env.SFU_LOG_LEVEL || 'warn',
+    // Media listen address and the address announced in ICE candidates
+    // (set SFU_ANNOUNCED_IP when listening on 0.0.0.0 or behind NAT).
+    rtcListenIp: process.env.SFU_RTC_LISTEN_IP || '127.0.0.1',
+    rtcAnnouncedIp: process.env.SFU_RTC_ANNOUNCED_IP || undefined,
+    rtcMinPort,
+    rtcMaxPort,
+    initialAvailableOutgoingBitrate: intFromEnv('SFU_INITIAL_OUTGOING_BITRATE', 1000000),
+    redisUrl: process.env.REDIS_URL || '',
+    heartbeatMs: intFromEnv('SFU_HEARTBEAT_MS', 2000),
+    heartbeatTtlMs: intFromEnv('SFU_HEARTBEAT_TTL_MS', 6000),
+    requestTimeoutMs: intFromEnv('SFU_REQUEST_TIMEOUT_MS', 10000),
+  };
+}
+
+module.exports = { loadConfig };

@@ -1,0 +1,381 @@
+'use strict';
+
+// The SFU node's objects (routers, transports, producers, consumers) and the
+// RPC methods that act on them.  Every method takes a params object and returns
+// a JSON-serialisable result; failures throw RpcError.
+const { RpcError } = require('./errors');
+const { codecsForProfile } = require('./profiles');
+
+function requireString(params, name) {
+  const value = params[name];
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new RpcError('INVALID_PARAMS', `${name} must be a non-empty string`);
+  }
+  return value;
+}
+
+function requireObject(params, name) {
+  const value = params[name];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new RpcError('INVALID_PARAMS', `${name} must be an object`);
+  }
+  return value;
+}
+
+function optionalPositiveInt(params, name) {
+  const value = params[name];
+  if (value === undefined || value === null) return undefined;
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RpcError('INVALID_PARAMS', `${name} must be a positive integer`);
+  }
+  return value;
+}
+
+class Sfu {
+  constructor(config, pool, notify) {
+    this.config = config;
+    this.pool = pool;
+    this.notify = notify;
+    this.routers = new Map(); // routerId -> { router, entry, profile }
+    this.transports = new Map(); // transportId -> { transport, routerId, entry }
+    this.producers = new Map(); // producerId -> { producer, transportId, entry }
+    this.consumers = new Map(); // consumerId -> { consumer, transportId, entry }
+  }
+
+  // Called by the worker pool when a mediasoup worker process dies.
+  handleWorkerDied(entry, error) {
+    const routerIds = [...entry.routers];
+    this.notify('worker.died', {
+      workerIndex: entry.index,
+      pid: entry.worker.pid,
+      routerIds,
+      error: error ? String(error.message || error) : null,
+    });
+    for (const routerId of routerIds) this.routers.delete(routerId);
+    entry.routers.clear();
+    entry.load = 0;
+  }
+
+  getRouter(routerId) {
+    const item = this.routers.get(routerId);
+    if (!item) throw new RpcError('NOT_FOUND', `router ${routerId} not found`);
+    return item;
+  }
+
+  getTransport(transportId) {
+    const item = this.transports.get(transportId);
+    if (!item) throw new RpcError('NOT_FOUND', `transport ${transportId} not found`);
+    return item;
+  }
+
+  getProducer(producerId) {
+    const item = this.producers.get(producerId);
+    if (!item) throw new RpcError('NOT_FOUND', `producer ${producerId} not found`);
+    return item;
+  }
+
+  getConsumer(consumerId) {
+    const item = this.consumers.get(consumerId);
+    if (!item) throw new RpcError('NOT_FOUND', `consumer ${consumerId} not found`);
+    return item;
+  }
+
+  // ---- node / workers ----------------------------------------------------
+
+  async getInfo() {
+    return {
+      nodeId: this.config.nodeId,
+      workers: this.pool.aliveEntries().length,
+      load: this.pool.totalLoad(),
+      routers: this.routers.size,
+      transports: this.transports.size,
+      producers: this.producers.size,
+      consumers: this.consumers.size,
+    };
+  }
+
+  async getWorkerResourceUsage() {
+    return { workers: await this.pool.resourceUsage() };
+  }
+
+  // ---- routers -------------------------------------------------------------
+
+  async createRouter(params) {
+    const profile = requireString(params, 'profile');
+    const mediaCodecs = codecsForProfile(profile);
+    if (!mediaCodecs) throw new RpcError('INVALID_PARAMS', `unknown media profile ${profile}`);
+    const entry = this.pool.leastLoaded();
+    if (!entry) throw new RpcError('UNAVAILABLE', 'no live mediasoup worker');
+    const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
+    const router = await entry.worker.createRouter({ mediaCodecs, appData });
+    entry.routers.add(router.id);
+    this.routers.set(router.id, { router, entry, profile });
+    router.observer.on('close', () => {
+      entry.routers.delete(router.id);
+      this.routers.delete(router.id);
+    });
+    return {
+      routerId: router.id,
+      rtpCapabilities: router.rtpCapabilities,
+      workerIndex: entry.index,
+      workerPid: entry.worker.pid,
+    };
+  }
+
+  async closeRouter(params) {
+    const routerId = requireString(params, 'routerId');
+    const item = this.routers.get(routerId);
+    if (item) item.router.close();
+    return { closed: Boolean(item) };
+  }
+
+  async getRouterRtpCapabilities(params) {
+    const { router } = this.getRouter(requireString(params, 'routerId'));
+    return { rtpCapabilities: router.rtpCapabilities };
+  }
+
+  // ---- transports ---------------------------------------------------------
+
+  async createWebRtcTransport(params) {
+    const routerId = requireString(params, 'routerId');
+    const { router, entry } = this.getRouter(routerId);
+    const enableUdp = params.enableUdp !== false;
+    const enableTcp = params.enableTcp !== false;
+    if (!enableUdp && !enableTcp) {
+      throw new RpcError('INVALID_PARAMS', 'at least one of UDP and TCP must be enabled');
+    }
+    const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
+    const transport = await router.createWebRtcTransport({
+      listenIps: [{ ip: this.config.rtcListenIp, announcedIp: this.config.rtcAnnouncedIp }],
+      enableUdp,
+      enableTcp,
+      preferUdp: true,
+      initialAvailableOutgoingBitrate:
+        optionalPositiveInt(params, 'initialAvailableOutgoingBitrate') ??
+        this.config.initialAvailableOutgoingBitrate,
+      appData,
+    });
+    const maxIncomingBitrate = optionalPositiveInt(params, 'maxIncomingBitrate');
+    if (maxIncomingBitrate) await transport.setMaxIncomingBitrate(maxIncomingBitrate);
+
+    entry.load += 1;
+    this.transports.set(transport.id, { transport, routerId, entry });
+    transport.observer.on('close', () => {
+      entry.load -= 1;
+      this.transports.delete(transport.id);
+      this.notify('transport.closed', { transportId: transport.id, routerId });
+    });
+    transport.on('icestatechange', (iceState) => {
+      this.notify('transport.icestatechange', { transportId: transport.id, iceState });
+    });
+    transport.on('dtlsstatechange', (dtlsState) => {
+      this.notify('transport.dtlsstatechange', { transportId: transport.id, dtlsState });
+    });
+    return {
+      transportId: transport.id,
+      iceParameters: transport.iceParameters,
+      iceCandidates: transport.iceCandidates,
+      dtlsParameters: transport.dtlsParameters,
+      sctpParameters: transport.sctpParameters || null,
+    };
+  }
+
+  async connectWebRtcTransport(params) {
+    const { transport } = this.getTransport(requireString(params, 'transportId'));
+    const dtlsParameters = requireObject(params, 'dtlsParameters');
+    try {
+      await transport.connect({ dtlsParameters });
+    } catch (error) {
+      throw new RpcError('INVALID_PARAMS', `connect failed: ${error.message}`);
+    }
+    return { connected: true };
+  }
+
+  async restartIce(params) {
+    const { transport } = this.getTransport(requireString(params, 'transportId'));
+    const iceParameters = await transport.restartIce();
+    return { iceParameters };
+  }
+
+  async setMaxIncomingBitrate(params) {
+    const { transport } = this.getTransport(requireString(params, 'transportId'));
+    const bitrate = optionalPositiveInt(params, 'bitrate');
+    if (!bitrate) throw new RpcError('INVALID_PARAMS', 'bitrate must be a positive integer');
+    await transport.setMaxIncomingBitrate(bitrate);
+    return { bitrate };
+  }
+
+  async closeTransport(params) {
+    const item = this.transports.get(requireString(params, 'transportId'));
+    if (item) item.transport.close();
+    return { closed: Boolean(item) };
+  }
+
+  // ---- producers ----------------------------------------------------------
+
+  async produce(params) {
+    const transportId = requireString(params, 'transportId');
+    const { transport, entry } = this.getTransport(transportId);
+    const kind = params.kind;
+    if (kind !== 'audio' && kind !== 'video') {
+      throw new RpcError('INVALID_PARAMS', 'kind must be audio or video');
+    }
+    const rtpParameters = requireObject(params, 'rtpParameters');
+    const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
+    let producer;
+    try {
+      producer = await transport.produce({
+        kind,
+        rtpParameters,
+        appData,
+        paused: params.paused === true,
+      });
+    } catch (error) {
+      throw new RpcError('INVALID_PARAMS', `produce failed: ${error.message}`);
+    }
+    entry.load += 1;
+    this.producers.set(producer.id, { producer, transportId, entry });
+    producer.observer.on('close', () => {
+      entry.load -= 1;
+      this.producers.delete(producer.id);
+      this.notify('producer.closed', { producerId: producer.id, transportId });
+    });
+    producer.on('score', (score) => {
+      this.notify('producer.score', { producerId: producer.id, score });
+    });
+    return { producerId: producer.id };
+  }
+
+  async pauseProducer(params) {
+    const { producer } = this.getProducer(requireString(params, 'producerId'));
+    await producer.pause();
+    return { paused: true };
+  }
+
+  async resumeProducer(params) {
+    const { producer } = this.getProducer(requireString(params, 'producerId'));
+    await producer.resume();
+    return { paused: false };
+  }
+
+  async closeProducer(params) {
+    const item = this.producers.get(requireString(params, 'producerId'));
+    if (item) item.producer.close();
+    return { closed: Boolean(item) };
+  }
+
+  // ---- consumers ----------------------------------------------------------
+
+  async consume(params) {
+    const transportId = requireString(params, 'transportId');
+    const producerId = requireString(params, 'producerId');
+    const rtpCapabilities = requireObject(params, 'rtpCapabilities');
+    const { transport, routerId, entry } = this.getTransport(transportId);
+    const { router } = this.getRouter(routerId);
+    this.getProducer(producerId);
+    if (!router.canConsume({ producerId, rtpCapabilities })) {
+      throw new RpcError('UNSUPPORTED', 'the receiver cannot decode this producer');
+    }
+    const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
+    const consumer = await transport.consume({
+      producerId,
+      rtpCapabilities,
+      paused: true, // resumed by the control plane once the client is ready
+      appData,
+    });
+    entry.load += 1;
+    this.consumers.set(consumer.id, { consumer, transportId, entry });
+    consumer.observer.on('close', () => {
+      entry.load -= 1;
+      this.consumers.delete(consumer.id);
+    });
+    consumer.on('transportclose', () => {
+      this.notify('consumer.closed', { consumerId: consumer.id, producerId, reason: 'transportclose' });
+    });
+    consumer.on('producerclose', () => {
+      this.notify('consumer.closed', { consumerId: consumer.id, producerId, reason: 'producerclose' });
+    });
+    consumer.on('producerpause', () => {
+      this.notify('consumer.producerpause', { consumerId: consumer.id, producerId });
+    });
+    consumer.on('producerresume', () => {
+      this.notify('consumer.producerresume', { consumerId: consumer.id, producerId });
+    });
+    consumer.on('score', (score) => {
+      this.notify('consumer.score', { consumerId: consumer.id, score });
+    });
+    consumer.on('layerschange', (layers) => {
+      this.notify('consumer.layerschange', { consumerId: consumer.id, layers: layers || null });
+    });
+    return {
+      consumerId: consumer.id,
+      producerId,
+      kind: consumer.kind,
+      rtpParameters: consumer.rtpParameters,
+      type: consumer.type,
+      producerPaused: consumer.producerPaused,
+    };
+  }
+
+  async pauseConsumer(params) {
+    const { consumer } = this.getConsumer(requireString(params, 'consumerId'));
+    await consumer.pause();
+    return { paused: true };
+  }
+
+  async resumeConsumer(params) {
+    const { consumer } = this.getConsumer(requireString(params, 'consumerId'));
+    await consumer.resume();
+    return { paused: false };
+  }
+
+  async closeConsumer(params) {
+    const item = this.consumers.get(requireString(params, 'consumerId'));
+    if (item) item.consumer.close();
+    return { closed: Boolean(item) };
+  }
+
+  // ---- stats --------------------------------------------------------------
+
+  async getTransportStats(params) {
+    const { transport } = this.getTransport(requireString(params, 'transportId'));
+    return { stats: await transport.getStats() };
+  }
+
+  async getProducerStats(params) {
+    const { producer } = this.getProducer(requireString(params, 'producerId'));
+    return { stats: await producer.getStats() };
+  }
+
+  async getConsumerStats(params) {
+    const { consumer } = this.getConsumer(requireString(params, 'consumerId'));
+    return { stats: await consumer.getStats() };
+  }
+}
+
+// Methods callable over RPC (anything else is METHOD_NOT_FOUND).
+const RPC_METHODS = [
+  'getInfo',
+  'getWorkerResourceUsage',
+  'createRouter',
+  'closeRouter',
+  'getRouterRtpCapabilities',
+  'createWebRtcTransport',
+  'connectWebRtcTransport',
+  'restartIce',
+  'setMaxIncomingBitrate',
+  'closeTransport',
+  'produce',
+  'pauseProducer',
+  'resumeProducer',
+  'closeProducer',
+  'consume',
+  'pauseConsumer',
+  'resumeConsumer',
+  'closeConsumer',
+  'getTransportStats',
+  'getProducerStats',
+  'getConsumerStats',
+];
+
+module.exports = { Sfu, RPC_METHODS };

@@ -1,0 +1,1 @@
+"""Socket.IO signaling: one handler per event; validation in schemas/, logic in the room service."""

@@ -1,0 +1,110 @@
+"""The Socket.IO server: authenticates connections and dispatches events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import socketio
+import structlog
+from marshmallow import ValidationError
+
+from controlplane.auth import RoomClaims, TokenService
+from controlplane.rooms import RoomService
+from schemas.errors import ApiError, ErrorCode
+from schemas.signaling import load
+from signaling.handlers import EVENTS, Context
+
+log = structlog.get_logger(__name__)
+
+# Largest Socket.IO message accepted (SDP-derived RTP parameters are a few KiB).
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio.AsyncServer:
+    manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=list(cors_origins) if cors_origins else [],
+        max_http_buffer_size=MAX_MESSAGE_BYTES,
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+class SignalingServer:
+    def __init__(self, sio: socketio.AsyncServer, tokens: TokenService, rooms: RoomService) -> None:
+        self.sio = sio
+        self._tokens = tokens
+        self._rooms = rooms
+        self._claims: dict[str, RoomClaims] = {}
+        self._ctx = Context(rooms=rooms, claims=self._claims_for)
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        for name in EVENTS:
+            sio.on(name, self._dispatcher(name))
+
+    def _claims_for(self, sid: str) -> RoomClaims:
+        claims = self._claims.get(sid)
+        if claims is None:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "not authenticated")
+        return claims
+
+    async def _on_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self._tokens.verify(token)
+        except ApiError as exc:
+            log.warning("connect_refused", code=str(exc.code))
+            raise socketio.exceptions.ConnectionRefusedError(exc.to_payload()["error"]) from None
+        self._claims[sid] = claims
+        log.info("socket_connected", peer_id=claims.participant_id, role=claims.role)
+
+    async def _on_disconnect(self, sid: str, *_args: Any) -> None:
+        try:
+            await self._rooms.leave(sid, reason="disconnected")
+        except Exception:
+            log.exception("leave_on_disconnect_failed")
+        finally:
+            self._claims.pop(sid, None)
+
+    def _dispatcher(self, name: str) -> Any:
+        schema_class, handler = EVENTS[name]
+        schema = schema_class()
+
+        async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                payload = load(schema, data)
+                return await handler(self._ctx, sid, payload)
+            except ValidationError as exc:
+                log.info("signaling_invalid_payload", signal=name, fields=sorted(_fields(exc)))
+                return ApiError(
+                    ErrorCode.VALIDATION_ERROR, "invalid payload", details=_messages(exc)
+                ).to_payload()
+            except ApiError as exc:
+                log.info("signaling_error", signal=name, code=str(exc.code))
+                return exc.to_payload()
+            except Exception:
+                # Never send internals to the client; the log has the trace.
+                log.exception("signaling_internal_error", signal=name)
+                return ApiError(ErrorCode.INTERNAL_ERROR, "internal error").to_payload()
+            finally:
+                elapsed = time.perf_counter() - started
+                if elapsed > 1.0:
+                    log.warning("signaling_slow", signal=name, seconds=round(elapsed, 3))
+
+        return dispatch
+
+
+def _messages(exc: ValidationError) -> dict[str, Any]:
+    messages = exc.messages
+    if isinstance(messages, dict):
+        return messages
+    return {"_schema": messages}
+
+
+def _fields(exc: ValidationError) -> list[str]:
+    messages = exc.messages
+    return [str(k) for k in messages] if isinstance(messages, dict) else ["_schema"]
