@@ -57,8 +57,14 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)
     app.on_cleanup.append(_close)
     return app
+
+
+async def live(_request: web.Request) -> web.Response:
+    """Liveness: the process serves requests (readiness is /health)."""
+    return web.json_response({"status": "ok"})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -282,7 +282,7 @@ def start_control_plane(data_dir: Path, env: dict[str, str], port: int | None = 
     process.url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"{process.url}/health", timeout=1) as response:
+        with urllib.request.urlopen(f"{process.url}/health/live", timeout=1) as response:
             return bool(response.status == 200)
 
     _wait(process, ready, 30)

@@ -536,15 +536,16 @@ class RoomService:
             await self._on_transport_state(event, data)
         elif event == "producer.closed":
             await self._on_producer_closed(data)
+        elif event == "router.workerclose":
+            router_id = str(data.get("routerId"))
+            room_ids = {s.room_id for s in self._sessions.values() if s.router_id == router_id}
+            room_id = await self.state.room_for_router(router_id)
+            if room_id is not None:
+                room_ids.add(room_id)
+            for affected in sorted(room_ids):
+                await self._fail_room(affected, "media_server_failure")
         elif event == "worker.died":
-            router_ids = {str(r) for r in data.get("routerIds") or []}
-            room_ids = {s.room_id for s in self._sessions.values() if s.router_id in router_ids}
-            for router_id in router_ids:
-                room_id = await self.state.room_for_router(router_id)
-                if room_id is not None:
-                    room_ids.add(room_id)
-            for room_id in sorted(room_ids):
-                await self._fail_room(room_id, "media_server_failure")
+            log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):
             sid = self._consumer_owner.get(str(data.get("consumerId")))
             if sid is not None:
@@ -600,18 +601,23 @@ class RoomService:
             await self._fail_room(room_id, "media_server_failure")
 
     async def _fail_room(self, room_id: str, reason: str) -> None:
-        """Tell everyone in a room that its media is gone so clients rejoin; drop its state."""
+        """Tell everyone in a room that its media is gone so clients rejoin; drop its state.
+
+        State goes first, so a client that rejoins as soon as it is told gets a new room.
+        """
         log.error("room_failed", room_id=room_id, reason=reason)
-        for session in [s for s in self._sessions.values() if s.room_id == room_id]:
+        affected = [s for s in self._sessions.values() if s.room_id == room_id]
+        for session in affected:
             self._sessions.pop(session.sid, None)
             self._forget(session)
+        await self.state.delete_room(room_id)
+        for session in affected:
             await self.notifier.to_peer(
                 session.sid,
                 "roomClosed",
                 {"reason": reason, "rejoin": True, "message": "the media server failed; rejoin to continue"},
             )
             await self.notifier.leave_room(session.sid, room_id)
-        await self.state.delete_room(room_id)
 
     async def _quiet_close(self, client: SfuClient, method: str, params: dict[str, Any]) -> None:
         try:

@@ -57,7 +57,10 @@ class SignalingServer:
             claims = self._tokens.verify(token)
         except ApiError as exc:
             log.warning("connect_refused", code=str(exc.code))
-            raise socketio.exceptions.ConnectionRefusedError(exc.to_payload()["error"]) from None
+            # Browsers see err.message and err.data = {"code": ..., "message": ...}.
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, exc.to_payload()["error"]
+            ) from None
         self._claims[sid] = claims
         log.info("socket_connected", peer_id=claims.participant_id, role=claims.role)
 

@@ -44,14 +44,12 @@ class Sfu {
 
   // Called by the worker pool when a mediasoup worker process dies.
   handleWorkerDied(entry, error) {
-    const routerIds = [...entry.routers];
+    // Its routers were already closed (and reported as router.workerclose).
     this.notify('worker.died', {
       workerIndex: entry.index,
       pid: entry.worker.pid,
-      routerIds,
       error: error ? String(error.message || error) : null,
     });
-    for (const routerId of routerIds) this.routers.delete(routerId);
     entry.routers.clear();
     entry.load = 0;
   }
@@ -113,6 +111,11 @@ class Sfu {
     router.observer.on('close', () => {
       entry.routers.delete(router.id);
       this.routers.delete(router.id);
+    });
+    // mediasoup closes a dead worker's routers before it emits 'died', so the
+    // control plane learns which rooms lost their media from this event.
+    router.on('workerclose', () => {
+      this.notify('router.workerclose', { routerId: router.id, workerIndex: entry.index });
     });
     return {
       routerId: router.id,

@@ -7,23 +7,44 @@ class WorkerPool {
   constructor(config, onWorkerDied) {
     this.config = config;
     this.onWorkerDied = onWorkerDied;
-    this.entries = []; // { worker, index, routers: Set<routerId>, load }
+    this.entries = []; // { worker, index, routers: Set<routerId>, load, alive, respawns }
+    this.closing = false;
   }
 
   async start() {
     for (let index = 0; index < this.config.numWorkers; index += 1) {
-      const worker = await mediasoup.createWorker({
-        logLevel: this.config.logLevel,
-        rtcMinPort: this.config.rtcMinPort,
-        rtcMaxPort: this.config.rtcMaxPort,
-      });
-      const entry = { worker, index, routers: new Set(), load: 0, alive: true };
-      worker.on('died', (error) => {
-        entry.alive = false;
-        this.onWorkerDied(entry, error);
-      });
+      const entry = { worker: null, index, routers: new Set(), load: 0, alive: false, respawns: 0 };
       this.entries.push(entry);
+      await this.spawn(entry);
     }
+  }
+
+  async spawn(entry) {
+    const worker = await mediasoup.createWorker({
+      logLevel: this.config.logLevel,
+      rtcMinPort: this.config.rtcMinPort,
+      rtcMaxPort: this.config.rtcMaxPort,
+    });
+    entry.worker = worker;
+    entry.alive = true;
+    entry.load = 0;
+    worker.on('died', (error) => {
+      entry.alive = false;
+      this.onWorkerDied(entry, error);
+      // Keep the node's capacity: replace the dead worker in its slot.
+      if (!this.closing) {
+        entry.respawns += 1;
+        setTimeout(() => {
+          this.spawn(entry).catch((spawnError) => this.onRespawnFailed(entry, spawnError));
+        }, 500);
+      }
+    });
+  }
+
+  onRespawnFailed(entry, error) {
+    process.stderr.write(
+      `${JSON.stringify({ level: 'error', logger: 'sfu_worker', event: 'worker respawn failed', workerIndex: entry.index, error: String(error) })}\n`,
+    );
   }
 
   aliveEntries() {
@@ -55,6 +76,7 @@ class WorkerPool {
         index: entry.index,
         pid: entry.worker.pid,
         alive: entry.alive,
+        respawns: entry.respawns,
         routers: entry.routers.size,
         load: entry.load,
         // ru_utime / ru_stime are milliseconds of CPU time; ru_maxrss is KiB.
@@ -67,6 +89,7 @@ class WorkerPool {
   }
 
   async close() {
+    this.closing = true;
     for (const entry of this.entries) {
       entry.alive = false;
       entry.worker.close();

@@ -1,0 +1,149 @@
+"""Leaving, disconnecting and pausing: what the other side sees, and that the
+room and its Redis state are gone once the consultation ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from controlplane.python_peer import MediaPeer
+from controlplane.room_state import RoomState
+from controlplane.sfu_client import SfuClient
+from tests.conftest import Stack, consultation_id
+from tests.integration.test_consultation_media import _start_pair
+
+pytestmark = pytest.mark.integration
+
+
+async def _room_keys(redis, room: str) -> list[str]:
+    keys = [k async for k in redis.scan_iter(match=f"telemed:room:{{{room}}}*")]
+    return sorted(keys)
+
+
+async def _sfu_info(stack: Stack) -> dict:
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    try:
+        return await client.request("getInfo")
+    finally:
+        await client.close()
+
+
+async def test_leave_notifies_other_peer_and_last_leave_removes_room(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    await doctor.wait_for_frames("pt-joao", "video", count=5)
+    router_id = (await RoomState(redis).get_room(room)).routerId
+    patient_consumers_at_doctor = {t.consumer_id for t in doctor.tracks_from("pt-joao")}
+    assert len(patient_consumers_at_doctor) == 2
+
+    await patient.leave()
+    left = await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-joao")
+    assert left["reason"] == "left"
+    # Both of the doctor's consumers of the patient's media are closed by the server.
+    for consumer_id in patient_consumers_at_doctor:
+        await doctor.wait_for_event("consumerClosed", lambda d, c=consumer_id: d["consumerId"] == c)
+    assert all(doctor.received[c].ended for c in patient_consumers_at_doctor)
+
+    state = RoomState(redis)
+    snapshot = await state.snapshot(room)
+    assert [p["peerId"] for p in snapshot["peers"]] == ["dr-ana"]
+    assert snapshot["peers"][0]["consumers"] == []  # nothing left to receive
+
+    await doctor.leave()
+    assert await state.get_room(room) is None
+    assert await _room_keys(redis, room) == []
+    assert room not in await redis.smembers("telemed:rooms")
+    assert await redis.get(f"telemed:router:{router_id}") is None
+    assert room not in await redis.smembers("telemed:sfu:node:sfu-test-1:rooms")
+    info = await _sfu_info(stack)
+    assert info["transports"] == 0 and info["producers"] == 0 and info["consumers"] == 0
+
+
+async def test_disconnect_without_leave_cleans_up(stack: Stack, peers: list[MediaPeer], redis) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    await patient.wait_for_frames("dr-ana", "video", count=5)
+
+    await patient.sio.disconnect()  # e.g. the browser tab was closed
+    left = await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-joao")
+    assert left["reason"] == "disconnected"
+
+    await doctor.sio.disconnect()
+    for _ in range(50):
+        if await _room_keys(redis, room) == []:
+            break
+        await asyncio.sleep(0.1)
+    assert await _room_keys(redis, room) == []
+    assert room not in await redis.smembers("telemed:rooms")
+
+
+async def test_pausing_a_producer_stops_its_frames_at_the_receiver(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    video = await patient.wait_for_frames("dr-ana", "video", count=10)
+    camera_id = doctor.producers["camera"].id
+
+    await doctor.request("pauseProducer", {"producerId": camera_id})
+    paused = await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera_id)
+    assert paused["peerId"] == "dr-ana"
+    await patient.wait_for_event("consumerPaused", lambda d: d["producerId"] == camera_id)
+    producers = await RoomState(redis).producers_of_peer(room, "dr-ana")
+    assert {p.source: p.paused for p in producers} == {"camera": True, "mic": False}
+
+    await asyncio.sleep(0.5)  # frames in flight drain
+    frozen_at = video.frames
+    await asyncio.sleep(1.0)
+    assert video.frames - frozen_at <= 2, "video kept arriving while the camera was paused"
+
+    await doctor.request("resumeProducer", {"producerId": camera_id})
+    await patient.wait_for_event("producerResumed", lambda d: d["producerId"] == camera_id)
+    resumed_from = video.frames
+    for _ in range(100):
+        if video.frames >= resumed_from + 10:
+            break
+        await asyncio.sleep(0.05)
+    assert video.frames >= resumed_from + 10, "video did not come back after resume"
+
+
+async def test_closing_a_producer_closes_remote_consumers(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    await patient.wait_for_frames("dr-ana", "audio", count=5)
+    mic_id = doctor.producers["mic"].id
+    consumer = next(t for t in patient.tracks_from("dr-ana", "audio"))
+
+    assert (await doctor.request("closeProducer", {"producerId": mic_id})) == {"closed": True}
+    await patient.wait_for_event("producerClosed", lambda d: d["producerId"] == mic_id)
+    await patient.wait_for_event("consumerClosed", lambda d: d["consumerId"] == consumer.consumer_id)
+    assert [p.source for p in await RoomState(redis).producers_of_peer(room, "dr-ana")] == ["camera"]
+    assert all(c.producerId != mic_id for c in await RoomState(redis).consumers_of_peer(room, "pt-joao"))
+
+
+async def test_late_joiner_receives_existing_producers(stack: Stack, peers: list[MediaPeer]) -> None:
+    room = consultation_id()
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-late", "physician"))
+    peers.append(doctor)
+    await doctor.connect()
+    await doctor.join(room)
+    await doctor.start_sending()
+    await doctor.start_receiving()
+
+    patient = MediaPeer(stack.url, stack.token(room, "pt-late", "patient"))
+    peers.append(patient)
+    await patient.connect()
+    info = await patient.join(room)
+    assert [p["peerId"] for p in info["peers"]] == ["dr-late"]
+    assert sorted(p["source"] for p in info["producers"]) == ["camera", "mic"]
+    await patient.start_receiving()
+    await patient.wait_for_frames("dr-late", "video", count=5)
+    # The doctor learns about the patient's media as it starts (newProducer -> consume).
+    await patient.start_sending()
+    await doctor.wait_for_frames("pt-late", "video", count=5)
+    await doctor.wait_for_frames("pt-late", "audio", count=5)

@@ -1,0 +1,154 @@
+"""The SFU being down or dying: a clear error on join instead of a hang, and
+peers told (not left silent) when their room's media server fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from controlplane import local_services as ls
+from controlplane.python_peer import MediaPeer, SignalingError
+from controlplane.room_state import RoomState
+from controlplane.sfu_client import SfuClient
+from tests.conftest import Stack, consultation_id
+from tests.integration.test_consultation_media import _start_pair
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class IsolatedStack:
+    """A Redis and a control plane of their own, so SFU nodes can be killed freely."""
+
+    stack: Stack
+    redis: ls.ManagedProcess
+    control: ls.ManagedProcess
+
+
+@pytest.fixture(scope="module")
+def isolated(stack: Stack) -> Iterator[IsolatedStack]:
+    redis = ls.start_redis(stack.data_dir / "redis-isolated")
+    env = stack.control_plane_env(REDIS_URL=redis.url)
+    control = ls.start_control_plane(stack.data_dir, env)
+    try:
+        yield IsolatedStack(stack, redis, control)
+    finally:
+        control.stop()
+        redis.stop()
+
+
+def _start_node(iso: IsolatedStack, node_id: str) -> ls.ManagedProcess:
+    return ls.start_sfu_node(
+        iso.stack.data_dir, redis_url=iso.redis.url, secret=iso.stack.sfu_secret, node_id=node_id,
+        rtc_min_port=46000, rtc_max_port=46999, num_workers=1,
+    )
+
+
+async def _join_error(url: str, stack: Stack, peers: list[MediaPeer]) -> tuple[str, float]:
+    room = consultation_id()
+    peer = MediaPeer(url, stack.token(room, "pt-wait", "patient"))
+    peers.append(peer)
+    await peer.connect()
+    started = time.monotonic()
+    with pytest.raises(SignalingError) as refused:
+        await peer.join(room)
+    return refused.value.code, time.monotonic() - started
+
+
+async def test_join_without_any_sfu_node_gives_sfu_unavailable(
+    isolated: IsolatedStack, peers: list[MediaPeer]
+) -> None:
+    code, elapsed = await _join_error(isolated.control.url, isolated.stack, peers)
+    assert code == "SFU_UNAVAILABLE"
+    # Answered, not left to the client's 10 s request timeout.
+    assert elapsed < peers[0].request_timeout
+
+
+async def test_join_with_a_killed_but_still_registered_node_gives_sfu_unavailable(
+    isolated: IsolatedStack, peers: list[MediaPeer]
+) -> None:
+    node = _start_node(isolated, f"sfu-killed-{secrets.token_hex(2)}")
+    os.kill(node.proc.pid, signal.SIGKILL)  # no chance to deregister
+    node.proc.wait(5)
+    code, elapsed = await _join_error(isolated.control.url, isolated.stack, peers)
+    assert code == "SFU_UNAVAILABLE"
+    assert elapsed < peers[0].request_timeout
+
+
+async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
+    isolated: IsolatedStack, peers: list[MediaPeer]
+) -> None:
+    import redis.asyncio as aioredis
+
+    node = _start_node(isolated, f"sfu-dies-{secrets.token_hex(2)}")
+    try:
+        room = consultation_id()
+        stack = isolated.stack
+        doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-x", "physician"))
+        patient = MediaPeer(isolated.control.url, stack.token(room, "pt-x", "patient"))
+        peers.extend([doctor, patient])
+        for peer in (doctor, patient):
+            await peer.connect()
+            await peer.join(room)
+            await peer.start_sending()
+        for peer in (doctor, patient):
+            await peer.start_receiving()
+        await patient.wait_for_frames("dr-x", "video", count=5)
+
+        os.kill(node.proc.pid, signal.SIGKILL)
+        for peer in (doctor, patient):
+            closed = await peer.wait_for_event("roomClosed", timeout=10)
+            assert closed["reason"] == "media_server_failure"
+            assert closed["rejoin"] is True
+        client = aioredis.from_url(isolated.redis.url, decode_responses=True)
+        try:
+            assert await RoomState(client).get_room(room) is None
+            assert [k async for k in client.scan_iter(match=f"telemed:room:{{{room}}}*")] == []
+        finally:
+            await client.aclose()
+    finally:
+        node.stop()
+
+
+async def test_mediasoup_worker_death_tells_peers_and_rejoin_restores_media(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    await patient.wait_for_frames("dr-ana", "video", count=5)
+
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    try:
+        before = (await client.request("getWorkerResourceUsage"))["workers"]
+        busy = [w for w in before if w["routers"] > 0]
+        assert busy, before
+        os.kill(busy[0]["pid"], signal.SIGKILL)
+        for peer in (doctor, patient):
+            closed = await peer.wait_for_event("roomClosed", timeout=10)
+            assert closed["reason"] == "media_server_failure"
+        assert await RoomState(redis).get_room(room) is None
+
+        # The node replaces the dead worker, keeping its capacity.
+        for _ in range(50):
+            after = (await client.request("getWorkerResourceUsage"))["workers"]
+            if len([w for w in after if w["alive"]]) == len(before):
+                break
+            await asyncio.sleep(0.1)
+        assert len([w for w in after if w["alive"]]) == len(before)
+        assert sum(w["respawns"] for w in after) >= 1
+    finally:
+        await client.close()
+
+    # Clients rejoin (as the event tells them) and media flows again.
+    for peer in (doctor, patient):
+        await peer.close()
+    doctor2, patient2 = await _start_pair(stack, peers, room)
+    await patient2.wait_for_frames("dr-ana", "video", count=5)
+    await doctor2.wait_for_frames("pt-joao", "audio", count=5)
