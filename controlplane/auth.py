@@ -62,7 +62,10 @@ class TokenService:
             raise ValueError(f"unknown role {role!r}")
         if call_type not in CALL_TYPES:
             raise ValueError(f"unknown call type {call_type!r}")
-        for label, value in (("participant id", participant_id), ("consultation id", consultation_id)):
+        for label, value in (
+            ("participant id", participant_id),
+            ("consultation id", consultation_id),
+        ):
             if not _ID.match(value):
                 raise ValueError(f"invalid {label}")
         issued = int(time.time()) if now is None else now
@@ -114,7 +117,9 @@ class TokenService:
             raise ApiError(ErrorCode.UNAUTHORIZED, "the room token is invalid")
         amr = claims.get("amr") or []
         if role in MFA_ROLES and (not isinstance(amr, list) or "mfa" not in amr):
-            raise ApiError(ErrorCode.FORBIDDEN, "clinician tokens require multi-factor authentication")
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "clinician tokens require multi-factor authentication"
+            )
         name = claims.get("name")
         return RoomClaims(
             participant_id=subject,

@@ -54,8 +54,9 @@ def cmd_serve(_args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                access_log=None)
+    web.run_app(
+        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+    )
     return 0
 
 
@@ -78,13 +79,19 @@ def cmd_dev(args: argparse.Namespace) -> int:
             database_url = postgres.url
         env.update({"REDIS_URL": redis_url, "DATABASE_URL": database_url})
         sfu = ls.start_sfu_node(
-            data_dir / "logs", redis_url=redis_url, secret=env["SFU_SECRET"], port=args.sfu_port,
+            data_dir / "logs",
+            redis_url=redis_url,
+            secret=env["SFU_SECRET"],
+            port=args.sfu_port,
             node_id="sfu-local",
         )
         started.append(sfu)
         if args.only_sfu:
             _save_dev_env(data_dir, env)
-            print(f"SFU node sfu-local is running at {sfu.url} (registered in {redis_url})", flush=True)
+            print(
+                f"SFU node sfu-local is running at {sfu.url} (registered in {redis_url})",
+                flush=True,
+            )
             return _supervise(started)
         cp_env = {**env, "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{args.port}"}
         control = ls.start_control_plane(data_dir / "logs", cp_env, port=args.port)
@@ -92,8 +99,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _save_dev_env(data_dir, env)
         print(f"telemed is running at {control.url}", flush=True)
         print(f"  health:   {control.url}/health", flush=True)
-        print(f"  tokens:   telemed mint-token --consultation demo-1 --participant dr-1 --role physician",
-              flush=True)
+        print(
+            "  tokens:   .venv/bin/telemed mint-token --consultation demo-1 "
+            "--participant dr-1 --role physician",
+            flush=True,
+        )
         print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
         return _supervise(started)
     except ls.ServiceError as exc:
@@ -128,8 +138,10 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
     env = _settings_env()
     secret = env.get("TELEMED_JWT_SECRET", "")
     if len(secret) < 32:
-        print("telemed mint-token: TELEMED_JWT_SECRET is not set and no `telemed dev` is running",
-              file=sys.stderr)
+        print(
+            "telemed mint-token: TELEMED_JWT_SECRET is not set and no `telemed dev` is running",
+            file=sys.stderr,
+        )
         return 2
     tokens = TokenService(
         secret,
@@ -161,7 +173,9 @@ def cmd_room(args: argparse.Namespace) -> int:
     env = _settings_env()
 
     async def run() -> Any:
-        redis = aioredis.from_url(env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True)
+        redis = aioredis.from_url(
+            env.get("REDIS_URL", "redis://127.0.0.1:6379/0"), decode_responses=True
+        )
         try:
             state = RoomState(redis)
             if args.room_id:
@@ -184,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the control plane (settings from the environment)")
 
-    dev = sub.add_parser("dev", help="run the whole system locally (Redis, PostgreSQL, SFU, control plane)")
+    dev = sub.add_parser(
+        "dev", help="run the whole system locally (Redis, PostgreSQL, SFU, control plane)"
+    )
     dev.add_argument("--data-dir", type=Path, default=DATA_DIR)
     dev.add_argument("--port", type=int, default=int(os.environ.get("TELEMED_PORT", "8080")))
     dev.add_argument("--sfu-port", type=int, default=int(os.environ.get("SFU_LISTEN_PORT", "4443")))
@@ -192,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--postgres-port", type=int, default=5490)
     dev.add_argument("--only-sfu", action="store_true", help="start only Redis and the SFU node")
 
-    mint = sub.add_parser("mint-token", help="mint a room token for one participant of one consultation")
+    mint = sub.add_parser(
+        "mint-token", help="mint a room token for one participant of one consultation"
+    )
     mint.add_argument("--consultation", required=True)
     mint.add_argument("--participant", required=True)
-    mint.add_argument("--role", required=True, choices=("physician", "patient", "coordinator", "admin"))
+    mint.add_argument(
+        "--role", required=True, choices=("physician", "patient", "coordinator", "admin")
+    )
     mint.add_argument("--call-type", default="consultation")
     mint.add_argument("--name", help="display name shown to the other participants")
     mint.add_argument("--ttl", type=int, help="lifetime in seconds")

@@ -6,12 +6,14 @@ Everything runs on loopback, with data under a folder the caller chooses.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -64,6 +66,17 @@ def free_port() -> int:
         return port
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def _spawn(
     name: str,
     argv: list[str],
@@ -80,6 +93,7 @@ def _spawn(
         env={**os.environ, **(env or {})},
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
     log_file.close()
     return ManagedProcess(name=name, proc=proc, log_path=log_path, env=env or {})
@@ -117,8 +131,21 @@ def start_redis(data_dir: Path, port: int | None = None) -> ManagedProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     process = _spawn(
         "redis",
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
         data_dir / "redis.log",
     )
     process.url = f"redis://127.0.0.1:{port}/0"
@@ -173,12 +200,24 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
             os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
         try:
             subprocess.run(
-                _as_postgres_user([
-                    _pg_bin("initdb"), "-D", str(pgdata), "-U", "telemed", "--pwfile", str(pwfile),
-                    "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
-                    "--locale=C.UTF-8",
-                ]),
-                check=True, capture_output=True,
+                _as_postgres_user(
+                    [
+                        _pg_bin("initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        "telemed",
+                        "--pwfile",
+                        str(pwfile),
+                        "--auth-local=scram-sha-256",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
             )
         except subprocess.CalledProcessError as exc:
             raise ServiceError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
@@ -186,23 +225,47 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
             pwfile.unlink(missing_ok=True)
     process = _spawn(
         "postgres",
-        _as_postgres_user([
-            _pg_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(socket_dir),
-            "-c", "listen_addresses=127.0.0.1",
-        ]),
+        _as_postgres_user(
+            [
+                _pg_bin("postgres"),
+                "-D",
+                str(pgdata),
+                "-p",
+                str(port),
+                "-k",
+                str(socket_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ]
+        ),
         data_dir / "postgres.log",
     )
     _wait(process, lambda: _tcp_open(port), 30)
     env = {**os.environ, "PGPASSWORD": password}
     exists = subprocess.run(
-        [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "telemed", "-d", "postgres",
-         "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'telemed'"],
-        capture_output=True, env=env, check=False,
+        [
+            _pg_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "telemed",
+            "-d",
+            "postgres",
+            "-tAc",
+            "SELECT 1 FROM pg_database WHERE datname = 'telemed'",
+        ],
+        capture_output=True,
+        env=env,
+        check=False,
     )
     if exists.stdout.strip() != b"1":
         subprocess.run(
             [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "telemed", "telemed"],
-            check=True, capture_output=True, env=env,
+            check=True,
+            capture_output=True,
+            env=env,
         )
     process.url = f"postgresql://telemed:{password}@127.0.0.1:{port}/telemed"
     return process
@@ -225,7 +288,9 @@ def worker_binary() -> Path:
     if configured:
         return Path(configured)
     cache = Path(os.environ.get("TELEMED_CACHE_DIR", Path.home() / ".cache" / "telemed"))
-    binary = cache / f"mediasoup-worker-{mediasoup_version()}-{platform.machine()}" / "mediasoup-worker"
+    binary = (
+        cache / f"mediasoup-worker-{mediasoup_version()}-{platform.machine()}" / "mediasoup-worker"
+    )
     if not binary.exists():
         raise ServiceError(f"{binary} is missing (run `make setup` to build it)")
     return binary
@@ -256,8 +321,11 @@ def start_sfu_node(
         **(extra_env or {}),
     }
     process = _spawn(
-        "sfu-node", ["node", str(SFU_DIR / "src" / "server.js")], data_dir / f"sfu-{port}.log",
-        env=env, cwd=SFU_DIR,
+        "sfu-node",
+        ["node", str(SFU_DIR / "src" / "server.js")],
+        data_dir / f"sfu-{port}.log",
+        env=env,
+        cwd=SFU_DIR,
     )
     process.url = f"ws://127.0.0.1:{port}"
 
@@ -272,12 +340,17 @@ def start_sfu_node(
 # ---- control plane ------------------------------------------------------------------
 
 
-def start_control_plane(data_dir: Path, env: dict[str, str], port: int | None = None) -> ManagedProcess:
+def start_control_plane(
+    data_dir: Path, env: dict[str, str], port: int | None = None
+) -> ManagedProcess:
     port = port or free_port()
     full_env = {**env, "TELEMED_PORT": str(port), "TELEMED_HOST": "127.0.0.1"}
     process = _spawn(
-        "control-plane", [sys.executable, "-m", "controlplane.cli", "serve"],
-        data_dir / f"controlplane-{port}.log", env=full_env, cwd=PROJECT_ROOT,
+        "control-plane",
+        [sys.executable, "-m", "controlplane.cli", "serve"],
+        data_dir / f"controlplane-{port}.log",
+        env=full_env,
+        cwd=PROJECT_ROOT,
     )
     process.url = f"http://127.0.0.1:{port}"
 

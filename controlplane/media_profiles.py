@@ -84,9 +84,7 @@ PROFILES: dict[str, MediaProfile] = {
         audioBitrate=256_000,
         preferredVideoCodec="video/VP9",
     ),
-    "group_therapy": MediaProfile(
-        callType="group_therapy", simulcast=True, **_QUALITY_FIRST
-    ),
+    "group_therapy": MediaProfile(callType="group_therapy", simulcast=True, **_QUALITY_FIRST),
 }
 
 

@@ -95,12 +95,14 @@ class MediaPeer:
     timings: dict[str, float] = field(init=False, default_factory=dict)
     join_info: dict[str, Any] = field(init=False, default_factory=dict)
     connect_error: Any = field(init=False, default=None)
+    join_started_at: float | None = field(init=False, default=None)
     _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
     _readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _event_waiters: list[tuple[str, Callable[[Any], bool], asyncio.Future[Any]]] = field(
         init=False, default_factory=list
     )
     _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
@@ -130,7 +132,9 @@ class MediaPeer:
             if name == event and not future.done() and predicate(data):
                 future.set_result(data)
         if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
-            asyncio.create_task(self._consume_quietly(data.get("producerId")))
+            task = asyncio.create_task(self._consume_quietly(data.get("producerId")))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         elif event == "consumerClosed":
             track = self.received.get(data.get("consumerId"))
             if track is not None:
@@ -157,8 +161,9 @@ class MediaPeer:
     async def request(self, event: str, payload: Any = None) -> dict[str, Any]:
         """Send an event, wait for its ack; an error ack raises SignalingError."""
         started = time.perf_counter()
-        ack = await self.sio.call(event, payload if payload is not None else {},
-                                  timeout=self.request_timeout)
+        ack = await self.sio.call(
+            event, payload if payload is not None else {}, timeout=self.request_timeout
+        )
         self.timings[event] = self.timings.get(event, 0.0) + time.perf_counter() - started
         if isinstance(ack, dict) and "error" in ack:
             error = ack["error"]
@@ -170,6 +175,7 @@ class MediaPeer:
     # ---- media -----------------------------------------------------------------
 
     async def join(self, consultation_id: str) -> dict[str, Any]:
+        self.join_started_at = time.monotonic()
         self.join_info = await self.request("join", {"consultationId": consultation_id})
         tracks: list[MediaStreamTrack] = []
         if self.send_audio:
@@ -201,7 +207,10 @@ class MediaPeer:
             try:
                 await self.request(
                     "connectTransport",
-                    {"transportId": transport.id, "dtlsParameters": dtls.model_dump(exclude_none=True)},
+                    {
+                        "transportId": transport.id,
+                        "dtlsParameters": dtls.model_dump(exclude_none=True),
+                    },
                 )
             except Exception as exc:  # pymediasoup does not propagate this: record it
                 self.errors.append(f"connectTransport: {exc}")
@@ -229,7 +238,9 @@ class MediaPeer:
         for track in self._tracks:
             source = "mic" if track.kind == "audio" else "camera"
             started = time.perf_counter()
-            producer = await transport.produce(track=track, stopTracks=False, appData={"source": source})
+            producer = await transport.produce(
+                track=track, stopTracks=False, appData={"source": source}
+            )
             self.timings[f"produce.{track.kind}"] = time.perf_counter() - started
             self.producers[source] = producer
 
@@ -301,7 +312,8 @@ class MediaPeer:
 
     def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
         return [
-            t for t in self.received.values()
+            t
+            for t in self.received.values()
             if t.peer_id == peer_id and (kind is None or t.kind == kind)
         ]
 

@@ -5,16 +5,16 @@ Any control-plane instance can answer "who is in room X and what are they
 sending" from here.  Keys of one room share the hash tag ``{roomId}`` so they
 stay on one Redis Cluster slot:
 
-  telemed:rooms                                   set of live room ids
-  telemed:room:{R}                                hash  roomId nodeId routerId callType createdAt
-  telemed:room:{R}:peers                          set   peer ids
-  telemed:room:{R}:peer:P                         hash  peerId role displayName sid instance joinedAt
-  telemed:room:{R}:peer:P:transports              hash  transportId -> direction
-  telemed:room:{R}:peer:P:producers               hash  producerId -> json {kind, source, paused}
-  telemed:room:{R}:peer:P:consumers               hash  consumerId -> json {producerId, kind, paused}
-  telemed:room:{R}:producers                      hash  producerId -> peer id (room-wide index)
-  telemed:sfu:node:N:rooms                        set   room ids placed on node N
-  telemed:router:X                                string room id of router X
+  telemed:rooms                        set   live room ids
+  telemed:room:{R}                     hash  roomId nodeId routerId callType createdAt
+  telemed:room:{R}:peers               set   peer ids
+  telemed:room:{R}:peer:P              hash  peerId role displayName sid instance joinedAt
+  telemed:room:{R}:peer:P:transports   hash  transportId -> direction
+  telemed:room:{R}:peer:P:producers    hash  producerId -> json {kind, source, paused}
+  telemed:room:{R}:peer:P:consumers    hash  consumerId -> json {producerId, kind, paused}
+  telemed:room:{R}:producers           hash  producerId -> peer id (room-wide index)
+  telemed:sfu:node:N:rooms             set   room ids placed on node N
+  telemed:router:X                     string room id of router X
 
 Everything of a room is deleted when its last peer leaves.
 """
@@ -22,7 +22,6 @@ Everything of a room is deleted when its last peer leaves.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -159,7 +158,9 @@ class RoomState:
 
     async def add_peer(self, room_id: str, peer: PeerRecord) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(_peer_key(room_id, peer.peerId), mapping={k: str(v) for k, v in asdict(peer).items()})
+        pipe.hset(
+            _peer_key(room_id, peer.peerId), mapping={k: str(v) for k, v in asdict(peer).items()}
+        )
         pipe.sadd(_peers_key(room_id), peer.peerId)
         await pipe.execute()
 
@@ -180,7 +181,9 @@ class RoomState:
         return sorted(await self._redis.smembers(_peers_key(room_id)))
 
     async def peers(self, room_id: str) -> list[PeerRecord]:
-        records = [await self.get_peer(room_id, peer_id) for peer_id in await self.peer_ids(room_id)]
+        records = [
+            await self.get_peer(room_id, peer_id) for peer_id in await self.peer_ids(room_id)
+        ]
         return [record for record in records if record is not None]
 
     async def remove_peer(self, room_id: str, peer_id: str) -> int:
@@ -198,11 +201,15 @@ class RoomState:
 
     # ---- transports ----------------------------------------------------------
 
-    async def add_transport(self, room_id: str, peer_id: str, transport_id: str, direction: str) -> None:
+    async def add_transport(
+        self, room_id: str, peer_id: str, transport_id: str, direction: str
+    ) -> None:
         await self._redis.hset(f"{_peer_key(room_id, peer_id)}:transports", transport_id, direction)
 
     async def transports(self, room_id: str, peer_id: str) -> dict[str, str]:
-        result: dict[str, str] = await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:transports")
+        result: dict[str, str] = await self._redis.hgetall(
+            f"{_peer_key(room_id, peer_id)}:transports"
+        )
         return result
 
     async def remove_transport(self, room_id: str, peer_id: str, transport_id: str) -> None:
@@ -211,13 +218,17 @@ class RoomState:
     # ---- producers -----------------------------------------------------------
 
     async def add_producer(self, room_id: str, producer: ProducerRecord) -> None:
-        body = json.dumps({"kind": producer.kind, "source": producer.source, "paused": producer.paused})
+        body = json.dumps(
+            {"kind": producer.kind, "source": producer.source, "paused": producer.paused}
+        )
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(f"{_peer_key(room_id, producer.peerId)}:producers", producer.producerId, body)
         pipe.hset(_room_producers_key(room_id), producer.producerId, producer.peerId)
         await pipe.execute()
 
-    async def set_producer_paused(self, room_id: str, peer_id: str, producer_id: str, paused: bool) -> None:
+    async def set_producer_paused(
+        self, room_id: str, peer_id: str, producer_id: str, paused: bool
+    ) -> None:
         key = f"{_peer_key(room_id, peer_id)}:producers"
         raw = await self._redis.hget(key, producer_id)
         if raw is None:
@@ -255,7 +266,9 @@ class RoomState:
         body = json.dumps(
             {"producerId": consumer.producerId, "kind": consumer.kind, "paused": consumer.paused}
         )
-        await self._redis.hset(f"{_peer_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body)
+        await self._redis.hset(
+            f"{_peer_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
+        )
 
     async def consumers_of_peer(self, room_id: str, peer_id: str) -> list[ConsumerRecord]:
         raw: dict[str, str] = await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:consumers")
@@ -273,7 +286,9 @@ class RoomState:
             )
         return records
 
-    async def set_consumer_paused(self, room_id: str, peer_id: str, consumer_id: str, paused: bool) -> None:
+    async def set_consumer_paused(
+        self, room_id: str, peer_id: str, consumer_id: str, paused: bool
+    ) -> None:
         key = f"{_peer_key(room_id, peer_id)}:consumers"
         raw = await self._redis.hget(key, consumer_id)
         if raw is None:
@@ -302,12 +317,21 @@ class RoomState:
                     "joinedAt": peer.joinedAt,
                     "transports": await self.transports(room_id, peer.peerId),
                     "producers": [
-                        {"producerId": p.producerId, "kind": p.kind, "source": p.source, "paused": p.paused}
+                        {
+                            "producerId": p.producerId,
+                            "kind": p.kind,
+                            "source": p.source,
+                            "paused": p.paused,
+                        }
                         for p in await self.producers_of_peer(room_id, peer.peerId)
                     ],
                     "consumers": [
-                        {"consumerId": c.consumerId, "producerId": c.producerId, "kind": c.kind,
-                         "paused": c.paused}
+                        {
+                            "consumerId": c.consumerId,
+                            "producerId": c.producerId,
+                            "kind": c.kind,
+                            "paused": c.paused,
+                        }
                         for c in await self.consumers_of_peer(room_id, peer.peerId)
                     ],
                 }

@@ -18,7 +18,13 @@ import structlog
 
 from controlplane.auth import RoomClaims
 from controlplane.media_profiles import profile_for
-from controlplane.room_state import ConsumerRecord, PeerRecord, ProducerRecord, RoomRecord, RoomState
+from controlplane.room_state import (
+    ConsumerRecord,
+    PeerRecord,
+    ProducerRecord,
+    RoomRecord,
+    RoomState,
+)
 from controlplane.sfu_client import SfuClient, SfuError, SfuRequestError, SfuTimeout, SfuUnavailable
 from controlplane.sfu_registry import SfuRegistry
 from schemas.errors import ApiError, ErrorCode
@@ -123,7 +129,9 @@ class RoomService:
     async def join(self, sid: str, claims: RoomClaims, consultation_id: str) -> dict[str, Any]:
         if consultation_id != claims.consultation_id:
             log.warning("join_refused_other_consultation", participant_id=claims.participant_id)
-            raise ApiError(ErrorCode.FORBIDDEN, "this token does not grant access to that consultation")
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "this token does not grant access to that consultation"
+            )
         if sid in self._sessions:
             raise ApiError(ErrorCode.ALREADY_JOINED, "already joined")
         if claims.expires_at <= time.time():
@@ -152,23 +160,40 @@ class RoomService:
                 ),
             )
             session = PeerSession(
-                sid=sid, claims=claims, room_id=room_id, node_id=room.nodeId, router_id=room.routerId
+                sid=sid,
+                claims=claims,
+                room_id=room_id,
+                node_id=room.nodeId,
+                router_id=room.routerId,
             )
             self._sessions[sid] = session
-            peers = [p for p in await self.state.peers(room_id) if p.peerId != claims.participant_id]
+            peers = [
+                p for p in await self.state.peers(room_id) if p.peerId != claims.participant_id
+            ]
             producers = [
-                p for p in await self.state.producers_in_room(room_id) if p.peerId != claims.participant_id
+                p
+                for p in await self.state.producers_in_room(room_id)
+                if p.peerId != claims.participant_id
             ]
             rtp_capabilities = await self._router_capabilities(room)
         await self.notifier.enter_room(sid, room_id)
         await self.notifier.to_room(
             room_id,
             "peerJoined",
-            {"peerId": claims.participant_id, "role": claims.role, "displayName": claims.display_name},
+            {
+                "peerId": claims.participant_id,
+                "role": claims.role,
+                "displayName": claims.display_name,
+            },
             skip_sid=sid,
         )
-        log.info("peer_joined", room_id=room_id, peer_id=claims.participant_id, role=claims.role,
-                 replaced=replaced is not None)
+        log.info(
+            "peer_joined",
+            room_id=room_id,
+            peer_id=claims.participant_id,
+            role=claims.role,
+            replaced=replaced is not None,
+        )
         return {
             "roomId": room_id,
             "peerId": claims.participant_id,
@@ -238,7 +263,9 @@ class RoomService:
         if old is not None:
             self._forget(old)
         await self.notifier.to_peer(
-            peer.sid, "evicted", {"reason": "joined_elsewhere", "message": "you joined from another connection"}
+            peer.sid,
+            "evicted",
+            {"reason": "joined_elsewhere", "message": "you joined from another connection"},
         )
         await self.notifier.leave_room(peer.sid, room.roomId)
         await self.notifier.disconnect(peer.sid)
@@ -281,10 +308,14 @@ class RoomService:
         if current is not None and current.sid == sid:
             for producer in producers:
                 await self.notifier.to_room(
-                    room_id, "producerClosed", {"peerId": peer_id, "producerId": producer.producerId}
+                    room_id,
+                    "producerClosed",
+                    {"peerId": peer_id, "producerId": producer.producerId},
                 )
             await self.notifier.to_room(room_id, "peerLeft", {"peerId": peer_id, "reason": reason})
-        log.info("peer_left", room_id=room_id, peer_id=peer_id, reason=reason, room_closed=closed_room)
+        log.info(
+            "peer_left", room_id=room_id, peer_id=peer_id, reason=reason, room_closed=closed_room
+        )
         return {"left": True}
 
     async def _close_room(self, room: RoomRecord) -> None:
@@ -341,7 +372,9 @@ class RoomService:
             "iceServers": [],
         }
 
-    async def connect_transport(self, sid: str, transport_id: str, dtls: dict[str, Any]) -> dict[str, Any]:
+    async def connect_transport(
+        self, sid: str, transport_id: str, dtls: dict[str, Any]
+    ) -> dict[str, Any]:
         session = self.session(sid)
         self._own_transport(session, transport_id)
         _, client = await self._room_and_client(session)
@@ -401,9 +434,16 @@ class RoomService:
             paused=payload["paused"],
         )
         await self.state.add_producer(room.roomId, record)
-        await self.notifier.to_room(room.roomId, "newProducer", _producer_payload(record), skip_sid=sid)
-        log.info("producer_created", room_id=room.roomId, peer_id=session.peer_id,
-                 kind=record.kind, source=source)
+        await self.notifier.to_room(
+            room.roomId, "newProducer", _producer_payload(record), skip_sid=sid
+        )
+        log.info(
+            "producer_created",
+            room_id=room.roomId,
+            peer_id=session.peer_id,
+            kind=record.kind,
+            source=source,
+        )
         return {"id": producer_id}
 
     def _own_producer(self, session: PeerSession, producer_id: str) -> None:
@@ -415,7 +455,9 @@ class RoomService:
         self._own_producer(session, producer_id)
         room, client = await self._room_and_client(session)
         try:
-            await client.request("pauseProducer" if paused else "resumeProducer", {"producerId": producer_id})
+            await client.request(
+                "pauseProducer" if paused else "resumeProducer", {"producerId": producer_id}
+            )
         except SfuError as exc:
             raise _sfu_api_error(exc, "pause producer" if paused else "resume producer") from exc
         await self.state.set_producer_paused(room.roomId, session.peer_id, producer_id, paused)
@@ -437,7 +479,10 @@ class RoomService:
         self._producer_owner.pop(producer_id, None)
         await self.state.remove_producer(room.roomId, session.peer_id, producer_id)
         await self.notifier.to_room(
-            room.roomId, "producerClosed", {"peerId": session.peer_id, "producerId": producer_id}, skip_sid=sid
+            room.roomId,
+            "producerClosed",
+            {"peerId": session.peer_id, "producerId": producer_id},
+            skip_sid=sid,
         )
         return {"closed": True}
 
@@ -458,7 +503,9 @@ class RoomService:
         transport_id = recv[-1]
         room, client = await self._room_and_client(session)
         candidates = [
-            p for p in await self.state.producers_in_room(room.roomId) if p.peerId != session.peer_id
+            p
+            for p in await self.state.producers_in_room(room.roomId)
+            if p.peerId != session.peer_id
         ]
         if producer_id is not None:
             candidates = [p for p in candidates if p.producerId == producer_id]
@@ -521,7 +568,9 @@ class RoomService:
             raise ApiError(ErrorCode.NOT_FOUND, "consumer not found")
         room, client = await self._room_and_client(session)
         try:
-            await client.request("pauseConsumer" if paused else "resumeConsumer", {"consumerId": consumer_id})
+            await client.request(
+                "pauseConsumer" if paused else "resumeConsumer", {"consumerId": consumer_id}
+            )
         except SfuError as exc:
             raise _sfu_api_error(exc, "pause consumer" if paused else "resume consumer") from exc
         await self.state.set_consumer_paused(room.roomId, session.peer_id, consumer_id, paused)
@@ -551,7 +600,9 @@ class RoomService:
             if sid is not None:
                 name = "consumerPaused" if event.endswith("pause") else "consumerResumed"
                 await self.notifier.to_peer(
-                    sid, name, {"consumerId": data.get("consumerId"), "producerId": data.get("producerId")}
+                    sid,
+                    name,
+                    {"consumerId": data.get("consumerId"), "producerId": data.get("producerId")},
                 )
 
     async def _on_consumer_closed(self, data: dict[str, Any]) -> None:
@@ -564,7 +615,9 @@ class RoomService:
             return
         producer_id = session.consumers.pop(consumer_id, None)
         await self.state.remove_consumer(session.room_id, session.peer_id, consumer_id)
-        await self.notifier.to_peer(sid, "consumerClosed", {"consumerId": consumer_id, "producerId": producer_id})
+        await self.notifier.to_peer(
+            sid, "consumerClosed", {"consumerId": consumer_id, "producerId": producer_id}
+        )
 
     async def _on_producer_closed(self, data: dict[str, Any]) -> None:
         producer_id = str(data.get("producerId"))
@@ -575,7 +628,9 @@ class RoomService:
         session.producers.pop(producer_id, None)
         await self.state.remove_producer(session.room_id, session.peer_id, producer_id)
         await self.notifier.to_room(
-            session.room_id, "producerClosed", {"peerId": session.peer_id, "producerId": producer_id}
+            session.room_id,
+            "producerClosed",
+            {"peerId": session.peer_id, "producerId": producer_id},
         )
 
     async def _on_transport_state(self, event: str, data: dict[str, Any]) -> None:
@@ -590,7 +645,9 @@ class RoomService:
             payload["dtlsState"] = str(data["dtlsState"])
         if data.get("dtlsState") == "failed" or data.get("iceState") == "disconnected":
             session = self._sessions.get(sid)
-            log.warning("transport_degraded", room_id=session.room_id if session else None, **payload)
+            log.warning(
+                "transport_degraded", room_id=session.room_id if session else None, **payload
+            )
         await self.notifier.to_peer(sid, "transportStateChanged", payload)
 
     async def on_node_lost(self, node_id: str) -> None:
@@ -615,7 +672,11 @@ class RoomService:
             await self.notifier.to_peer(
                 session.sid,
                 "roomClosed",
-                {"reason": reason, "rejoin": True, "message": "the media server failed; rejoin to continue"},
+                {
+                    "reason": reason,
+                    "rejoin": True,
+                    "message": "the media server failed; rejoin to continue",
+                },
             )
             await self.notifier.leave_room(session.sid, room_id)
 

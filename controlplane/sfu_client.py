@@ -96,7 +96,9 @@ class SfuClient:
                 )
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 401:
-                    raise SfuUnavailable(f"SFU node {self.node_id} refused our credentials") from exc
+                    raise SfuUnavailable(
+                        f"SFU node {self.node_id} refused our credentials"
+                    ) from exc
                 raise SfuUnavailable(f"SFU node {self.node_id} handshake failed") from exc
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
@@ -179,4 +181,3 @@ class SfuClient:
                 await self._reader
         if self._session is not None:
             await self._session.close()
-

@@ -63,7 +63,9 @@ class FingerprintSchema(_Strict):
     )
     value = fields.String(
         required=True,
-        validate=validate.Regexp(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$", error="bad fingerprint"),
+        validate=validate.Regexp(
+            r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){15,63}$", error="bad fingerprint"
+        ),
     )
 
 
@@ -149,5 +151,7 @@ def load(schema: Schema, payload: Any) -> dict[str, Any]:
         raise ValidationError("payload must be an object")
     data: dict[str, Any] = schema.load(payload)
     # UUID fields come back as uuid.UUID; the SFU and Redis use strings.
-    return {key: (str(value) if key.endswith("Id") and value is not None else value)
-            for key, value in data.items()}
+    return {
+        key: (str(value) if key.endswith("Id") and value is not None else value)
+        for key, value in data.items()
+    }

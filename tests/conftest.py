@@ -52,7 +52,10 @@ class Stack:
 
     def token(self, consultation: str, participant: str, role: str, **kwargs: object) -> str:
         return self.tokens.mint(
-            participant_id=participant, role=role, consultation_id=consultation, **kwargs  # type: ignore[arg-type]
+            participant_id=participant,
+            role=role,
+            consultation_id=consultation,
+            **kwargs,  # type: ignore[arg-type]
         )
 
 
@@ -67,8 +70,12 @@ def stack() -> Iterator[Stack]:
         redis = ls.start_redis(data_dir / "redis")
         started.append(redis)
         sfu = ls.start_sfu_node(
-            data_dir, redis_url=redis.url, secret=sfu_secret, node_id="sfu-test-1",
-            rtc_min_port=45000, rtc_max_port=45999,
+            data_dir,
+            redis_url=redis.url,
+            secret=sfu_secret,
+            node_id="sfu-test-1",
+            rtc_min_port=45000,
+            rtc_max_port=45999,
         )
         started.append(sfu)
         env = {

@@ -14,7 +14,9 @@ from tests.conftest import Stack, consultation_id
 pytestmark = pytest.mark.integration
 
 
-async def _start_pair(stack: Stack, peers: list[MediaPeer], room: str) -> tuple[MediaPeer, MediaPeer]:
+async def _start_pair(
+    stack: Stack, peers: list[MediaPeer], room: str
+) -> tuple[MediaPeer, MediaPeer]:
     doctor = MediaPeer(stack.url, stack.token(room, "dr-ana", "physician", display_name="Dr. Ana"))
     patient = MediaPeer(stack.url, stack.token(room, "pt-joao", "patient", display_name="João"))
     peers.extend([doctor, patient])

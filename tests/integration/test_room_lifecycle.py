@@ -62,7 +62,9 @@ async def test_leave_notifies_other_peer_and_last_leave_removes_room(
     assert info["transports"] == 0 and info["producers"] == 0 and info["consumers"] == 0
 
 
-async def test_disconnect_without_leave_cleans_up(stack: Stack, peers: list[MediaPeer], redis) -> None:
+async def test_disconnect_without_leave_cleans_up(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
     room = consultation_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=5)
@@ -121,12 +123,20 @@ async def test_closing_a_producer_closes_remote_consumers(
 
     assert (await doctor.request("closeProducer", {"producerId": mic_id})) == {"closed": True}
     await patient.wait_for_event("producerClosed", lambda d: d["producerId"] == mic_id)
-    await patient.wait_for_event("consumerClosed", lambda d: d["consumerId"] == consumer.consumer_id)
-    assert [p.source for p in await RoomState(redis).producers_of_peer(room, "dr-ana")] == ["camera"]
-    assert all(c.producerId != mic_id for c in await RoomState(redis).consumers_of_peer(room, "pt-joao"))
+    await patient.wait_for_event(
+        "consumerClosed", lambda d: d["consumerId"] == consumer.consumer_id
+    )
+    assert [p.source for p in await RoomState(redis).producers_of_peer(room, "dr-ana")] == [
+        "camera"
+    ]
+    assert all(
+        c.producerId != mic_id for c in await RoomState(redis).consumers_of_peer(room, "pt-joao")
+    )
 
 
-async def test_late_joiner_receives_existing_producers(stack: Stack, peers: list[MediaPeer]) -> None:
+async def test_late_joiner_receives_existing_producers(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
     room = consultation_id()
     doctor = MediaPeer(stack.url, stack.token(room, "dr-late", "physician"))
     peers.append(doctor)

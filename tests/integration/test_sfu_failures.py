@@ -46,8 +46,13 @@ def isolated(stack: Stack) -> Iterator[IsolatedStack]:
 
 def _start_node(iso: IsolatedStack, node_id: str) -> ls.ManagedProcess:
     return ls.start_sfu_node(
-        iso.stack.data_dir, redis_url=iso.redis.url, secret=iso.stack.sfu_secret, node_id=node_id,
-        rtc_min_port=46000, rtc_max_port=46999, num_workers=1,
+        iso.stack.data_dir,
+        redis_url=iso.redis.url,
+        secret=iso.stack.sfu_secret,
+        node_id=node_id,
+        rtc_min_port=46000,
+        rtc_max_port=46999,
+        num_workers=1,
     )
 
 

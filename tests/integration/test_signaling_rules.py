@@ -31,8 +31,15 @@ async def _refused(stack: Stack, token: str | None) -> dict:
 async def test_forged_token_is_refused_at_connect(stack: Stack) -> None:
     room = consultation_id()
     forged = jwt.encode(
-        {"iss": "telemed", "aud": "telemed-room", "sub": "pt-x", "role": "patient",
-         "consultation": room, "iat": int(time.time()), "exp": int(time.time()) + 600},
+        {
+            "iss": "telemed",
+            "aud": "telemed-room",
+            "sub": "pt-x",
+            "role": "patient",
+            "consultation": room,
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 600,
+        },
         "not-the-server-secret-not-the-server-secret",
         algorithm="HS256",
     )
@@ -46,17 +53,27 @@ async def test_missing_and_garbage_tokens_are_refused(stack: Stack) -> None:
 
 
 async def test_unsigned_alg_none_token_is_refused(stack: Stack) -> None:
-    claims = {"iss": "telemed", "aud": "telemed-room", "sub": "pt-x", "role": "admin",
-              "consultation": "c-1", "iat": int(time.time()), "exp": int(time.time()) + 600,
-              "amr": ["mfa"]}
+    claims = {
+        "iss": "telemed",
+        "aud": "telemed-room",
+        "sub": "pt-x",
+        "role": "admin",
+        "consultation": "c-1",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 600,
+        "amr": ["mfa"],
+    }
     unsigned = jwt.encode(claims, key="", algorithm="none")
     assert (await _refused(stack, unsigned))["code"] == "UNAUTHORIZED"
 
 
 async def test_expired_token_is_refused_with_session_expired(stack: Stack) -> None:
     expired = stack.tokens.mint(
-        participant_id="pt-old", role="patient", consultation_id=consultation_id(),
-        now=int(time.time()) - 7200, ttl=60,
+        participant_id="pt-old",
+        role="patient",
+        consultation_id=consultation_id(),
+        now=int(time.time()) - 7200,
+        ttl=60,
     )
     assert (await _refused(stack, expired))["code"] == "SESSION_EXPIRED"
 
@@ -68,7 +85,9 @@ async def test_clinician_token_without_mfa_is_refused(stack: Stack) -> None:
     assert (await _refused(stack, token))["code"] == "FORBIDDEN"
 
 
-async def test_token_opens_only_its_own_consultation(stack: Stack, peers: list[MediaPeer], redis) -> None:
+async def test_token_opens_only_its_own_consultation(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
     room_a, room_b = consultation_id("a"), consultation_id("b")
     intruder = MediaPeer(stack.url, stack.token(room_a, "pt-a", "patient"))
     peers.append(intruder)
@@ -79,7 +98,9 @@ async def test_token_opens_only_its_own_consultation(stack: Stack, peers: list[M
     assert await RoomState(redis).get_room(room_b) is None
 
 
-async def test_events_before_join_are_refused_with_not_joined(stack: Stack, peers: list[MediaPeer]) -> None:
+async def test_events_before_join_are_refused_with_not_joined(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
     peer = MediaPeer(stack.url, stack.token(consultation_id(), "pt-early", "patient"))
     peers.append(peer)
     await peer.connect()
@@ -101,21 +122,43 @@ BAD_PAYLOADS = [
     ("join", "not an object"),
     ("createTransport", {"direction": "sideways"}),
     ("connectTransport", {"transportId": "not-a-uuid", "dtlsParameters": {"fingerprints": []}}),
-    ("connectTransport", {"transportId": str(uuid.uuid4()),
-                          "dtlsParameters": {"role": "auto", "fingerprints": [
-                              {"algorithm": "md5", "value": "00"}]}}),
-    ("produce", {"transportId": str(uuid.uuid4()), "kind": "audio",
-                 "rtpParameters": {"codecs": [{"mimeType": "audio/opus", "clockRate": 48000}]},
-                 "appData": {"source": "camera"}}),  # camera cannot carry audio
-    ("produce", {"transportId": str(uuid.uuid4()), "kind": "video",
-                 "rtpParameters": {"codecs": []}, "appData": {"source": "camera"}}),
+    (
+        "connectTransport",
+        {
+            "transportId": str(uuid.uuid4()),
+            "dtlsParameters": {
+                "role": "auto",
+                "fingerprints": [{"algorithm": "md5", "value": "00"}],
+            },
+        },
+    ),
+    (
+        "produce",
+        {
+            "transportId": str(uuid.uuid4()),
+            "kind": "audio",
+            "rtpParameters": {"codecs": [{"mimeType": "audio/opus", "clockRate": 48000}]},
+            "appData": {"source": "camera"},
+        },
+    ),  # camera cannot carry audio
+    (
+        "produce",
+        {
+            "transportId": str(uuid.uuid4()),
+            "kind": "video",
+            "rtpParameters": {"codecs": []},
+            "appData": {"source": "camera"},
+        },
+    ),
     ("consume", {"rtpCapabilities": {"codecs": "opus"}}),
     ("resumeConsumer", {"consumerId": 42}),
     ("restartIce", {}),
 ]
 
 
-@pytest.mark.parametrize(("event", "payload"), BAD_PAYLOADS, ids=[f"{e}-{i}" for i, (e, _) in enumerate(BAD_PAYLOADS)])
+@pytest.mark.parametrize(
+    ("event", "payload"), BAD_PAYLOADS, ids=[f"{e}-{i}" for i, (e, _) in enumerate(BAD_PAYLOADS)]
+)
 async def test_bad_payloads_get_validation_error_and_change_nothing(
     stack: Stack, peers: list[MediaPeer], redis, event: str, payload: object
 ) -> None:

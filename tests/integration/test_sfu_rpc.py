@@ -1,0 +1,100 @@
+"""The SFU node's RPC API, called directly: authentication, stats of a live
+call, ICE restart, bitrate cap, and errors with types."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.python_peer import MediaPeer, SignalingError
+from controlplane.room_state import RoomState
+from controlplane.sfu_client import SfuClient, SfuRequestError, SfuUnavailable
+from tests.conftest import Stack, consultation_id
+from tests.integration.test_consultation_media import _start_pair
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def rpc(stack: Stack):
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    yield client
+    await client.close()
+
+
+async def test_wrong_secret_is_refused(stack: Stack) -> None:
+    client = SfuClient("sfu-test-1", stack.sfu.url, "wrong-secret-wrong-secret", timeout=5)
+    with pytest.raises(SfuUnavailable, match="refused our credentials"):
+        await client.request("getInfo")
+    await client.close()
+
+
+async def test_unreachable_node_is_a_clear_error() -> None:
+    client = SfuClient("sfu-nowhere", "ws://127.0.0.1:9", "x" * 20, timeout=2, connect_timeout=2)
+    with pytest.raises(SfuUnavailable, match="unreachable"):
+        await client.request("getInfo")
+    await client.close()
+
+
+async def test_errors_carry_their_type(rpc: SfuClient) -> None:
+    with pytest.raises(SfuRequestError) as missing:
+        await rpc.request("closeRouter", {})
+    assert missing.value.error_type == "INVALID_PARAMS"
+    with pytest.raises(SfuRequestError) as unknown:
+        await rpc.request(
+            "getTransportStats", {"transportId": "00000000-0000-0000-0000-000000000000"}
+        )
+    assert unknown.value.error_type == "NOT_FOUND"
+    with pytest.raises(SfuRequestError) as profile:
+        await rpc.request("createRouter", {"profile": "karaoke"})
+    assert profile.value.error_type == "INVALID_PARAMS"
+
+
+async def test_stats_of_a_live_call_show_media_flowing(
+    stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    await patient.wait_for_frames("dr-ana", "video", count=20)
+    state = RoomState(redis)
+
+    send_id = next(t for t, d in (await state.transports(room, "dr-ana")).items() if d == "send")
+    transport = (await rpc.request("getTransportStats", {"transportId": send_id}))["stats"][0]
+    assert transport["iceState"] in ("connected", "completed")
+    assert transport["dtlsState"] == "connected"
+    assert transport["bytesReceived"] > 10_000
+    assert transport["iceSelectedTuple"]["remoteIp"] == "127.0.0.1"
+
+    camera = doctor.producers["camera"].id
+    producer_stats = (await rpc.request("getProducerStats", {"producerId": camera}))["stats"]
+    assert producer_stats[0]["type"] == "inbound-rtp"
+    assert producer_stats[0]["packetCount"] > 20
+
+    consumer = next(c for c in await state.consumers_of_peer(room, "pt-joao") if c.kind == "video")
+    consumer_stats = (await rpc.request("getConsumerStats", {"consumerId": consumer.consumerId}))[
+        "stats"
+    ]
+    outbound = next(s for s in consumer_stats if s["type"] == "outbound-rtp")
+    assert outbound["packetCount"] > 20
+
+    usage = (await rpc.request("getWorkerResourceUsage"))["workers"]
+    assert all(w["alive"] for w in usage) and sum(w["cpuUserMs"] for w in usage) > 0
+
+    assert await rpc.request(
+        "setMaxIncomingBitrate", {"transportId": send_id, "bitrate": 600_000}
+    ) == {"bitrate": 600_000}
+
+
+async def test_restart_ice_gives_new_credentials(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, _patient = await _start_pair(stack, peers, room)
+    transport = doctor.send_transport
+    first = await doctor.request("restartIce", {"transportId": transport.id})
+    second = await doctor.request("restartIce", {"transportId": transport.id})
+    assert first["iceParameters"]["usernameFragment"] != second["iceParameters"]["usernameFragment"]
+    # Another participant's transport is not this one's to restart.
+    other = next(iter(await RoomState(redis).transports(room, "pt-joao")))
+    with pytest.raises(SignalingError) as refused:
+        await doctor.request("restartIce", {"transportId": other})
+    assert refused.value.code == "NOT_FOUND"
