@@ -132,17 +132,30 @@ class MediaPeer:
             if name == event and not future.done() and predicate(data):
                 future.set_result(data)
         if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
-            task = asyncio.create_task(self._consume_quietly(data.get("producerId")))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._consume_quietly(data.get("producerId")))
         elif event == "consumerClosed":
             track = self.received.get(data.get("consumerId"))
             if track is not None:
                 track.ended = True
-            consumer = self.consumers.pop(data.get("consumerId"), None)
+            self._in_background(self._close_consumer(data.get("consumerId")))
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close_consumer(self, consumer_id: str | None) -> None:
+        """Forget a consumer the server closed, without an SDP renegotiation.
+
+        pymediasoup's close() marks the m-section closed and the next consume
+        recycles that section for a new mid, which aiortc does not support
+        ("Media sections in answer do not match offer").  The server has
+        already stopped the stream, so the local section is left inactive.
+        """
+        async with self._consume_lock:
+            consumer = self.consumers.pop(str(consumer_id), None)
             if consumer is not None:
-                with contextlib.suppress(Exception):
-                    await consumer.close()
+                consumer.track.stop()
 
     async def wait_for_event(
         self, name: str, predicate: Callable[[Any], bool] = lambda _d: True, timeout: float = 10.0
@@ -327,7 +340,10 @@ class MediaPeer:
                     return track
             await asyncio.sleep(0.05)
         seen = {t.consumer_id: t.frames for t in self.tracks_from(peer_id, kind)}
-        raise TimeoutError(f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}")
+        raise TimeoutError(
+            f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}; "
+            f"errors: {self.errors}"
+        )
 
     async def leave(self) -> None:
         if self.sio.connected:

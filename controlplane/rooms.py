@@ -141,6 +141,8 @@ class RoomService:
         replaced: PeerRecord | None = None
         async with self.state.room_lock(room_id):
             room = await self._ensure_room(room_id, claims.call_type)
+            # Fetched before anything is written, so a failure leaves no trace.
+            rtp_capabilities = await self._router_capabilities(room)
             peer_ids = await self.state.peer_ids(room_id)
             if claims.participant_id in peer_ids:
                 replaced = await self.state.get_peer(room_id, claims.participant_id)
@@ -175,7 +177,6 @@ class RoomService:
                 for p in await self.state.producers_in_room(room_id)
                 if p.peerId != claims.participant_id
             ]
-            rtp_capabilities = await self._router_capabilities(room)
         await self.notifier.enter_room(sid, room_id)
         await self.notifier.to_room(
             room_id,
