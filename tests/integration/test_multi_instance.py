@@ -1,0 +1,59 @@
+"""Two control-plane processes share Redis and the SFU node: participants of one
+consultation connected to different instances see and hear each other, and
+room events cross instances (the control plane keeps no room state of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from controlplane import local_services as ls
+from controlplane.python_peer import MediaPeer
+from controlplane.room_state import RoomState
+from tests.conftest import Stack, consultation_id
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def second_instance(stack: Stack) -> Iterator[ls.ManagedProcess]:
+    process = ls.start_control_plane(stack.data_dir, stack.control_plane_env())
+    yield process
+    process.stop()
+
+
+async def test_peers_on_different_instances_share_a_consultation(
+    stack: Stack, second_instance: ls.ManagedProcess, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-one", "physician"))
+    patient = MediaPeer(second_instance.url, stack.token(room, "pt-two", "patient"))
+    peers.extend([doctor, patient])
+    for peer in (doctor, patient):
+        await peer.connect()
+        await peer.join(room)
+        await peer.start_sending()
+    for peer in (doctor, patient):
+        await peer.start_receiving()
+
+    await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == "pt-two")
+    await doctor.wait_for_frames("pt-two", "video", count=10)
+    await patient.wait_for_frames("dr-one", "video", count=10)
+    await patient.wait_for_frames("dr-one", "audio", count=10)
+
+    snapshot = await RoomState(redis).snapshot(room)
+    instances = {p["peerId"]: p for p in snapshot["peers"]}
+    assert set(instances) == {"dr-one", "pt-two"}
+    peer_rows = [await RoomState(redis).get_peer(room, pid) for pid in instances]
+    assert len({row.instance for row in peer_rows}) == 2  # really on two instances
+
+    # A pause on one instance reaches the other instance's participant.
+    camera = patient.producers["camera"].id
+    await patient.request("pauseProducer", {"producerId": camera})
+    await doctor.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+
+    await patient.leave()
+    await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-two")
+    await doctor.leave()
+    assert await RoomState(redis).get_room(room) is None
