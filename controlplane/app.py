@@ -13,6 +13,7 @@ from controlplane.config import Settings
 from controlplane.room_state import RoomState
 from controlplane.rooms import RoomService
 from controlplane.sfu_registry import SfuRegistry
+from controlplane.web_client import add_routes as add_web_routes
 from signaling.notifier import SocketIONotifier
 from signaling.server import SignalingServer, create_sio
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
+    add_web_routes(app, settings.web_dir)
     app.on_cleanup.append(_close)
     return app
 

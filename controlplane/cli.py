@@ -132,23 +132,29 @@ def _supervise(started: list[Any]) -> int:
     return 0
 
 
-def cmd_mint_token(args: argparse.Namespace) -> int:
+def _token_service(command: str) -> Any:
     from controlplane.auth import TokenService
 
     env = _settings_env()
     secret = env.get("TELEMED_JWT_SECRET", "")
     if len(secret) < 32:
         print(
-            "telemed mint-token: TELEMED_JWT_SECRET is not set and no `telemed dev` is running",
+            f"telemed {command}: TELEMED_JWT_SECRET is not set and no `telemed dev` is running",
             file=sys.stderr,
         )
-        return 2
-    tokens = TokenService(
+        return None
+    return TokenService(
         secret,
         env.get("TELEMED_JWT_ISSUER", "telemed"),
         env.get("TELEMED_JWT_AUDIENCE", "telemed-room"),
         int(env.get("TELEMED_ROOM_TOKEN_TTL", str(4 * 3600))),
     )
+
+
+def cmd_mint_token(args: argparse.Namespace) -> int:
+    tokens = _token_service("mint-token")
+    if tokens is None:
+        return 2
     try:
         token = tokens.mint(
             participant_id=args.participant,
@@ -162,6 +168,41 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
         print(f"telemed mint-token: {exc}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    """Mint a physician link and a patient link for one (new) consultation."""
+    tokens = _token_service("links")
+    if tokens is None:
+        return 2
+    env = _settings_env()
+    base = (args.base_url or env.get("TELEMED_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/")
+    consultation = args.consultation or f"consult-{secrets.token_hex(4)}"
+    links = {}
+    try:
+        for role, participant, name in (
+            ("physician", args.physician_id, args.physician_name),
+            ("patient", args.patient_id, args.patient_name),
+        ):
+            token = tokens.mint(
+                participant_id=participant,
+                role=role,
+                consultation_id=consultation,
+                call_type=args.call_type,
+                display_name=name,
+                ttl=args.ttl,
+            )
+            links[role] = f"{base}/consult/{consultation}#token={token}"
+    except ValueError as exc:
+        print(f"telemed links: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"consultationId": consultation, **links}, indent=2))
+    else:
+        print(f"consultation {consultation} ({args.call_type})")
+        print(f"physician: {links['physician']}")
+        print(f"patient:   {links['patient']}")
     return 0
 
 
@@ -220,6 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--name", help="display name shown to the other participants")
     mint.add_argument("--ttl", type=int, help="lifetime in seconds")
 
+    links = sub.add_parser(
+        "links", help="mint a physician and a patient link for a new consultation"
+    )
+    links.add_argument("--consultation", help="consultation id (default: a new random one)")
+    links.add_argument("--call-type", default="consultation")
+    links.add_argument("--physician-id", default="dr-demo")
+    links.add_argument("--physician-name", default="Dr. Demo")
+    links.add_argument("--patient-id", default="pt-demo")
+    links.add_argument("--patient-name", default="Patient")
+    links.add_argument("--base-url", help="public URL of the control plane")
+    links.add_argument("--ttl", type=int, help="lifetime in seconds")
+    links.add_argument("--json", action="store_true")
+
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")
     return parser
@@ -227,7 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "dev": cmd_dev, "mint-token": cmd_mint_token, "room": cmd_room}
+    handlers = {
+        "serve": cmd_serve,
+        "dev": cmd_dev,
+        "mint-token": cmd_mint_token,
+        "links": cmd_links,
+        "room": cmd_room,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

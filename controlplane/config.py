@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 
 class ConfigError(ValueError):
@@ -53,6 +56,8 @@ class Settings:
     # Max peers in one consultation room (emergency: up to 8 clinicians + patient).
     max_peers_per_room: int = 12
     cors_origins: tuple[str, ...] = ()
+    # The built browser client (web/dist).
+    web_dir: Path = _WEB_DIR
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,6 +80,7 @@ class Settings:
             log_level=env.get("TELEMED_LOG_LEVEL", "info"),
             instance_id=env.get("TELEMED_INSTANCE_ID") or f"cp-{secrets.token_hex(4)}",
             max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
+            web_dir=Path(env.get("TELEMED_WEB_DIR") or _WEB_DIR),
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),

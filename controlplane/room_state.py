@@ -12,6 +12,7 @@ stay on one Redis Cluster slot:
   telemed:room:{R}:peer:P:transports   hash  transportId -> direction
   telemed:room:{R}:peer:P:producers    hash  producerId -> json {kind, source, paused}
   telemed:room:{R}:peer:P:consumers    hash  consumerId -> json {producerId, kind, paused}
+  telemed:room:{R}:peer:P:stats        string json: the latest client stats report
   telemed:room:{R}:producers           hash  producerId -> peer id (room-wide index)
   telemed:sfu:node:N:rooms             set   room ids placed on node N
   telemed:router:X                     string room id of router X
@@ -154,7 +155,13 @@ class RoomState:
     @staticmethod
     def _peer_keys(room_id: str, peer_id: str) -> list[str]:
         base = _peer_key(room_id, peer_id)
-        return [base, f"{base}:transports", f"{base}:producers", f"{base}:consumers"]
+        return [
+            base,
+            f"{base}:transports",
+            f"{base}:producers",
+            f"{base}:consumers",
+            f"{base}:stats",
+        ]
 
     async def add_peer(self, room_id: str, peer: PeerRecord) -> None:
         pipe = self._redis.pipeline(transaction=True)
@@ -299,6 +306,19 @@ class RoomState:
 
     async def remove_consumer(self, room_id: str, peer_id: str, consumer_id: str) -> None:
         await self._redis.hdel(f"{_peer_key(room_id, peer_id)}:consumers", consumer_id)
+
+    # ---- client stats ----------------------------------------------------------
+
+    async def set_client_stats(self, room_id: str, peer_id: str, report: dict[str, Any]) -> None:
+        """Keep the latest stats report of a participant (overwrites the previous one)."""
+        await self._redis.set(f"{_peer_key(room_id, peer_id)}:stats", json.dumps(report))
+
+    async def client_stats(self, room_id: str, peer_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{_peer_key(room_id, peer_id)}:stats")
+        if raw is None:
+            return None
+        report: dict[str, Any] = json.loads(raw)
+        return report
 
     # ---- snapshot ------------------------------------------------------------
 

@@ -199,6 +199,7 @@ class RoomService:
             "roomId": room_id,
             "peerId": claims.participant_id,
             "role": claims.role,
+            "displayName": claims.display_name,
             "callType": claims.call_type,
             "mediaProfile": profile.to_client(),
             "routerRtpCapabilities": rtp_capabilities,
@@ -576,6 +577,28 @@ class RoomService:
             raise _sfu_api_error(exc, "pause consumer" if paused else "resume consumer") from exc
         await self.state.set_consumer_paused(room.roomId, session.peer_id, consumer_id, paused)
         return {"paused": paused}
+
+    # ---- client stats ------------------------------------------------------------
+
+    async def record_client_stats(self, sid: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Keep a participant's latest WebRTC stats report (validated by the schema)."""
+        session = self.session(sid)
+        own_producers = set(session.producers)
+        own_consumers = set(session.consumers)
+        for stream in report["streams"]:
+            # Stats may only describe the reporter's own producers and consumers.
+            producer_id = stream.get("producerId")
+            consumer_id = stream.get("consumerId")
+            if (producer_id and producer_id not in own_producers) or (
+                consumer_id and consumer_id not in own_consumers
+            ):
+                raise ApiError(ErrorCode.NOT_FOUND, "stats name a stream that is not yours")
+        await self.state.set_client_stats(
+            session.room_id,
+            session.peer_id,
+            {**report, "receivedAt": time.time(), "peerId": session.peer_id},
+        )
+        return {"stored": True}
 
     # ---- SFU notifications -------------------------------------------------------
 

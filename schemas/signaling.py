@@ -7,6 +7,7 @@ their required structure and passed through; mediasoup validates them in depth.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from marshmallow import (
@@ -150,8 +151,53 @@ def load(schema: Schema, payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValidationError("payload must be an object")
     data: dict[str, Any] = schema.load(payload)
-    # UUID fields come back as uuid.UUID; the SFU and Redis use strings.
-    return {
-        key: (str(value) if key.endswith("Id") and value is not None else value)
-        for key, value in data.items()
-    }
+    result: dict[str, Any] = _stringify_ids(data)
+    return result
+
+
+def _stringify_ids(value: Any) -> Any:
+    """UUID fields come back as uuid.UUID; the SFU, Redis and JSON use strings."""
+    if isinstance(value, dict):
+        return {k: _stringify_ids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify_ids(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class _StatsStreamSchema(_Strict):
+    direction = fields.String(required=True, validate=validate.OneOf(("inbound", "outbound")))
+    kind = fields.String(required=True, validate=validate.OneOf(("audio", "video")))
+    source = fields.String(validate=validate.OneOf(("mic", "camera", "screen")))
+    producerId = fields.UUID()
+    consumerId = fields.UUID()
+    peerId = fields.String(validate=validate.Regexp(_ID_PATTERN))
+    # Seconds, as WebRTC's getStats reports them.
+    roundTripTime = fields.Float(validate=validate.Range(min=0, max=60))
+    jitter = fields.Float(validate=validate.Range(min=0, max=60))
+    # Cumulative counters; RTCP may report negative packetsLost (duplicates).
+    packetsLost = fields.Integer(validate=validate.Range(min=-(2**31), max=2**31))
+    packets = fields.Integer(validate=validate.Range(min=0))
+    lossRatio = fields.Float(validate=validate.Range(min=0, max=1))
+    bitrate = fields.Integer(validate=validate.Range(min=0, max=10**10))  # bits per second
+    framesPerSecond = fields.Float(validate=validate.Range(min=0, max=1000))
+    frameWidth = fields.Integer(validate=validate.Range(min=0, max=16384))
+    frameHeight = fields.Integer(validate=validate.Range(min=0, max=16384))
+    framesDecoded = fields.Integer(validate=validate.Range(min=0))
+    paused = fields.Boolean()
+
+
+class _StatsConnectionSchema(_Strict):
+    roundTripTime = fields.Float(validate=validate.Range(min=0, max=60))
+    availableOutgoingBitrate = fields.Integer(validate=validate.Range(min=0, max=10**10))
+
+
+class StatsReportSchema(_Strict):
+    """A client's own WebRTC stats, sent every few seconds."""
+
+    quality = fields.String(required=True, validate=validate.OneOf(("good", "degraded", "poor")))
+    connection = fields.Nested(_StatsConnectionSchema, load_default=dict)
+    streams = fields.List(
+        fields.Nested(_StatsStreamSchema), required=True, validate=validate.Length(max=32)
+    )

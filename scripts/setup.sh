@@ -19,6 +19,7 @@ apt_packages=(
   build-essential pkg-config
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
   iproute2 curl
+  chromium fonts-dejavu-core
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -60,6 +61,20 @@ if [[ "$(cat "$stamps/npm-sfu" 2>/dev/null)" != "$npm_hash" || ! -d sfu_worker/n
   # --ignore-scripts: mediasoup's postinstall would try to download a prebuilt worker.
   (cd sfu_worker && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
   echo "$npm_hash" > "$stamps/npm-sfu"
+fi
+
+# ---- browser client (esbuild bundle in web/dist) -------------------------------------
+web_npm_hash="$(sha256sum web/package-lock.json | cut -c1-16)"
+if [[ "$(cat "$stamps/npm-web" 2>/dev/null)" != "$web_npm_hash" || ! -d web/node_modules/mediasoup-client ]]; then
+  say "installing the web client's npm packages"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$web_npm_hash" > "$stamps/npm-web"
+fi
+web_src_hash="$(cat web/package-lock.json web/build.mjs $(find web/src web/public -type f | sort) | sha256sum | cut -c1-16)"
+if [[ "$(cat "$stamps/web-build" 2>/dev/null)" != "$web_src_hash" || ! -f web/dist/app.js ]]; then
+  say "building the web client"
+  (cd web && node build.mjs)
+  echo "$web_src_hash" > "$stamps/web-build"
 fi
 
 # ---- mediasoup worker (built from source, cached by version) ------------------------

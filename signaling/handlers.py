@@ -100,3 +100,8 @@ async def pause_consumer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str,
 @event("leave", s.EmptySchema)
 async def leave(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.rooms.leave(sid, reason="left")
+
+
+@event("reportStats", s.StatsReportSchema)
+async def report_stats(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.rooms.record_client_stats(sid, p)

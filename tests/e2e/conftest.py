@@ -1,0 +1,117 @@
+"""Headless Chromium (Debian's /usr/bin/chromium driven by playwright) with fake
+camera, microphone and screen, against the real stack of tests/conftest.py."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from tests.conftest import ARTIFACTS, Stack
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    # WebRTC host candidates on loopback (the SFU announces 127.0.0.1).
+    "--allow-loopback-in-peer-connection",
+]
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
+        )
+        yield chromium
+        await chromium.close()
+
+
+class Pages:
+    """Opens consultation pages (one browser context each) and closes them after a test."""
+
+    def __init__(self, browser: Browser, stack: Stack) -> None:
+        self.browser = browser
+        self.stack = stack
+        self.opened: list[Any] = []
+        self.console: dict[str, list[str]] = {}
+
+    async def open(
+        self,
+        room: str,
+        participant: str,
+        role: str,
+        name: str,
+        *,
+        call_type: str = "consultation",
+        viewport: dict[str, int] | None = None,
+        wait_connected: bool = True,
+    ) -> Page:
+        context = await self.browser.new_context(
+            viewport=viewport or {"width": 1280, "height": 800}
+        )
+        self.opened.append(context)
+        page = await context.new_page()
+        log = self.console.setdefault(participant, [])
+        page.on("console", lambda message: log.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: log.append(f"pageerror: {error}"))
+        token = self.stack.token(room, participant, role, display_name=name, call_type=call_type)
+        await page.goto(f"{self.stack.url}/consult/{room}#token={token}")
+        if wait_connected:
+            await page.wait_for_selector('#status[data-state="connected"]', timeout=15000)
+        return page
+
+    async def close(self) -> None:
+        for context in self.opened:
+            await context.close()
+
+
+@pytest.fixture
+async def pages(browser: Browser, stack: Stack) -> AsyncIterator[Pages]:
+    opened = Pages(browser, stack)
+    yield opened
+    await opened.close()
+
+
+def room_id() -> str:
+    return f"web-{secrets.token_hex(5)}"
+
+
+async def inbound(page: Page) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = await page.evaluate("window.telemed.inbound()")
+    return rows
+
+
+async def stream_from(
+    page: Page, peer_id: str, kind: str, source: str | None = None
+) -> dict[str, Any]:
+    for row in await inbound(page):
+        if (
+            row["peerId"] == peer_id
+            and row["kind"] == kind
+            and (source is None or row["source"] == source)
+        ):
+            return row
+    raise AssertionError(f"no inbound {kind} from {peer_id}: {json.dumps(await inbound(page))}")
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,107 @@
+"""Client stats reports: validated by schema, stored as the latest sample per
+participant in Redis, limited to the reporter's own streams."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.python_peer import MediaPeer, SignalingError
+from controlplane.room_state import RoomState
+from tests.conftest import Stack, consultation_id
+from tests.integration.test_consultation_media import _start_pair
+
+pytestmark = pytest.mark.integration
+
+
+def _report(producer_id: str, rtt: float = 0.012) -> dict:
+    return {
+        "quality": "good",
+        "connection": {"roundTripTime": rtt, "availableOutgoingBitrate": 900000},
+        "streams": [
+            {
+                "direction": "outbound",
+                "kind": "video",
+                "source": "camera",
+                "producerId": producer_id,
+                "roundTripTime": rtt,
+                "jitter": 0.002,
+                "packetsLost": 0,
+                "packets": 420,
+                "lossRatio": 0.0,
+                "bitrate": 480000,
+                "framesPerSecond": 30,
+                "frameWidth": 320,
+                "frameHeight": 240,
+            },
+        ],
+    }
+
+
+async def test_latest_report_is_kept_per_participant(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    room = consultation_id()
+    doctor, _patient = await _start_pair(stack, peers, room)
+    camera = doctor.producers["camera"].id
+    assert await doctor.request("reportStats", _report(camera, rtt=0.010)) == {"stored": True}
+    assert await doctor.request("reportStats", _report(camera, rtt=0.020)) == {"stored": True}
+
+    stored = await RoomState(redis).client_stats(room, "dr-ana")
+    assert stored["connection"]["roundTripTime"] == 0.020  # the latest one
+    assert stored["streams"][0]["producerId"] == camera
+    assert stored["peerId"] == "dr-ana" and stored["receivedAt"] > 0
+    assert await RoomState(redis).client_stats(room, "pt-joao") is None
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda r: r.update(quality="excellent"),
+        lambda r: r["streams"][0].update(roundTripTime=-1),
+        lambda r: r["streams"][0].update(direction="sideways"),
+        lambda r: r["streams"][0].update(bitrate="fast"),
+        lambda r: r["streams"][0].update(notes="free text is not accepted"),
+        lambda r: r.update(streams=[r["streams"][0]] * 40),
+    ],
+    ids=[
+        "quality",
+        "negative-rtt",
+        "direction",
+        "bitrate-type",
+        "unknown-field",
+        "too-many-streams",
+    ],
+)
+async def test_invalid_reports_are_refused_and_keep_the_last_good_one(
+    stack: Stack, peers: list[MediaPeer], redis, mutate
+) -> None:
+    room = consultation_id()
+    doctor, _patient = await _start_pair(stack, peers, room)
+    camera = doctor.producers["camera"].id
+    await doctor.request("reportStats", _report(camera))
+    before = await RoomState(redis).client_stats(room, "dr-ana")
+
+    bad = _report(camera)
+    mutate(bad)
+    with pytest.raises(SignalingError) as refused:
+        await doctor.request("reportStats", bad)
+    assert refused.value.code == "VALIDATION_ERROR"
+    assert await RoomState(redis).client_stats(room, "dr-ana") == before
+
+
+async def test_a_report_may_not_describe_someone_elses_stream(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    room = consultation_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    with pytest.raises(SignalingError) as refused:
+        await doctor.request("reportStats", _report(patient.producers["camera"].id))
+    assert refused.value.code == "NOT_FOUND"
+
+
+async def test_stats_go_with_the_participant(stack: Stack, peers: list[MediaPeer], redis) -> None:
+    room = consultation_id()
+    doctor, _patient = await _start_pair(stack, peers, room)
+    await doctor.request("reportStats", _report(doctor.producers["camera"].id))
+    await doctor.leave()
+    assert await RoomState(redis).client_stats(room, "dr-ana") is None

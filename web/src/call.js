@@ -1,0 +1,424 @@
+// A consultation call: Socket.IO signaling + mediasoup-client.
+//
+// Emits (via `on(event, fn)`):
+//   state        {state: 'connecting'|'connected'|'reconnecting'|'left'|'ended'|'failed', detail}
+//   peer         {peerId, role, displayName}            a participant joined
+//   peerleft     {peerId}
+//   track        {peerId, source, kind, track, consumerId, producerId, paused}
+//   trackended   {consumerId, producerId, peerId, source, kind}
+//   trackpaused  {producerId, paused}
+//   local        {source, track}                         local track started/stopped (track null)
+//   profile      mediaProfile from join
+import { io } from 'socket.io-client';
+import { Device } from 'mediasoup-client';
+
+const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
+
+export class SignalingError extends Error {
+  constructor(event, code, message) {
+    super(`${event}: ${code}: ${message}`);
+    this.event = event;
+    this.code = code;
+  }
+}
+
+export class Call {
+  constructor({ baseUrl, consultationId, token }) {
+    this.baseUrl = baseUrl;
+    this.consultationId = consultationId;
+    this.token = token;
+    this.listeners = new Map();
+    this.socket = null;
+    this.device = null;
+    this.sendTransport = null;
+    this.recvTransport = null;
+    this.producers = new Map(); // source -> Producer
+    this.consumers = new Map(); // consumerId -> {consumer, peerId, source}
+    this.peers = new Map(); // peerId -> {peerId, role, displayName}
+    this.localTracks = new Map(); // source -> MediaStreamTrack
+    this.profile = null;
+    this.joined = false;
+    this.leaving = false;
+    this.rejoining = null;
+    this.iceTimers = new Map();
+    this.state = 'idle';
+  }
+
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(fn);
+  }
+
+  emit(event, data) {
+    for (const fn of this.listeners.get(event) || []) {
+      try {
+        fn(data);
+      } catch (error) {
+        console.error('listener failed', event, error);
+      }
+    }
+  }
+
+  setState(state, detail = '') {
+    this.state = state;
+    this.emit('state', { state, detail });
+  }
+
+  request(event, payload = {}) {
+    return new Promise((resolve, reject) => {
+      if (!this.socket || !this.socket.connected) {
+        reject(new SignalingError(event, 'DISCONNECTED', 'not connected'));
+        return;
+      }
+      this.socket.timeout(10000).emit(event, payload, (timeoutError, ack) => {
+        if (timeoutError) reject(new SignalingError(event, 'TIMEOUT', 'no answer from the server'));
+        else if (ack && ack.error) reject(new SignalingError(event, ack.error.code, ack.error.message));
+        else resolve(ack);
+      });
+    });
+  }
+
+  // ---- connection -----------------------------------------------------------
+
+  async start() {
+    this.setState('connecting');
+    this.socket = io(this.baseUrl, {
+      path: '/socket.io',
+      transports: ['websocket'],
+      auth: { token: this.token },
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 3000,
+    });
+    this.bindSocket();
+    await new Promise((resolve, reject) => {
+      this.socket.once('connect', resolve);
+      this.socket.once('connect_error', (error) => {
+        const code = error.data && error.data.code;
+        if (code) {
+          this.socket.disconnect();
+          reject(new SignalingError('connect', code, error.message));
+        }
+      });
+    });
+    await this.join();
+  }
+
+  bindSocket() {
+    const s = this.socket;
+    s.on('disconnect', (reason) => {
+      if (this.leaving) return;
+      this.joined = false;
+      this.setState('reconnecting', 'connection to the server lost');
+      if (reason === 'io server disconnect') s.connect(); // server-side drop: retry ourselves
+    });
+    s.io.on('reconnect', () => {
+      if (!this.leaving) this.rejoin('socket reconnected');
+    });
+    s.on('peerJoined', (peer) => {
+      this.peers.set(peer.peerId, peer);
+      this.emit('peer', peer);
+    });
+    s.on('peerLeft', ({ peerId }) => {
+      this.peers.delete(peerId);
+      for (const [consumerId, item] of this.consumers) {
+        if (item.peerId === peerId) this.dropConsumer(consumerId);
+      }
+      this.emit('peerleft', { peerId });
+    });
+    s.on('newProducer', (producer) => {
+      this.consume(producer.producerId).catch((error) => console.warn('consume failed', error));
+    });
+    s.on('producerPaused', ({ producerId }) => this.emit('trackpaused', { producerId, paused: true }));
+    s.on('producerResumed', ({ producerId }) => this.emit('trackpaused', { producerId, paused: false }));
+    s.on('producerClosed', ({ producerId }) => {
+      for (const [consumerId, item] of this.consumers) {
+        if (item.consumer.producerId === producerId) this.dropConsumer(consumerId);
+      }
+    });
+    s.on('consumerClosed', ({ consumerId }) => this.dropConsumer(consumerId));
+    s.on('roomClosed', ({ rejoin, message }) => {
+      if (rejoin) this.rejoin(message || 'room closed');
+      else this.end('ended', message);
+    });
+    s.on('evicted', ({ message }) => this.end('ended', message || 'joined from another connection'));
+    s.on('transportStateChanged', (data) => {
+      if (data.dtlsState === 'failed' || data.dtlsState === 'closed') {
+        this.rejoin('media connection failed');
+      }
+    });
+  }
+
+  async join() {
+    const info = await this.request('join', { consultationId: this.consultationId });
+    this.profile = info.mediaProfile;
+    this.role = info.role;
+    this.displayName = info.displayName;
+    this.emit('profile', this.profile);
+    this.device = new Device();
+    await this.device.load({ routerRtpCapabilities: info.routerRtpCapabilities });
+    for (const peer of info.peers) {
+      this.peers.set(peer.peerId, peer);
+      this.emit('peer', peer);
+    }
+    await this.createSendTransport();
+    await this.createRecvTransport();
+    this.joined = true;
+    // (Re)produce whatever local media is active.
+    for (const [source, track] of this.localTracks) {
+      if (track.readyState === 'live') await this.produceTrack(source, track);
+    }
+    await this.consumeAll();
+    this.setState('connected');
+  }
+
+  async createSendTransport() {
+    const info = await this.request('createTransport', { direction: 'send' });
+    const transport = this.device.createSendTransport({ ...info, iceServers: info.iceServers || [] });
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.request('connectTransport', { transportId: transport.id, dtlsParameters })
+        .then(() => callback())
+        .catch(errback);
+    });
+    transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+      this.request('produce', { transportId: transport.id, kind, rtpParameters, appData: { source: appData.source } })
+        .then(({ id }) => callback({ id }))
+        .catch(errback);
+    });
+    this.watchIce(transport);
+    this.sendTransport = transport;
+  }
+
+  async createRecvTransport() {
+    const info = await this.request('createTransport', { direction: 'recv' });
+    const transport = this.device.createRecvTransport({ ...info, iceServers: info.iceServers || [] });
+    transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+      this.request('connectTransport', { transportId: transport.id, dtlsParameters })
+        .then(() => callback())
+        .catch(errback);
+    });
+    this.watchIce(transport);
+    this.recvTransport = transport;
+  }
+
+  // ICE dropped: show it, give it a moment, then restart ICE; if that does not
+  // bring it back, rejoin.
+  watchIce(transport) {
+    transport.on('connectionstatechange', (state) => {
+      if (transport !== this.sendTransport && transport !== this.recvTransport) return;
+      clearTimeout(this.iceTimers.get(transport.id));
+      if (state === 'connected') {
+        if (this.state === 'reconnecting' && this.socket.connected) this.setState('connected');
+        return;
+      }
+      if (state === 'disconnected' || state === 'failed') {
+        this.setState('reconnecting', 'media connection interrupted');
+        const timer = setTimeout(() => this.restartIce(transport), state === 'failed' ? 0 : ICE_GRACE_MS);
+        this.iceTimers.set(transport.id, timer);
+      }
+    });
+  }
+
+  async restartIce(transport) {
+    if (transport.closed || !this.socket.connected) return;
+    try {
+      const { iceParameters } = await this.request('restartIce', { transportId: transport.id });
+      await transport.restartIce({ iceParameters });
+      const timer = setTimeout(() => {
+        if (!transport.closed && transport.connectionState !== 'connected') this.rejoin('ICE restart did not recover');
+      }, 8000);
+      this.iceTimers.set(transport.id, timer);
+    } catch (error) {
+      this.rejoin('ICE restart failed');
+    }
+  }
+
+  // Tear down media state and join again with the same local tracks (no reload).
+  rejoin(reason) {
+    if (this.leaving || this.rejoining) return this.rejoining;
+    this.setState('reconnecting', reason);
+    this.rejoining = (async () => {
+      this.closeMedia();
+      for (let attempt = 0; !this.leaving; attempt += 1) {
+        try {
+          if (!this.socket.connected) {
+            await new Promise((resolve) => this.socket.once('connect', resolve));
+          }
+          if (this.joined) await this.request('leave').catch(() => {});
+          await this.join();
+          return;
+        } catch (error) {
+          console.warn('rejoin failed', error);
+          if (error.code === 'FORBIDDEN' || error.code === 'SESSION_EXPIRED' || error.code === 'UNAUTHORIZED') {
+            this.end('failed', error.message);
+            return;
+          }
+          this.closeMedia();
+          await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** attempt, 5000)));
+        }
+      }
+    })().finally(() => {
+      this.rejoining = null;
+    });
+    return this.rejoining;
+  }
+
+  closeMedia() {
+    for (const timer of this.iceTimers.values()) clearTimeout(timer);
+    this.iceTimers.clear();
+    for (const consumerId of [...this.consumers.keys()]) this.dropConsumer(consumerId);
+    for (const producer of this.producers.values()) producer.close();
+    this.producers.clear();
+    for (const transport of [this.sendTransport, this.recvTransport]) {
+      if (transport && !transport.closed) transport.close();
+    }
+    this.sendTransport = null;
+    this.recvTransport = null;
+    for (const peerId of [...this.peers.keys()]) {
+      this.peers.delete(peerId);
+      this.emit('peerleft', { peerId });
+    }
+    this.joined = false;
+  }
+
+  // ---- producing ---------------------------------------------------------------
+
+  async produceTrack(source, track) {
+    const profile = this.profile;
+    const options = { track, stopTracks: false, appData: { source } };
+    if (track.kind === 'audio') {
+      options.codecOptions = { opusStereo: false, opusDtx: false, opusFec: true, opusMaxAverageBitrate: profile.audioBitrate };
+    } else {
+      const preferred = this.device.rtpCapabilities.codecs.find(
+        (codec) => codec.mimeType.toLowerCase() === profile.preferredVideoCodec.toLowerCase(),
+      );
+      if (preferred) options.codec = preferred;
+      options.codecOptions = { videoGoogleStartBitrate: Math.round(profile.videoBitrate / 1000) };
+      const priority = profile.priority === 'high' ? 'high' : 'low';
+      if (source === 'camera' && profile.simulcast) {
+        options.encodings = [
+          { scaleResolutionDownBy: 4, maxBitrate: Math.round(profile.videoBitrateMax / 8), networkPriority: priority },
+          { scaleResolutionDownBy: 2, maxBitrate: Math.round(profile.videoBitrateMax / 3), networkPriority: priority },
+          { scaleResolutionDownBy: 1, maxBitrate: profile.videoBitrateMax, networkPriority: priority },
+        ];
+      } else {
+        options.encodings = [{ maxBitrate: profile.videoBitrateMax, maxFramerate: profile.frameRate, networkPriority: priority }];
+      }
+    }
+    const producer = await this.sendTransport.produce(options);
+    this.producers.set(source, producer);
+    producer.on('trackended', () => this.stopSource(source));
+    return producer;
+  }
+
+  async startMicAndCamera() {
+    const p = this.profile;
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      video: { width: { ideal: p.width }, height: { ideal: p.height }, frameRate: { ideal: p.frameRate } },
+    });
+    for (const track of stream.getTracks()) {
+      const source = track.kind === 'audio' ? 'mic' : 'camera';
+      this.localTracks.set(source, track);
+      this.emit('local', { source, track });
+      if (this.joined) await this.produceTrack(source, track);
+    }
+  }
+
+  // Mic/camera on/off: the server pauses the producer, so the other side sees it.
+  async setPaused(source, paused) {
+    const producer = this.producers.get(source);
+    if (!producer) return;
+    if (paused) producer.pause();
+    else producer.resume();
+    await this.request(paused ? 'pauseProducer' : 'resumeProducer', { producerId: producer.id });
+  }
+
+  async startScreenShare() {
+    if (this.producers.has('screen')) return;
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+    const track = stream.getVideoTracks()[0];
+    this.localTracks.set('screen', track);
+    this.emit('local', { source: 'screen', track });
+    await this.produceTrack('screen', track);
+  }
+
+  async stopSource(source) {
+    const producer = this.producers.get(source);
+    this.producers.delete(source);
+    const track = this.localTracks.get(source);
+    this.localTracks.delete(source);
+    if (track) track.stop();
+    this.emit('local', { source, track: null });
+    if (producer) {
+      producer.close();
+      await this.request('closeProducer', { producerId: producer.id }).catch(() => {});
+    }
+  }
+
+  // ---- consuming -----------------------------------------------------------------
+
+  async consumeAll() {
+    return this.consume(null);
+  }
+
+  async consume(producerId) {
+    if (!this.recvTransport) return;
+    const payload = { rtpCapabilities: this.device.rtpCapabilities };
+    if (producerId) payload.producerId = producerId;
+    const { consumers } = await this.request('consume', payload);
+    for (const item of consumers) {
+      const consumer = await this.recvTransport.consume({
+        id: item.id,
+        producerId: item.producerId,
+        kind: item.kind,
+        rtpParameters: item.rtpParameters,
+      });
+      this.consumers.set(item.id, { consumer, peerId: item.peerId, source: item.source });
+      this.emit('track', {
+        peerId: item.peerId,
+        source: item.source,
+        kind: item.kind,
+        track: consumer.track,
+        consumerId: item.id,
+        producerId: item.producerId,
+        paused: item.producerPaused,
+      });
+      await this.request('resumeConsumer', { consumerId: item.id });
+    }
+  }
+
+  dropConsumer(consumerId) {
+    const item = this.consumers.get(consumerId);
+    if (!item) return;
+    this.consumers.delete(consumerId);
+    item.consumer.close();
+    this.emit('trackended', {
+      consumerId,
+      producerId: item.consumer.producerId,
+      peerId: item.peerId,
+      source: item.source,
+      kind: item.consumer.kind,
+    });
+  }
+
+  // ---- leaving -------------------------------------------------------------------
+
+  async leave() {
+    this.leaving = true;
+    try {
+      await this.request('leave');
+    } catch (error) {
+      // leaving anyway
+    }
+    this.end('left', 'you left the consultation');
+  }
+
+  end(state, detail) {
+    this.leaving = true;
+    this.closeMedia();
+    for (const track of this.localTracks.values()) track.stop();
+    this.localTracks.clear();
+    if (this.socket) this.socket.disconnect();
+    this.setState(state, detail);
+  }
+}

@@ -1,0 +1,165 @@
+// Consultation page entry point: /consult/<consultationId>#token=<room token>
+import { Call } from './call.js';
+import { StatsCollector, toPayload } from './stats.js';
+import { Ui } from './ui.js';
+
+const STATS_INTERVAL_MS = 3000;
+
+function readLocation() {
+  const match = window.location.pathname.match(/\/consult\/([A-Za-z0-9][A-Za-z0-9_.:-]{0,63})\/?$/);
+  const consultationId = match ? decodeURIComponent(match[1]) : null;
+  const key = `telemed-token:${consultationId}`;
+  const hash = new URLSearchParams(window.location.hash.slice(1));
+  let token = hash.get('token');
+  if (token) {
+    // Keep the token out of the address bar (screenshots, history), but let a reload work.
+    sessionStorage.setItem(key, token);
+    history.replaceState(null, '', window.location.pathname);
+  } else {
+    token = sessionStorage.getItem(key);
+  }
+  return { consultationId, token };
+}
+
+async function main() {
+  const ui = new Ui(document.body);
+  const { consultationId, token } = readLocation();
+  if (!consultationId || !token) {
+    ui.setState('failed');
+    ui.showError('This link is incomplete: it needs a consultation and an access token.');
+    return;
+  }
+  const call = new Call({ baseUrl: window.location.origin, consultationId, token });
+  const stats = new StatsCollector(call);
+  let selfRole = '';
+  let lastReport = null;
+  window.telemed = { call, lastReport: () => lastReport, inbound: () => inboundSummary(call) };
+
+  call.on('state', ({ state, detail }) => {
+    ui.setState(state, detail);
+    if (state === 'failed' || state === 'ended') ui.showError(detail || '');
+  });
+  call.on('peer', (peer) => ui.ensureTile(peer.peerId, 'camera', ui.captionFor(peer, 'camera'), peer.role));
+  call.on('peerleft', ({ peerId }) => ui.removePeer(peerId));
+  call.on('local', ({ source, track }) => {
+    if (source === 'mic') return;
+    if (!track) {
+      if (source === 'screen') ui.removeTile('local', 'screen');
+      else ui.attachVideo(ui.ensureTile('local', source, 'You', selfRole), null);
+      return;
+    }
+    const caption = source === 'screen' ? 'Your screen' : selfRole ? `You (${selfRole})` : 'You';
+    const tile = ui.ensureTile('local', source, caption, selfRole);
+    tile.classList.add('local');
+    ui.attachVideo(tile, track);
+  });
+  call.on('track', ({ peerId, source, kind, track, consumerId, producerId, paused }) => {
+    const peer = call.peers.get(peerId) || { displayName: 'Participant', role: '' };
+    const tileSource = kind === 'audio' ? 'camera' : source;
+    const tile = ui.ensureTile(peerId, tileSource, ui.captionFor(peer, tileSource), peer.role);
+    if (kind === 'audio') ui.attachAudio(tile, track, consumerId);
+    else {
+      ui.attachVideo(tile, track);
+      tile.dataset.producerId = producerId;
+      ui.setPaused(tile, paused);
+    }
+  });
+  call.on('trackended', ({ peerId, source, kind, consumerId }) => {
+    if (kind === 'audio') ui.removeAudio(consumerId);
+    else if (source === 'screen') ui.removeTile(peerId, 'screen');
+    else {
+      const tile = ui.tile(peerId, 'camera');
+      if (tile) ui.attachVideo(tile, null);
+    }
+  });
+  call.on('trackpaused', ({ producerId, paused }) => {
+    ui.setPaused(document.querySelector(`.tile[data-producer-id="${CSS.escape(producerId)}"]`), paused);
+  });
+
+  const toggles = {
+    mic: { source: 'mic', onText: 'Mic on', offText: 'Mic off', onLabel: 'Turn microphone off', offLabel: 'Turn microphone on' },
+    camera: { source: 'camera', onText: 'Camera on', offText: 'Camera off', onLabel: 'Turn camera off', offLabel: 'Turn camera on' },
+  };
+  for (const [name, labels] of Object.entries(toggles)) {
+    ui.buttons[name].addEventListener('click', async () => {
+      const on = ui.buttons[name].getAttribute('aria-pressed') === 'true';
+      try {
+        await call.setPaused(labels.source, on);
+        ui.setToggle(name, !on, labels);
+        if (name === 'camera') ui.setPaused(ui.tile('local', 'camera'), on);
+      } catch (error) {
+        ui.showError(`Could not change the ${labels.source}: ${error.message}`);
+      }
+    });
+  }
+  ui.buttons.screen.addEventListener('click', async () => {
+    const sharing = ui.buttons.screen.getAttribute('aria-pressed') === 'true';
+    try {
+      if (sharing) await call.stopSource('screen');
+      else await call.startScreenShare();
+      ui.setToggle('screen', !sharing, { onText: 'Stop sharing', offText: 'Share screen', onLabel: 'Stop sharing your screen', offLabel: 'Share your screen' });
+    } catch (error) {
+      ui.showError(`Screen sharing failed: ${error.message}`);
+    }
+  });
+  call.on('local', ({ source, track }) => {
+    if (source === 'screen' && !track) {
+      ui.setToggle('screen', false, { onText: 'Stop sharing', offText: 'Share screen', onLabel: 'Stop sharing your screen', offLabel: 'Share your screen' });
+    }
+  });
+  ui.buttons.leave.addEventListener('click', () => call.leave());
+
+  setInterval(async () => {
+    if (call.state !== 'connected' && call.state !== 'reconnecting') return;
+    try {
+      const report = await stats.collect();
+      lastReport = report;
+      ui.setQuality(report.quality);
+      if (call.joined && call.socket.connected) {
+        call.socket.emit('reportStats', toPayload(report), (ack) => {
+          if (ack && ack.error) console.warn('stats report refused', ack.error.code);
+        });
+      }
+    } catch (error) {
+      console.warn('stats collection failed', error);
+    }
+  }, STATS_INTERVAL_MS);
+
+  try {
+    await call.start();
+    selfRole = call.role || '';
+    try {
+      await call.startMicAndCamera();
+    } catch (error) {
+      ui.showError(`Camera or microphone unavailable (${error.name}); you can still see and hear the others.`);
+    }
+  } catch (error) {
+    ui.setState('failed', error.message);
+    ui.showError(error.code === 'SESSION_EXPIRED' ? 'This link has expired.' : `Could not join: ${error.message}`);
+  }
+}
+
+async function inboundSummary(call) {
+  const rows = [];
+  for (const [consumerId, item] of call.consumers) {
+    const report = await item.consumer.getStats();
+    report.forEach((entry) => {
+      if (entry.type === 'inbound-rtp') {
+        rows.push({
+          consumerId,
+          peerId: item.peerId,
+          source: item.source,
+          kind: item.consumer.kind,
+          paused: item.consumer.paused,
+          framesDecoded: entry.framesDecoded || 0,
+          packetsReceived: entry.packetsReceived || 0,
+          bytesReceived: entry.bytesReceived || 0,
+          frameWidth: entry.frameWidth || 0,
+        });
+      }
+    });
+  }
+  return rows;
+}
+
+main();

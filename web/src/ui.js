@@ -1,0 +1,129 @@
+// DOM for the consultation page: tiles, status, quality, buttons.
+
+const STATE_TEXT = {
+  idle: 'Starting…',
+  connecting: 'Connecting…',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting…',
+  left: 'You left the consultation',
+  ended: 'The consultation ended',
+  failed: 'Could not join',
+};
+
+const ROLE_TEXT = { physician: 'physician', patient: 'patient', coordinator: 'coordinator', admin: 'admin' };
+
+export class Ui {
+  constructor(root) {
+    this.root = root;
+    this.tiles = root.querySelector('#tiles');
+    this.status = root.querySelector('#status');
+    this.quality = root.querySelector('#quality');
+    this.buttons = {
+      mic: root.querySelector('#mic'),
+      camera: root.querySelector('#camera'),
+      screen: root.querySelector('#screen'),
+      leave: root.querySelector('#leave'),
+    };
+  }
+
+  setState(state, detail) {
+    this.status.dataset.state = state;
+    this.status.textContent = STATE_TEXT[state] || state;
+    this.status.title = detail || '';
+    const inCall = state === 'connected' || state === 'reconnecting' || state === 'connecting';
+    for (const button of Object.values(this.buttons)) button.disabled = !inCall;
+  }
+
+  setQuality(level) {
+    this.quality.dataset.quality = level;
+    this.quality.textContent = `Quality: ${level}`;
+  }
+
+  setToggle(name, on, labels) {
+    const button = this.buttons[name];
+    button.setAttribute('aria-pressed', String(on));
+    button.textContent = on ? labels.onText : labels.offText;
+    button.setAttribute('aria-label', on ? labels.onLabel : labels.offLabel);
+  }
+
+  tile(peerId, source) {
+    const selector = `.tile[data-peer-id="${CSS.escape(peerId)}"][data-source="${source}"]`;
+    return this.tiles.querySelector(selector);
+  }
+
+  ensureTile(peerId, source, caption, role) {
+    let tile = this.tile(peerId, source);
+    if (tile) return tile;
+    tile = document.createElement('figure');
+    tile.className = 'tile';
+    tile.dataset.peerId = peerId;
+    tile.dataset.source = source;
+    tile.dataset.role = role || '';
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // audio plays through the tile's <audio> element
+    tile.appendChild(video);
+    const label = document.createElement('figcaption');
+    label.textContent = caption;
+    tile.appendChild(label);
+    const off = document.createElement('span');
+    off.className = 'paused-label';
+    off.textContent = source === 'screen' ? 'Screen share paused' : 'Camera off';
+    tile.appendChild(off);
+    this.tiles.appendChild(tile);
+    return tile;
+  }
+
+  captionFor(peer, source) {
+    const name = peer.displayName || 'Participant';
+    const role = ROLE_TEXT[peer.role] ? ` (${ROLE_TEXT[peer.role]})` : '';
+    return source === 'screen' ? `${name}: screen` : `${name}${role}`;
+  }
+
+  attachVideo(tile, track) {
+    const video = tile.querySelector('video');
+    video.srcObject = track ? new MediaStream([track]) : null;
+    tile.dataset.hasVideo = String(Boolean(track));
+  }
+
+  attachAudio(tile, track, consumerId) {
+    const audio = document.createElement('audio');
+    audio.autoplay = true;
+    audio.dataset.consumerId = consumerId;
+    audio.srcObject = new MediaStream([track]);
+    tile.appendChild(audio);
+  }
+
+  removeAudio(consumerId) {
+    const audio = this.tiles.querySelector(`audio[data-consumer-id="${CSS.escape(consumerId)}"]`);
+    if (audio) {
+      audio.srcObject = null;
+      audio.remove();
+    }
+  }
+
+  setPaused(tile, paused) {
+    if (tile) tile.dataset.paused = String(paused);
+  }
+
+  removeTile(peerId, source) {
+    const tile = this.tile(peerId, source);
+    if (!tile) return;
+    for (const media of tile.querySelectorAll('video, audio')) media.srcObject = null;
+    tile.remove();
+  }
+
+  removePeer(peerId) {
+    for (const tile of this.tiles.querySelectorAll(`.tile[data-peer-id="${CSS.escape(peerId)}"]`)) {
+      for (const media of tile.querySelectorAll('video, audio')) media.srcObject = null;
+      tile.remove();
+    }
+  }
+
+  showError(message) {
+    const box = this.root.querySelector('#error');
+    box.textContent = message;
+    box.hidden = !message;
+  }
+}
