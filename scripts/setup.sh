@@ -18,7 +18,7 @@ apt_packages=(
   redis-server postgresql
   build-essential pkg-config
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
-  iproute2 curl
+  iproute2 nftables curl
   chromium fonts-dejavu-core
 )
 missing=()

@@ -42,6 +42,7 @@ export class Call {
     this.rejoining = null;
     this.iceTimers = new Map();
     this.state = 'idle';
+    this.everConnected = false;
   }
 
   on(event, fn) {
@@ -168,7 +169,23 @@ export class Call {
       if (track.readyState === 'live') await this.produceTrack(source, track);
     }
     await this.consumeAll();
-    this.setState('connected');
+    this.refreshState();
+  }
+
+  // 'connected' only when signaling is up and every transport in use has its
+  // ICE/DTLS connection; otherwise 'connecting' (first time) or 'reconnecting'.
+  refreshState() {
+    if (this.leaving || !this.joined) return;
+    const states = [this.sendTransport, this.recvTransport]
+      .filter((transport) => transport && !transport.closed && transport.connectionState !== 'new')
+      .map((transport) => transport.connectionState);
+    const healthy = this.socket.connected && states.every((state) => state === 'connected');
+    if (healthy) {
+      this.everConnected = true;
+      if (this.state !== 'connected') this.setState('connected');
+    } else if (this.state !== 'reconnecting') {
+      this.setState(this.everConnected ? 'reconnecting' : 'connecting', 'waiting for the media connection');
+    }
   }
 
   async createSendTransport() {
@@ -207,11 +224,11 @@ export class Call {
       if (transport !== this.sendTransport && transport !== this.recvTransport) return;
       clearTimeout(this.iceTimers.get(transport.id));
       if (state === 'connected') {
-        if (this.state === 'reconnecting' && this.socket.connected) this.setState('connected');
+        this.refreshState();
         return;
       }
       if (state === 'disconnected' || state === 'failed') {
-        this.setState('reconnecting', 'media connection interrupted');
+        if (!this.rejoining) this.setState('reconnecting', 'media connection interrupted');
         const timer = setTimeout(() => this.restartIce(transport), state === 'failed' ? 0 : ICE_GRACE_MS);
         this.iceTimers.set(transport.id, timer);
       }

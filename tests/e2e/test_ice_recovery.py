@@ -1,0 +1,82 @@
+"""The page shows 'reconnecting' when its media (ICE) connection drops, and
+recovers by ICE restart or rejoin, without a reload, once the network is back.
+
+The fault: an nftables table of the test's own drops loopback packets to and
+from the test SFU node's media ports (45000-45999, UDP and TCP), then is removed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from playwright.async_api import expect
+
+from tests.e2e.conftest import Pages, room_id
+from tests.e2e.test_consultation_page import _wait_decoding
+
+pytestmark = pytest.mark.e2e
+
+TABLE = "telemed_test_ice"
+MEDIA_PORTS = "45000-45999"  # the rtc port range of the test SFU node (tests/conftest.py)
+
+
+def _nft(*args: str) -> None:
+    subprocess.run(["nft", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def media_blackhole() -> Iterator[dict[str, object]]:
+    controls: dict[str, object] = {}
+
+    def block() -> None:
+        _nft("add", "table", "inet", TABLE)
+        _nft("add", "chain", "inet", TABLE, "input", "{ type filter hook input priority 0; }")
+        for proto in ("udp", "tcp"):
+            for direction in ("dport", "sport"):
+                _nft(
+                    "add",
+                    "rule",
+                    "inet",
+                    TABLE,
+                    "input",
+                    "iif",
+                    "lo",
+                    proto,
+                    direction,
+                    MEDIA_PORTS,
+                    "drop",
+                )
+
+    def unblock() -> None:
+        subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+
+    controls["block"] = block
+    controls["unblock"] = unblock
+    try:
+        yield controls
+    finally:
+        unblock()
+
+
+async def test_page_recovers_after_the_media_path_drops(pages: Pages, media_blackhole) -> None:
+    room = room_id()
+    doctor = await pages.open(room, "dr-ice", "physician", "Dr. Ice")
+    patient = await pages.open(room, "pt-ice", "patient", "Iara")
+    await _wait_decoding(patient, "dr-ice")
+
+    media_blackhole["block"]()
+    for page in (doctor, patient):
+        await expect(page.locator("#status")).to_have_attribute(
+            "data-state", "reconnecting", timeout=20000
+        )
+        await expect(page.locator("#status")).to_have_text("Reconnecting…")
+
+    media_blackhole["unblock"]()
+    for page in (doctor, patient):
+        await expect(page.locator("#status")).to_have_attribute(
+            "data-state", "connected", timeout=30000
+        )
+    await _wait_decoding(patient, "dr-ice", timeout=20)
+    await _wait_decoding(doctor, "pt-ice", timeout=20)
