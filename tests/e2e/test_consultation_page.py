@@ -279,3 +279,48 @@ async def test_browser_page_and_python_peer_exchange_media(pages: Pages, stack, 
     assert video.width > 0 and video.height > 0
     await patient.wait_for_frames("dr-mix", "audio", count=25)
     assert patient.errors == []
+
+
+async def test_mic_off_shows_muted_on_the_other_side_and_stops_audio(pages: Pages) -> None:
+    room = room_id()
+    doctor = await pages.open(room, "dr-mic", "physician", "Dr. Mic")
+    patient = await pages.open(room, "pt-mic", "patient", "Caio")
+    await _wait_decoding(doctor, "pt-mic")
+
+    await patient.get_by_role("button", name="Turn microphone off").click()
+    await expect(_tile(doctor, "pt-mic")).to_have_attribute("data-muted", "true")
+    await expect(_tile(doctor, "pt-mic").locator(".muted-label")).to_be_visible()
+    await asyncio.sleep(0.5)
+    before = (await stream_from(doctor, "pt-mic", "audio"))["packetsReceived"]
+    await asyncio.sleep(1.0)
+    assert (await stream_from(doctor, "pt-mic", "audio"))["packetsReceived"] - before <= 2
+
+    await patient.get_by_role("button", name="Turn microphone on").click()
+    await expect(_tile(doctor, "pt-mic")).to_have_attribute("data-muted", "false")
+    before = (await stream_from(doctor, "pt-mic", "audio"))["packetsReceived"]
+    await asyncio.sleep(1.0)
+    assert (await stream_from(doctor, "pt-mic", "audio"))["packetsReceived"] > before + 10
+
+
+async def test_emergency_profile_is_applied_to_the_camera(pages: Pages) -> None:
+    room = room_id()
+    doctor = await pages.open(room, "dr-er", "physician", "Dr. ER", call_type="emergency")
+    await doctor.wait_for_function(
+        "() => window.telemed.call.producers.has('camera')", timeout=10000
+    )
+    applied = await doctor.evaluate(
+        """() => {
+            const producer = window.telemed.call.producers.get('camera');
+            const settings = producer.track.getSettings();
+            const encoding = producer.rtpSender.getParameters().encodings[0];
+            return {width: settings.width, height: settings.height, frameRate: settings.frameRate,
+                    maxBitrate: encoding.maxBitrate,
+                    codec: producer.rtpParameters.codecs[0].mimeType,
+                    profile: window.telemed.call.profile.callType};
+        }"""
+    )
+    assert applied["profile"] == "emergency"
+    assert (applied["width"], applied["height"]) == (640, 480)
+    assert applied["frameRate"] == 15
+    assert applied["maxBitrate"] == 1_000_000
+    assert applied["codec"].lower() == "video/vp8"

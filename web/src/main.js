@@ -57,8 +57,10 @@ async function main() {
     const peer = call.peers.get(peerId) || { displayName: 'Participant', role: '' };
     const tileSource = kind === 'audio' ? 'camera' : source;
     const tile = ui.ensureTile(peerId, tileSource, ui.captionFor(peer, tileSource), peer.role);
-    if (kind === 'audio') ui.attachAudio(tile, track, consumerId);
-    else {
+    if (kind === 'audio') {
+      ui.attachAudio(tile, track, consumerId, producerId);
+      tile.dataset.muted = String(Boolean(paused));
+    } else {
       ui.attachVideo(tile, track);
       tile.dataset.producerId = producerId;
       ui.setPaused(tile, paused);
@@ -73,7 +75,10 @@ async function main() {
     }
   });
   call.on('trackpaused', ({ producerId, paused }) => {
-    ui.setPaused(document.querySelector(`.tile[data-producer-id="${CSS.escape(producerId)}"]`), paused);
+    const id = CSS.escape(producerId);
+    ui.setPaused(document.querySelector(`.tile[data-producer-id="${id}"]`), paused);
+    const audio = document.querySelector(`audio[data-producer-id="${id}"]`);
+    if (audio) audio.closest('.tile').dataset.muted = String(paused);
   });
 
   const toggles = {

@@ -67,6 +67,10 @@ export class Ui {
     const label = document.createElement('figcaption');
     label.textContent = caption;
     tile.appendChild(label);
+    const muted = document.createElement('span');
+    muted.className = 'muted-label';
+    muted.textContent = 'Muted';
+    tile.appendChild(muted);
     const off = document.createElement('span');
     off.className = 'paused-label';
     off.textContent = source === 'screen' ? 'Screen share paused' : 'Camera off';
@@ -87,10 +91,11 @@ export class Ui {
     tile.dataset.hasVideo = String(Boolean(track));
   }
 
-  attachAudio(tile, track, consumerId) {
+  attachAudio(tile, track, consumerId, producerId) {
     const audio = document.createElement('audio');
     audio.autoplay = true;
     audio.dataset.consumerId = consumerId;
+    audio.dataset.producerId = producerId;
     audio.srcObject = new MediaStream([track]);
     tile.appendChild(audio);
   }
