@@ -3,6 +3,7 @@ camera, microphone and screen, against the real stack of tests/conftest.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -93,7 +94,10 @@ def room_id() -> str:
 
 
 async def inbound(page: Page) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = await page.evaluate("window.telemed.inbound()")
+    # page.evaluate has no timeout of its own: bound it so a stuck page fails the test.
+    rows: list[dict[str, Any]] = await asyncio.wait_for(
+        page.evaluate("window.telemed.inbound()"), timeout=10
+    )
     return rows
 
 

@@ -114,10 +114,12 @@ async function main() {
   });
   ui.buttons.leave.addEventListener('click', () => call.leave());
 
+  let collecting = false;
   setInterval(async () => {
-    if (call.state !== 'connected' && call.state !== 'reconnecting') return;
+    if (collecting || (call.state !== 'connected' && call.state !== 'reconnecting')) return;
+    collecting = true;
     try {
-      const report = await stats.collect();
+      const report = await withTimeout(stats.collect(), 2500, 'stats collection');
       lastReport = report;
       ui.setQuality(report.quality);
       if (call.joined && call.socket.connected) {
@@ -126,7 +128,9 @@ async function main() {
         });
       }
     } catch (error) {
-      console.warn('stats collection failed', error);
+      console.warn('stats collection failed', error.message);
+    } finally {
+      collecting = false;
     }
   }, STATS_INTERVAL_MS);
 
@@ -144,10 +148,24 @@ async function main() {
   }
 }
 
+// getStats() waits in mediasoup-client's queue behind renegotiations; never wait forever.
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 async function inboundSummary(call) {
   const rows = [];
-  for (const [consumerId, item] of call.consumers) {
-    const report = await item.consumer.getStats();
+  for (const [consumerId, item] of [...call.consumers]) {
+    let report;
+    try {
+      report = await withTimeout(item.consumer.getStats(), 2000, 'consumer stats');
+    } catch (error) {
+      continue; // closed or busy consumer: leave it out of this sample
+    }
     report.forEach((entry) => {
       if (entry.type === 'inbound-rtp') {
         rows.push({
