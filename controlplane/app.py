@@ -1,17 +1,31 @@
-"""aiohttp application factory: Socket.IO signaling, health endpoint, room service."""
+"""aiohttp application factory: Socket.IO signaling, REST API, web client,
+health endpoints, and the session lifecycle task."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
+from urllib.parse import urlparse
 
+import asyncpg
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from controlplane.audit import AuditLog
 from controlplane.auth import TokenService
 from controlplane.config import Settings
+from controlplane.consents import ConsentStore
+from controlplane.db import create_pool, migrate
+from controlplane.documentation import DocumentationService
+from controlplane.field_crypto import FieldCipher
+from controlplane.licences import PostgresLicenceRegistry
+from controlplane.rest_api import Services, error_middleware
+from controlplane.rest_api import add_routes as add_rest_routes
 from controlplane.room_state import RoomState
 from controlplane.rooms import RoomService
+from controlplane.sessions import SessionService
 from controlplane.sfu_registry import SfuRegistry
 from controlplane.web_client import add_routes as add_web_routes
 from signaling.notifier import SocketIONotifier
@@ -23,17 +37,47 @@ SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis", aioredis.Redis)
 ROOMS: web.AppKey[RoomService] = web.AppKey("rooms", RoomService)
 TOKENS: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool", asyncpg.Pool)
+SESSIONS: web.AppKey[SessionService] = web.AppKey("sessions", SessionService)
+LIFECYCLE: web.AppKey[dict[str, Any]] = web.AppKey("lifecycle", dict)
 
 
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+async def create_app(settings: Settings) -> web.Application:
+    if settings.database_admin_url:
+        app_role = urlparse(settings.database_url).username
+        await migrate(settings.database_admin_url, app_role)
+    pool = await create_pool(settings.database_url)
+
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[POOL] = pool
     redis = aioredis.from_url(settings.redis_url, decode_responses=True)
     app[REDIS] = redis
     tokens = TokenService(
-        settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience, settings.room_token_ttl
+        settings.jwt_secret,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.room_token_ttl,
+        api_audience=settings.jwt_api_audience,
     )
     app[TOKENS] = tokens
+
+    audit = AuditLog(pool)
+    cipher = FieldCipher.from_config(settings.data_keys)
+    consents = ConsentStore(pool)
+    licences = PostgresLicenceRegistry(pool)
+    sessions = SessionService(
+        pool,
+        audit,
+        licences,
+        consents,
+        cipher,
+        tokens,
+        room_token_ttl=settings.room_token_ttl,
+        max_duration=settings.max_duration_overrides(),
+        inactivity_timeout=settings.inactivity_timeout,
+    )
+    app[SESSIONS] = sessions
 
     sio = create_sio(settings.redis_url, settings.cors_origins)
 
@@ -52,16 +96,49 @@ def create_app(settings: Settings) -> web.Application:
         SocketIONotifier(sio),
         instance_id=settings.instance_id,
         max_peers_per_room=settings.max_peers_per_room,
+        join_gate=sessions,
     )
+    sessions.close_room = rooms.close_room_for_session
+    sessions.count_peers = rooms.peer_count
     app[ROOMS] = rooms
     SignalingServer(sio, tokens, rooms)
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
+    add_rest_routes(
+        app,
+        Services(
+            tokens=tokens,
+            sessions=sessions,
+            consents=consents,
+            licences=licences,
+            documentation=DocumentationService(pool, audit, cipher),
+            audit=audit,
+            pool=pool,
+        ),
+    )
     add_web_routes(app, settings.web_dir)
+    app[LIFECYCLE] = {}
+    app.on_startup.append(_start_lifecycle)
     app.on_cleanup.append(_close)
     return app
+
+
+async def _start_lifecycle(app: web.Application) -> None:
+    app[LIFECYCLE]["task"] = asyncio.create_task(_lifecycle_loop(app))
+
+
+async def _lifecycle_loop(app: web.Application) -> None:
+    """End sessions past their maximum duration or idle too long (every instance runs this;
+    the database update decides which one ends a given session)."""
+    settings = app[SETTINGS]
+    while True:
+        await asyncio.sleep(settings.lifecycle_interval)
+        try:
+            await app[SESSIONS].enforce_limits()
+        except Exception:
+            log.exception("lifecycle_check_failed")
 
 
 async def live(_request: web.Request) -> web.Response:
@@ -70,7 +147,7 @@ async def live(_request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness and readiness: Redis reachable and at least one SFU node registered."""
+    """Readiness: Redis and PostgreSQL reachable and at least one SFU node registered."""
     body: dict[str, Any] = {"status": "ok"}
     status = 200
     try:
@@ -78,6 +155,12 @@ async def health(request: web.Request) -> web.Response:
         body["redis"] = "ok"
     except Exception:
         body["redis"] = "unreachable"
+        status = 503
+    try:
+        await request.app[POOL].fetchval("SELECT 1")
+        body["database"] = "ok"
+    except Exception:
+        body["database"] = "unreachable"
         status = 503
     try:
         nodes = await request.app[ROOMS].registry.live_nodes()
@@ -93,5 +176,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _close(app: web.Application) -> None:
+    task = app[LIFECYCLE].get("task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await app[ROOMS].close()
     await app[REDIS].aclose()
+    await app[POOL].close()

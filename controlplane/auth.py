@@ -27,6 +27,17 @@ _ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True)
+class ApiClaims:
+    """Identity behind a REST call (``aud`` = the API audience)."""
+
+    subject: str
+    role: str
+    mfa: bool
+    expires_at: int
+    token_id: str
+
+
+@dataclass(frozen=True)
 class RoomClaims:
     participant_id: str
     role: str
@@ -38,12 +49,22 @@ class RoomClaims:
 
 
 class TokenService:
-    def __init__(self, secret: str, issuer: str, audience: str, ttl: int) -> None:
+    def __init__(
+        self,
+        secret: str,
+        issuer: str,
+        audience: str,
+        ttl: int,
+        api_audience: str = "telemed-api",
+    ) -> None:
         if len(secret) < 32:
             raise ValueError("JWT secret must be at least 32 characters")
+        if api_audience == audience:
+            raise ValueError("room and API tokens need different audiences")
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
+        self._api_audience = api_audience
         self._ttl = ttl
 
     def mint(
@@ -84,6 +105,67 @@ class TokenService:
             "jti": secrets.token_hex(8),
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def mint_api(
+        self,
+        *,
+        subject: str,
+        role: str,
+        mfa: bool | None = None,
+        ttl: int = 3600,
+        now: int | None = None,
+    ) -> str:
+        """An access token for the REST API (a different audience from room tokens)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        if not _ID.match(subject):
+            raise ValueError("invalid subject")
+        issued = int(time.time()) if now is None else now
+        with_mfa = role in MFA_ROLES if mfa is None else mfa
+        claims = {
+            "iss": self._issuer,
+            "aud": self._api_audience,
+            "sub": subject,
+            "role": role,
+            "amr": ["pwd", "mfa"] if with_mfa else ["pwd"],
+            "iat": issued,
+            "exp": issued + ttl,
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify_api(self, token: object) -> ApiClaims:
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                audience=self._api_audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise ApiError(ErrorCode.SESSION_EXPIRED, "the access token has expired") from None
+        except jwt.PyJWTError:
+            raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
+        role, subject = claims.get("role"), claims.get("sub")
+        if role not in ROLES or not isinstance(subject, str) or not _ID.match(subject):
+            raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid")
+        amr = claims.get("amr") or []
+        mfa = isinstance(amr, list) and "mfa" in amr
+        if role in MFA_ROLES and not mfa:
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "clinician tokens require multi-factor authentication"
+            )
+        return ApiClaims(
+            subject=subject,
+            role=role,
+            mfa=mfa,
+            expires_at=int(claims["exp"]),
+            token_id=str(claims.get("jti", "")),
+        )
 
     def verify(self, token: object) -> RoomClaims:
         """Decode and check a room token; raises ApiError with a client-safe code."""

@@ -26,6 +26,10 @@ def _dev_env(data_dir: Path) -> dict[str, str]:
     env: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     env.setdefault("TELEMED_JWT_SECRET", secrets.token_urlsafe(48))
     env.setdefault("SFU_SECRET", secrets.token_urlsafe(32))
+    if "TELEMED_DATA_KEYS" not in env:
+        from controlplane.field_crypto import FieldCipher
+
+        env["TELEMED_DATA_KEYS"] = FieldCipher.generate_spec()
     return env
 
 
@@ -73,11 +77,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
             started.append(redis)
             redis_url = redis.url
         database_url = os.environ.get("DATABASE_URL", "")
+        database_admin_url = os.environ.get("DATABASE_ADMIN_URL", "")
         if not database_url and not args.only_sfu:
             postgres = ls.start_postgres(data_dir / "postgres", port=args.postgres_port)
             started.append(postgres)
-            database_url = postgres.url
-        env.update({"REDIS_URL": redis_url, "DATABASE_URL": database_url})
+            database_url, database_admin_url = postgres.url, postgres.admin_url
+        env.update(
+            {
+                "REDIS_URL": redis_url,
+                "DATABASE_URL": database_url,
+                "DATABASE_ADMIN_URL": database_admin_url,
+            }
+        )
         sfu = ls.start_sfu_node(
             data_dir / "logs",
             redis_url=redis_url,
@@ -172,37 +183,75 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
 
 
 def cmd_links(args: argparse.Namespace) -> int:
-    """Mint a physician link and a patient link for one (new) consultation."""
+    """Create an active demo consultation and print a physician link and a patient link."""
+    from controlplane.demo import create_demo_session
+    from controlplane.field_crypto import FieldCipher
+
     tokens = _token_service("links")
     if tokens is None:
         return 2
     env = _settings_env()
+    if not env.get("DATABASE_URL") or not env.get("TELEMED_DATA_KEYS"):
+        print(
+            "telemed links: DATABASE_URL / TELEMED_DATA_KEYS are not set and no `telemed dev` "
+            "is running",
+            file=sys.stderr,
+        )
+        return 2
     base = (args.base_url or env.get("TELEMED_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/")
-    consultation = args.consultation or f"consult-{secrets.token_hex(4)}"
-    links = {}
     try:
-        for role, participant, name in (
-            ("physician", args.physician_id, args.physician_name),
-            ("patient", args.patient_id, args.patient_name),
-        ):
-            token = tokens.mint(
-                participant_id=participant,
-                role=role,
-                consultation_id=consultation,
-                call_type=args.call_type,
-                display_name=name,
-                ttl=args.ttl,
+        result = asyncio.run(
+            create_demo_session(
+                env["DATABASE_URL"],
+                tokens,
+                FieldCipher.from_config(env["TELEMED_DATA_KEYS"]),
+                session_type=args.session_type,
+                physician_id=args.physician_id,
+                patient_id=args.patient_id,
+                room_token_ttl=args.ttl or int(env.get("TELEMED_ROOM_TOKEN_TTL", str(4 * 3600))),
             )
-            links[role] = f"{base}/consult/{consultation}#token={token}"
-    except ValueError as exc:
+        )
+    except (ValueError, OSError) as exc:
         print(f"telemed links: {exc}", file=sys.stderr)
         return 2
+    room = result["session"]["roomId"]
+    links = {
+        role: f"{base}/consult/{room}#token={token}" for role, token in result["tokens"].items()
+    }
     if args.json:
-        print(json.dumps({"consultationId": consultation, **links}, indent=2))
+        print(json.dumps({"sessionId": result["session"]["sessionId"], "roomId": room, **links}))
     else:
-        print(f"consultation {consultation} ({args.call_type})")
+        print(f"session {result['session']['sessionId']} ({args.session_type}), room {room}")
         print(f"physician: {links['physician']}")
         print(f"patient:   {links['patient']}")
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from urllib.parse import urlparse
+
+    from controlplane.db import migrate
+
+    env = _settings_env()
+    admin_url = env.get("DATABASE_ADMIN_URL", "")
+    if not admin_url:
+        print("telemed migrate: DATABASE_ADMIN_URL (owner role) is not set", file=sys.stderr)
+        return 2
+    app_role = urlparse(env.get("DATABASE_URL", "")).username
+    applied = asyncio.run(migrate(admin_url, app_role))
+    print(f"applied migrations: {applied or 'none (up to date)'}")
+    return 0
+
+
+def cmd_api_token(args: argparse.Namespace) -> int:
+    tokens = _token_service("api-token")
+    if tokens is None:
+        return 2
+    try:
+        print(tokens.mint_api(subject=args.subject, role=args.role, ttl=args.ttl))
+    except ValueError as exc:
+        print(f"telemed api-token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -261,18 +310,22 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--name", help="display name shown to the other participants")
     mint.add_argument("--ttl", type=int, help="lifetime in seconds")
 
-    links = sub.add_parser(
-        "links", help="mint a physician and a patient link for a new consultation"
-    )
-    links.add_argument("--consultation", help="consultation id (default: a new random one)")
-    links.add_argument("--call-type", default="consultation")
+    links = sub.add_parser("links", help="create an active demo consultation; print its links")
+    links.add_argument("--session-type", default="consultation")
     links.add_argument("--physician-id", default="dr-demo")
-    links.add_argument("--physician-name", default="Dr. Demo")
     links.add_argument("--patient-id", default="pt-demo")
-    links.add_argument("--patient-name", default="Patient")
     links.add_argument("--base-url", help="public URL of the control plane")
-    links.add_argument("--ttl", type=int, help="lifetime in seconds")
+    links.add_argument("--ttl", type=int, help="room token lifetime in seconds")
     links.add_argument("--json", action="store_true")
+
+    sub.add_parser("migrate", help="apply database migrations (DATABASE_ADMIN_URL)")
+
+    api = sub.add_parser("api-token", help="mint a REST API access token (development)")
+    api.add_argument("--subject", required=True)
+    api.add_argument(
+        "--role", required=True, choices=("physician", "patient", "coordinator", "admin")
+    )
+    api.add_argument("--ttl", type=int, default=3600)
 
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")
@@ -286,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         "dev": cmd_dev,
         "mint-token": cmd_mint_token,
         "links": cmd_links,
+        "migrate": cmd_migrate,
+        "api-token": cmd_api_token,
         "room": cmd_room,
     }
     try:

@@ -41,6 +41,16 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
+    # Owner role for migrations; when unset, migrations are not run by the app.
+    database_admin_url: str = ""
+    # AES-256-GCM keys for clinical text: "id:base64key[,id:base64key...]", first encrypts.
+    data_keys: str = ""
+    jwt_api_audience: str = "telemed-api"
+    # Session lifecycle: seconds without any participant before an active session ends,
+    # how often the rules are checked, and per-type maximum overrides ("emergency=7200,...").
+    inactivity_timeout: float = 600.0
+    lifecycle_interval: float = 15.0
+    max_durations: str = ""
     # Shared secret for the SFU nodes' RPC API.
     sfu_secret: str = ""
     sfu_rpc_timeout: float = 10.0
@@ -70,6 +80,12 @@ class Settings:
             public_url=env.get("TELEMED_PUBLIC_URL", f"http://{host}:{port}"),
             redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             database_url=env.get("DATABASE_URL", ""),
+            database_admin_url=env.get("DATABASE_ADMIN_URL", ""),
+            data_keys=env.get("TELEMED_DATA_KEYS", ""),
+            jwt_api_audience=env.get("TELEMED_JWT_API_AUDIENCE", "telemed-api"),
+            inactivity_timeout=_float(env, "TELEMED_INACTIVITY_TIMEOUT", 600.0),
+            lifecycle_interval=_float(env, "TELEMED_LIFECYCLE_INTERVAL", 15.0),
+            max_durations=env.get("TELEMED_MAX_DURATIONS", ""),
             sfu_secret=env.get("SFU_SECRET", ""),
             sfu_rpc_timeout=_float(env, "SFU_RPC_TIMEOUT", 10.0),
             jwt_secret=env.get("TELEMED_JWT_SECRET", ""),
@@ -88,11 +104,25 @@ class Settings:
         settings.validate()
         return settings
 
+    def max_duration_overrides(self) -> dict[str, int]:
+        overrides: dict[str, int] = {}
+        for part in (p.strip() for p in self.max_durations.split(",") if p.strip()):
+            name, _, seconds = part.partition("=")
+            try:
+                overrides[name.strip()] = int(seconds)
+            except ValueError as exc:
+                raise ConfigError("TELEMED_MAX_DURATIONS must be type=seconds pairs") from exc
+        return overrides
+
     def validate(self) -> None:
         if len(self.jwt_secret) < 32:
             raise ConfigError("TELEMED_JWT_SECRET must be set (at least 32 characters)")
         if len(self.sfu_secret) < 16:
             raise ConfigError("SFU_SECRET must be set (at least 16 characters)")
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL must be set (PostgreSQL)")
+        if not self.data_keys:
+            raise ConfigError("TELEMED_DATA_KEYS must be set (AES-256 keys for clinical text)")
         if self.log_format not in ("console", "json"):
             raise ConfigError("TELEMED_LOG_FORMAT must be 'console' or 'json'")
         if self.sfu_rpc_timeout <= 0:

@@ -38,6 +38,8 @@ class ManagedProcess:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    # PostgreSQL only: the owner role's URL (migrations); ``url`` is the app role's.
+    admin_url: str = ""
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -267,7 +269,36 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
             capture_output=True,
             env=env,
         )
-    process.url = f"postgresql://telemed:{password}@127.0.0.1:{port}/telemed"
+    app_password_file = data_dir / "app-password"
+    if not app_password_file.exists():
+        app_password_file.write_text(secrets.token_urlsafe(24))
+        app_password_file.chmod(0o600)
+    app_password = app_password_file.read_text().strip()
+    # The application role: no superuser, no ownership; migrations grant it what it needs.
+    subprocess.run(
+        [
+            _pg_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "telemed",
+            "-d",
+            "telemed",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemed_app') THEN "
+            f"CREATE ROLE telemed_app LOGIN PASSWORD '{app_password}'; END IF; END $$; "
+            "GRANT CONNECT ON DATABASE telemed TO telemed_app;",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    process.admin_url = f"postgresql://telemed:{password}@127.0.0.1:{port}/telemed"
+    process.url = f"postgresql://telemed_app:{app_password}@127.0.0.1:{port}/telemed"
     return process
 
 

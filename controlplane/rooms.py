@@ -34,6 +34,16 @@ log = structlog.get_logger(__name__)
 MAX_TRANSPORTS_PER_PEER = 4
 
 
+class JoinGate(Protocol):
+    """Decides whether a token holder may join its room now (the sessions service)."""
+
+    async def authorize_join(self, claims: RoomClaims) -> str: ...
+
+    async def record_leave(
+        self, room_id: str, participant_id: str, role: str, reason: str
+    ) -> None: ...
+
+
 class Notifier(Protocol):
     async def to_peer(self, sid: str, event: str, data: dict[str, Any]) -> None: ...
 
@@ -86,7 +96,9 @@ class RoomService:
         *,
         instance_id: str,
         max_peers_per_room: int,
+        join_gate: JoinGate | None = None,
     ) -> None:
+        self.join_gate = join_gate
         self.state = state
         self.notifier = notifier
         self.instance_id = instance_id
@@ -137,10 +149,14 @@ class RoomService:
         if claims.expires_at <= time.time():
             raise ApiError(ErrorCode.SESSION_EXPIRED, "the room token has expired")
         room_id = claims.consultation_id
-        profile = profile_for(claims.call_type)
+        call_type = claims.call_type
+        if self.join_gate is not None:
+            # An active session naming this participant, or no entry.
+            call_type = await self.join_gate.authorize_join(claims)
+        profile = profile_for(call_type)
         replaced: PeerRecord | None = None
         async with self.state.room_lock(room_id):
-            room = await self._ensure_room(room_id, claims.call_type)
+            room = await self._ensure_room(room_id, call_type)
             # Fetched before anything is written, so a failure leaves no trace.
             rtp_capabilities = await self._router_capabilities(room)
             peer_ids = await self.state.peer_ids(room_id)
@@ -200,7 +216,7 @@ class RoomService:
             "peerId": claims.participant_id,
             "role": claims.role,
             "displayName": claims.display_name,
-            "callType": claims.call_type,
+            "callType": call_type,
             "mediaProfile": profile.to_client(),
             "routerRtpCapabilities": rtp_capabilities,
             "peers": [
@@ -318,7 +334,33 @@ class RoomService:
         log.info(
             "peer_left", room_id=room_id, peer_id=peer_id, reason=reason, room_closed=closed_room
         )
+        if self.join_gate is not None and current is not None and current.sid == sid:
+            try:
+                await self.join_gate.record_leave(room_id, peer_id, session.claims.role, reason)
+            except Exception:
+                log.exception("leave_audit_failed", room_id=room_id)
         return {"left": True}
+
+    async def peer_count(self, room_id: str) -> int:
+        return len(await self.state.peer_ids(room_id))
+
+    async def close_room_for_session(self, room_id: str, reason: str) -> None:
+        """The session ended: tell everyone why, disconnect them, close the room."""
+        await self.notifier.to_room(
+            room_id, "sessionEnded", {"reason": reason, "message": "the consultation has ended"}
+        )
+        async with self.state.room_lock(room_id):
+            room = await self.state.get_room(room_id)
+            peers = await self.state.peers(room_id)
+            for session in [s for s in self._sessions.values() if s.room_id == room_id]:
+                self._sessions.pop(session.sid, None)
+                self._forget(session)
+            if room is not None:
+                await self._close_room(room)
+        for peer in peers:
+            await self.notifier.leave_room(peer.sid, room_id)
+            await self.notifier.disconnect(peer.sid)
+        log.info("room_closed_for_session", room_id=room_id, reason=reason, peers=len(peers))
 
     async def _close_room(self, room: RoomRecord) -> None:
         try:

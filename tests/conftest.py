@@ -4,8 +4,10 @@ plane process, started once per test session on loopback."""
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,9 @@ import redis.asyncio as aioredis
 
 from controlplane import local_services as ls
 from controlplane.auth import TokenService
+from controlplane.field_crypto import FieldCipher
 from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses
+from controlplane.sessions import SESSION_TYPES
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -34,6 +38,9 @@ class Stack:
     sfu: ls.ManagedProcess
     control_plane: ls.ManagedProcess
     tokens: TokenService
+    database_url: str = ""
+    database_admin_url: str = ""
+    data_keys: str = ""
     processes: list[ls.ManagedProcess] = field(default_factory=list)
 
     @property
@@ -42,15 +49,25 @@ class Stack:
 
     def control_plane_env(self, **overrides: str) -> dict[str, str]:
         return {
-            "REDIS_URL": self.redis_url,
-            "SFU_SECRET": self.sfu_secret,
-            "TELEMED_JWT_SECRET": self.jwt_secret,
-            "TELEMED_LOG_FORMAT": "json",
-            "SFU_RPC_TIMEOUT": "5",
+            **_control_plane_env(
+                self.redis_url,
+                self.sfu_secret,
+                self.jwt_secret,
+                self.database_url,
+                self.database_admin_url,
+                self.data_keys,
+            ),
             **overrides,
         }
 
     def token(self, consultation: str, participant: str, role: str, **kwargs: object) -> str:
+        """A room token for an *active* session of this room (seeded in PostgreSQL).
+
+        Joining requires an active session naming the participant; tests about
+        media and signaling get one here.  The sessions API has its own tests.
+        """
+        call_type = str(kwargs.get("call_type", "consultation"))
+        self.seed_active_session(consultation, participant, role, call_type)
         return self.tokens.mint(
             participant_id=participant,
             role=role,
@@ -58,17 +75,47 @@ class Stack:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    def psql(self, sql: str) -> str:
+        result = subprocess.run(
+            ["psql", self.database_admin_url, "-v", "ON_ERROR_STOP=1", "-tAqc", sql],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout.strip()
+
+    def seed_active_session(self, room: str, participant: str, role: str, call_type: str) -> None:
+        for value in (room, participant, role, call_type):
+            assert re.fullmatch(r"[A-Za-z0-9_.:-]+", value), value  # ids only, never SQL
+        session_type = call_type if call_type in SESSION_TYPES else "consultation"
+        self.psql(
+            "INSERT INTO clinicians (id, crm, uf, specialties) VALUES ('seed-dr', '1', 'SP', '{}') "
+            "ON CONFLICT DO NOTHING; "
+            "INSERT INTO sessions (id, room_id, patient_id, physician_id, session_type, specialty, "
+            "scheduled_for, estimated_duration_minutes, clinic_id, status, created_by, started_at, "
+            "last_activity_at, licence_verified, consent_obtained) VALUES (gen_random_uuid(), "
+            f"'{room}', 'seed-pt', 'seed-dr', '{session_type}', 'seed', now(), 30, 'clinic-test', "
+            "'active', 'test-seed', now(), now(), true, true) ON CONFLICT (room_id) DO NOTHING; "
+            "INSERT INTO session_participants (session_id, participant_id, role) "
+            f"SELECT id, '{participant}', '{role}' FROM sessions WHERE room_id = '{room}' "
+            "ON CONFLICT DO NOTHING;"
+        )
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     restrict_ice_host_addresses(["127.0.0.1"])
     data_dir = Path(tempfile.mkdtemp(prefix="telemed-test-"))
+    data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
     sfu_secret = secrets.token_urlsafe(24)
     jwt_secret = secrets.token_urlsafe(48)
     started: list[ls.ManagedProcess] = []
+    data_keys = FieldCipher.generate_spec()
     try:
         redis = ls.start_redis(data_dir / "redis")
         started.append(redis)
+        postgres = ls.start_postgres(data_dir / "postgres")
+        started.append(postgres)
         sfu = ls.start_sfu_node(
             data_dir,
             redis_url=redis.url,
@@ -78,13 +125,9 @@ def stack() -> Iterator[Stack]:
             rtc_max_port=45999,
         )
         started.append(sfu)
-        env = {
-            "REDIS_URL": redis.url,
-            "SFU_SECRET": sfu_secret,
-            "TELEMED_JWT_SECRET": jwt_secret,
-            "TELEMED_LOG_FORMAT": "json",
-            "SFU_RPC_TIMEOUT": "5",
-        }
+        env = _control_plane_env(
+            redis.url, sfu_secret, jwt_secret, postgres.url, postgres.admin_url, data_keys
+        )
         control = ls.start_control_plane(data_dir, env)
         started.append(control)
         yield Stack(
@@ -95,6 +138,9 @@ def stack() -> Iterator[Stack]:
             sfu=sfu,
             control_plane=control,
             tokens=TokenService(jwt_secret, "telemed", "telemed-room", 3600),
+            database_url=postgres.url,
+            database_admin_url=postgres.admin_url,
+            data_keys=data_keys,
             processes=started,
         )
     finally:
@@ -102,6 +148,26 @@ def stack() -> Iterator[Stack]:
             process.stop()
         _keep_logs(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _control_plane_env(
+    redis_url: str,
+    sfu_secret: str,
+    jwt_secret: str,
+    database_url: str,
+    admin_url: str,
+    data_keys: str,
+) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "SFU_SECRET": sfu_secret,
+        "TELEMED_JWT_SECRET": jwt_secret,
+        "DATABASE_URL": database_url,
+        "DATABASE_ADMIN_URL": admin_url,
+        "TELEMED_DATA_KEYS": data_keys,
+        "TELEMED_LOG_FORMAT": "json",
+        "SFU_RPC_TIMEOUT": "5",
+    }
 
 
 def _keep_logs(data_dir: Path) -> None:

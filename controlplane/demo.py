@@ -1,0 +1,78 @@
+"""Demo consultations for trying the system locally (`telemed links`).
+
+Goes through the real services: registers a demo physician with an active,
+telemedicine-authorised licence, publishes a consent text if there is none,
+records the demo patient's consent, creates and starts a session as a
+coordinator, and issues each participant's room token.  Every step is audited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from controlplane.audit import Actor, AuditLog
+from controlplane.auth import ApiClaims, TokenService
+from controlplane.consents import ConsentStore
+from controlplane.db import create_pool
+from controlplane.field_crypto import FieldCipher
+from controlplane.licences import Licence, PostgresLicenceRegistry, register_clinician
+from controlplane.sessions import SessionService
+
+DEMO_SPECIALTY = "clinica-medica"
+DEMO_CONSENT = (
+    "Demo consent: I agree to a teleconsultation by video under LGPD; "
+    "I may revoke this at any time."
+)
+
+
+async def create_demo_session(
+    database_url: str,
+    tokens: TokenService,
+    cipher: FieldCipher,
+    *,
+    session_type: str,
+    physician_id: str,
+    patient_id: str,
+    room_token_ttl: int,
+) -> dict[str, Any]:
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        audit = AuditLog(pool)
+        consents = ConsentStore(pool)
+        registry = PostgresLicenceRegistry(pool)
+        sessions = SessionService(
+            pool, audit, registry, consents, cipher, tokens, room_token_ttl=room_token_ttl
+        )
+        actor = Actor("cli-demo", "admin")
+        await register_clinician(pool, physician_id, "123456", "SP", [DEMO_SPECIALTY])
+        await registry.upsert([Licence("123456", "SP", "active", True, (DEMO_SPECIALTY,))], "demo")
+        texts = {t["purpose"]: t["version"] for t in await consents.texts()}
+        version = texts.get("teleconsultation") or await consents.publish_text(
+            "teleconsultation", DEMO_CONSENT
+        )
+        await consents.grant(patient_id, "teleconsultation", version, "cli-demo")
+        await audit.record(actor, "demo.setup", resource_type="patient", resource_id=patient_id)
+        coordinator = ApiClaims("cli-demo", "coordinator", True, 0, "cli")
+        created = await sessions.create(
+            coordinator,
+            {
+                "patientId": patient_id,
+                "physicianId": physician_id,
+                "sessionType": session_type,
+                "specialty": DEMO_SPECIALTY,
+                "scheduledFor": datetime.now(UTC),
+                "estimatedDuration": 30,
+                "clinicId": "clinic-demo",
+                "notes": None,
+                "recordingEnabled": False,
+            },
+        )
+        await sessions.start(coordinator, created["sessionId"])
+        room_tokens = {}
+        for role, participant in (("physician", physician_id), ("patient", patient_id)):
+            claims = ApiClaims(participant, role, role == "physician", 0, "cli")
+            room_tokens[role] = (await sessions.room_token(claims, created["sessionId"]))["token"]
+        return {"session": created, "tokens": room_tokens}
+    finally:
+        await pool.close()

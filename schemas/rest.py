@@ -1,0 +1,161 @@
+"""Schemas of the REST API bodies and answers (also the source of the OpenAPI document)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from controlplane.consents import PURPOSES
+from controlplane.licences import UFS
+from controlplane.sessions import SESSION_TYPES
+
+_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", error="invalid id")
+_TEXT = validate.Length(min=1, max=20000)
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class SessionCreateSchema(_Strict):
+    patientId = fields.String(required=True, validate=_ID)
+    physicianId = fields.String(required=True, validate=_ID)
+    sessionType = fields.String(required=True, validate=validate.OneOf(SESSION_TYPES))
+    specialty = fields.String(required=True, validate=validate.Length(min=2, max=80))
+    scheduledFor = fields.AwareDateTime(required=True)
+    estimatedDuration = fields.Integer(
+        required=True, validate=validate.Range(min=5, max=480), metadata={"description": "minutes"}
+    )
+    clinicId = fields.String(required=True, validate=_ID)
+    notes = fields.String(
+        validate=validate.Length(max=4000),
+        load_default=None,
+        metadata={"description": "stored encrypted"},
+    )
+    recordingEnabled = fields.Boolean(load_default=False)
+
+
+class SessionIdSchema(_Strict):
+    sessionId = fields.UUID(required=True)
+
+
+class SessionEndSchema(_Strict):
+    sessionId = fields.UUID(required=True)
+    reason = fields.String(
+        load_default="ended",
+        validate=validate.OneOf(
+            ("ended", "completed", "cancelled", "no_show", "technical_failure")
+        ),
+    )
+
+
+class ComplianceSchema(Schema):
+    licenseVerified = fields.Boolean()
+    telemedicineCompliant = fields.Boolean()
+    consentObtained = fields.Boolean()
+
+
+class SessionSchema(Schema):
+    sessionId = fields.UUID()
+    roomId = fields.String()
+    patientId = fields.String()
+    physicianId = fields.String()
+    sessionType = fields.String()
+    specialty = fields.String()
+    clinicId = fields.String()
+    scheduledFor = fields.String()
+    estimatedDuration = fields.Integer()
+    status = fields.String(validate=validate.OneOf(("scheduled", "active", "ended", "cancelled")))
+    startedAt = fields.String(allow_none=True)
+    endedAt = fields.String(allow_none=True)
+    endReason = fields.String(allow_none=True)
+    durationSeconds = fields.Float(allow_none=True)
+    recordingEnabled = fields.Boolean()
+    compliance = fields.Nested(ComplianceSchema)
+    classification = fields.String()
+
+
+class RoomTokenSchema(Schema):
+    roomId = fields.String()
+    token = fields.String()
+    expiresIn = fields.Integer()
+
+
+class ClinicalTextSchema(_Strict):
+    sessionId = fields.UUID(required=True)
+    text = fields.String(required=True, validate=_TEXT)
+
+
+class FollowupSchema(_Strict):
+    sessionId = fields.UUID(required=True)
+    text = fields.String(required=True, validate=_TEXT)
+    dueAt = fields.AwareDateTime(required=True)
+
+
+class ClinicalRecordSchema(Schema):
+    id = fields.UUID()
+    sessionId = fields.UUID()
+    kind = fields.String()
+    classification = fields.String()
+
+
+class ConsentTextCreateSchema(_Strict):
+    purpose = fields.String(required=True, validate=validate.OneOf(PURPOSES))
+    text = fields.String(required=True, validate=_TEXT)
+
+
+class ConsentGrantSchema(_Strict):
+    patientId = fields.String(required=True, validate=_ID)
+    purpose = fields.String(required=True, validate=validate.OneOf(PURPOSES))
+    version = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class ConsentRevokeSchema(_Strict):
+    patientId = fields.String(required=True, validate=_ID)
+    purpose = fields.String(required=True, validate=validate.OneOf(PURPOSES))
+
+
+class ClinicianSchema(_Strict):
+    id = fields.String(required=True, validate=_ID)
+    crm = fields.String(
+        required=True, validate=validate.Regexp(r"^[0-9]{1,7}$", error="invalid CRM")
+    )
+    uf = fields.String(required=True, validate=validate.OneOf(sorted(UFS)))
+    specialties = fields.List(
+        fields.String(validate=validate.Length(min=2, max=80)),
+        load_default=list,
+        validate=validate.Length(max=20),
+    )
+
+
+class LicenceSchema(_Strict):
+    crm = fields.String(
+        required=True, validate=validate.Regexp(r"^[0-9]{1,7}$", error="invalid CRM")
+    )
+    uf = fields.String(required=True, validate=validate.OneOf(sorted(UFS)))
+    status = fields.String(
+        required=True, validate=validate.OneOf(("active", "suspended", "cancelled"))
+    )
+    telemedicineAuthorized = fields.Boolean(required=True)
+    specialties = fields.List(
+        fields.String(validate=validate.Length(min=2, max=80)),
+        load_default=list,
+        validate=validate.Length(max=20),
+    )
+
+
+class LicenceLoadSchema(_Strict):
+    licences = fields.List(
+        fields.Nested(LicenceSchema), required=True, validate=validate.Length(min=1, max=10000)
+    )
+    source = fields.String(load_default="admin-api", validate=validate.Length(max=40))
