@@ -1,6 +1,7 @@
 """Join latency of 1:1 consultations with real Python WebRTC peers.
 
-For N consultations in turn, a physician and a patient connect, join, send
+For N consultations in turn (each a real session: created, licence and consent
+checked, started, room tokens issued), a physician and a patient connect, join, send
 audio + video and receive each other.  Prints p50 / p95 / max of:
   - join request -> first decoded video frame from the other peer (per peer)
   - each signaling step (ack round trips, per peer)
@@ -24,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from controlplane import local_services as ls  # noqa: E402
 from controlplane.auth import TokenService  # noqa: E402
+from controlplane.demo import create_demo_session  # noqa: E402
+from controlplane.field_crypto import FieldCipher  # noqa: E402
 from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses  # noqa: E402
 
 STEPS = [
@@ -55,14 +59,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-async def one_consultation(url: str, tokens: TokenService, samples: dict[str, list[float]]) -> None:
-    room = f"bench-{secrets.token_hex(5)}"
-    doctor = MediaPeer(
-        url, tokens.mint(participant_id="dr-bench", role="physician", consultation_id=room)
+@dataclass
+class Target:
+    url: str
+    database_url: str
+    tokens: TokenService
+    cipher: FieldCipher
+
+
+async def one_consultation(target: Target, samples: dict[str, list[float]]) -> None:
+    # A real session (licensed physician, consented patient, started): joining requires it.
+    created = await create_demo_session(
+        target.database_url,
+        target.tokens,
+        target.cipher,
+        session_type="consultation",
+        physician_id="dr-bench",
+        patient_id="pt-bench",
+        room_token_ttl=600,
     )
-    patient = MediaPeer(
-        url, tokens.mint(participant_id="pt-bench", role="patient", consultation_id=room)
-    )
+    room = created["session"]["roomId"]
+    doctor = MediaPeer(target.url, created["tokens"]["physician"])
+    patient = MediaPeer(target.url, created["tokens"]["patient"])
     try:
 
         async def run(peer: MediaPeer) -> None:
@@ -86,16 +104,17 @@ async def one_consultation(url: str, tokens: TokenService, samples: dict[str, li
         await asyncio.gather(doctor.close(), patient.close())
 
 
-def local_target() -> tuple[str, str]:
+def local_target() -> Target:
     data = ROOT / ".data" / "dev-env.json"
-    env = json.loads(data.read_text()) if data.exists() else {}
-    secret = os.environ.get("TELEMED_JWT_SECRET") or env.get("TELEMED_JWT_SECRET", "")
-    url = os.environ.get("TELEMED_URL", "http://127.0.0.1:8080")
-    if not secret:
-        raise SystemExit(
-            "no TELEMED_JWT_SECRET and no .data/dev-env.json: start `make run` or use --start-stack"
-        )
-    return url, secret
+    env = {**(json.loads(data.read_text()) if data.exists() else {}), **os.environ}
+    if not env.get("TELEMED_JWT_SECRET") or not env.get("DATABASE_URL"):
+        raise SystemExit("no running `make run` found (.data/dev-env.json); or use --start-stack")
+    return Target(
+        url=env.get("TELEMED_URL", "http://127.0.0.1:8080"),
+        database_url=env["DATABASE_URL"],
+        tokens=TokenService(env["TELEMED_JWT_SECRET"], "telemed", "telemed-room", 600),
+        cipher=FieldCipher.from_config(env["TELEMED_DATA_KEYS"]),
+    )
 
 
 async def main() -> None:
@@ -112,47 +131,20 @@ async def main() -> None:
 
     started: list[ls.ManagedProcess] = []
     try:
-        if args.start_stack:
-            data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
-            secret, sfu_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(24)
-            redis = ls.start_redis(data_dir / "redis")
-            started.append(redis)
-            started.append(
-                ls.start_sfu_node(
-                    data_dir,
-                    redis_url=redis.url,
-                    secret=sfu_secret,
-                    rtc_min_port=47000,
-                    rtc_max_port=47999,
-                )
-            )
-            control = ls.start_control_plane(
-                data_dir,
-                {
-                    "REDIS_URL": redis.url,
-                    "SFU_SECRET": sfu_secret,
-                    "TELEMED_JWT_SECRET": secret,
-                    "TELEMED_LOG_LEVEL": "warning",
-                },
-            )
-            started.append(control)
-            url = control.url
-        else:
-            url, secret = local_target()
-        tokens = TokenService(secret, "telemed", "telemed-room", 600)
+        target = start_stack(started) if args.start_stack else local_target()
 
         warm: dict[str, list[float]] = {k: [] for k in ["join->first video frame", *STEPS]}
         for _ in range(args.warmup):
-            await one_consultation(url, tokens, warm)
+            await one_consultation(target, warm)
         samples: dict[str, list[float]] = {k: [] for k in ["join->first video frame", *STEPS]}
         wall = time.perf_counter()
         for _ in range(args.consultations):
-            await one_consultation(url, tokens, samples)
+            await one_consultation(target, samples)
         wall = time.perf_counter() - wall
 
         print(
             f"{args.consultations} consultations (2 peers each, audio+video both ways)",
-            f"against {url}",
+            f"against {target.url}",
         )
         print(f"{'metric (ms)':<28}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
         for name, values in samples.items():
@@ -167,6 +159,46 @@ async def main() -> None:
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def start_stack(started: list[ls.ManagedProcess]) -> Target:
+    """Redis, PostgreSQL, an SFU node and a control plane of the benchmark's own."""
+    data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
+    data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user
+    secret, sfu_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(24)
+    keys = FieldCipher.generate_spec()
+    redis = ls.start_redis(data_dir / "redis")
+    started.append(redis)
+    postgres = ls.start_postgres(data_dir / "postgres")
+    started.append(postgres)
+    started.append(
+        ls.start_sfu_node(
+            data_dir,
+            redis_url=redis.url,
+            secret=sfu_secret,
+            rtc_min_port=47000,
+            rtc_max_port=47999,
+        )
+    )
+    control = ls.start_control_plane(
+        data_dir,
+        {
+            "REDIS_URL": redis.url,
+            "SFU_SECRET": sfu_secret,
+            "TELEMED_JWT_SECRET": secret,
+            "DATABASE_URL": postgres.url,
+            "DATABASE_ADMIN_URL": postgres.admin_url,
+            "TELEMED_DATA_KEYS": keys,
+            "TELEMED_LOG_LEVEL": "warning",
+        },
+    )
+    started.append(control)
+    return Target(
+        control.url,
+        postgres.url,
+        TokenService(secret, "telemed", "telemed-room", 600),
+        FieldCipher.from_config(keys),
+    )
 
 
 if __name__ == "__main__":

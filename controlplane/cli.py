@@ -110,11 +110,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         _save_dev_env(data_dir, env)
         print(f"telemed is running at {control.url}", flush=True)
         print(f"  health:   {control.url}/health", flush=True)
-        print(
-            "  tokens:   .venv/bin/telemed mint-token --consultation demo-1 "
-            "--participant dr-1 --role physician",
-            flush=True,
-        )
+        print("  try it:   .venv/bin/telemed links   (a physician and a patient link)", flush=True)
         print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
         return _supervise(started)
     except ls.ServiceError as exc:
@@ -208,6 +204,8 @@ def cmd_links(args: argparse.Namespace) -> int:
                 session_type=args.session_type,
                 physician_id=args.physician_id,
                 patient_id=args.patient_id,
+                physician_name=args.physician_name,
+                patient_name=args.patient_name,
                 room_token_ttl=args.ttl or int(env.get("TELEMED_ROOM_TOKEN_TTL", str(4 * 3600))),
             )
         )
@@ -314,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     links.add_argument("--session-type", default="consultation")
     links.add_argument("--physician-id", default="dr-demo")
     links.add_argument("--patient-id", default="pt-demo")
+    links.add_argument("--physician-name", default="Dr. Demo", help="shown on the tiles")
+    links.add_argument("--patient-name", default="Patient", help="shown on the tiles")
     links.add_argument("--base-url", help="public URL of the control plane")
     links.add_argument("--ttl", type=int, help="room token lifetime in seconds")
     links.add_argument("--json", action="store_true")

@@ -35,6 +35,8 @@ async def create_demo_session(
     physician_id: str,
     patient_id: str,
     room_token_ttl: int,
+    physician_name: str = "Dr. Demo",
+    patient_name: str = "Patient",
 ) -> dict[str, Any]:
     pool = await create_pool(database_url, min_size=1, max_size=2)
     try:
@@ -48,11 +50,25 @@ async def create_demo_session(
         await register_clinician(pool, physician_id, "123456", "SP", [DEMO_SPECIALTY])
         await registry.upsert([Licence("123456", "SP", "active", True, (DEMO_SPECIALTY,))], "demo")
         texts = {t["purpose"]: t["version"] for t in await consents.texts()}
-        version = texts.get("teleconsultation") or await consents.publish_text(
-            "teleconsultation", DEMO_CONSENT
-        )
+        version = texts.get("teleconsultation")
+        if version is None:
+            version = await consents.publish_text("teleconsultation", DEMO_CONSENT)
+            await audit.record(
+                actor,
+                "consent_text.publish",
+                resource_type="consent_text",
+                resource_id=f"teleconsultation:{version}",
+                classification="public",
+            )
         await consents.grant(patient_id, "teleconsultation", version, "cli-demo")
-        await audit.record(actor, "demo.setup", resource_type="patient", resource_id=patient_id)
+        await audit.record(
+            actor,
+            "consent.grant",
+            resource_type="patient",
+            resource_id=patient_id,
+            classification="personal",
+            details={"purpose": "teleconsultation", "version": version},
+        )
         coordinator = ApiClaims("cli-demo", "coordinator", True, 0, "cli")
         created = await sessions.create(
             coordinator,
@@ -70,9 +86,13 @@ async def create_demo_session(
         )
         await sessions.start(coordinator, created["sessionId"])
         room_tokens = {}
-        for role, participant in (("physician", physician_id), ("patient", patient_id)):
+        for role, participant, name in (
+            ("physician", physician_id, physician_name),
+            ("patient", patient_id, patient_name),
+        ):
             claims = ApiClaims(participant, role, role == "physician", 0, "cli")
-            room_tokens[role] = (await sessions.room_token(claims, created["sessionId"]))["token"]
+            issued = await sessions.room_token(claims, created["sessionId"], name)
+            room_tokens[role] = issued["token"]
         return {"session": created, "tokens": room_tokens}
     finally:
         await pool.close()

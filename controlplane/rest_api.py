@@ -160,8 +160,11 @@ async def session_get(request: web.Request) -> web.Response:
 
 async def session_room_token(request: web.Request) -> web.Response:
     claims = await _claims(request)
+    body = await _body(request, r.RoomTokenRequestSchema()) if request.can_read_body else {}
     return web.json_response(
-        await request.app[SERVICES].sessions.room_token(claims, request.match_info["session_id"])
+        await request.app[SERVICES].sessions.room_token(
+            claims, request.match_info["session_id"], body.get("displayName", "")
+        )
     )
 
 

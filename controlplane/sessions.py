@@ -391,7 +391,9 @@ class SessionService:
 
     # ---- rooms -------------------------------------------------------------------
 
-    async def room_token(self, claims: ApiClaims, session_id: str) -> dict[str, Any]:
+    async def room_token(
+        self, claims: ApiClaims, session_id: str, display_name: str = ""
+    ) -> dict[str, Any]:
         actor = actor_of(claims)
         session = await self._load(session_id)
         if session is None or claims.subject not in session.participants:
@@ -418,6 +420,7 @@ class SessionService:
             role=role,
             consultation_id=session.room_id,
             call_type=session.session_type,
+            display_name=display_name,
             ttl=self._room_token_ttl,
             mfa=claims.mfa,
         )

@@ -85,6 +85,11 @@ class SessionSchema(Schema):
     classification = fields.String()
 
 
+class RoomTokenRequestSchema(_Strict):
+    # How the participant is shown to the others in the room (their choice; not stored).
+    displayName = fields.String(load_default="", validate=validate.Length(max=80))
+
+
 class RoomTokenSchema(Schema):
     roomId = fields.String()
     token = fields.String()

@@ -35,6 +35,12 @@ async def test_audit_chain_is_ok_and_covers_the_session_story(stack: Stack, api:
         f"WHERE session_id = '{session['sessionId']}'"
     ).split(",")
     assert {"session.create", "session.start"} <= set(actions)
+    published = await api.admin(
+        "POST",
+        "consent/texts",
+        {"purpose": "data_sharing", "text": "Sharing with the clinic (v-next)."},
+    )
+    assert published.status == 201
     assert {"consent.grant", "licence.load", "clinician.upsert", "consent_text.publish"} <= set(
         stack.psql("SELECT string_agg(DISTINCT action, ',') FROM audit_log").split(",")
     )

@@ -365,3 +365,38 @@ async def test_openapi_document_comes_from_the_schemas(api: Api) -> None:
         "metrics/duration",
     ):
         assert f"/api/telemedicine/{path}" in document.body["paths"]
+
+
+async def test_room_token_carries_the_display_name_the_participant_chose(
+    stack: Stack, api: Api, peers
+) -> None:
+    session, physician, patient = await api.active_session()
+    issued = await api.call(
+        "POST",
+        f"session/{session['sessionId']}/room-token",
+        api.token(patient, "patient"),
+        {"displayName": "Maria"},
+    )
+    assert issued.status == 200
+    claims = stack.tokens.verify(issued.body["token"])
+    assert (claims.display_name, claims.role, claims.consultation_id) == (
+        "Maria",
+        "patient",
+        session["roomId"],
+    )
+    too_long = await api.call(
+        "POST",
+        f"session/{session['sessionId']}/room-token",
+        api.token(patient, "patient"),
+        {"displayName": "x" * 200},
+    )
+    assert too_long.code == "VALIDATION_ERROR"
+    # The physician's page shows the name the patient chose.
+    doctor = await _peer(stack, api, session["sessionId"], physician, "physician")
+    peers.append(doctor)
+    patient_peer = MediaPeer(stack.url, issued.body["token"])
+    peers.append(patient_peer)
+    await patient_peer.connect()
+    await patient_peer.join(session["roomId"])
+    joined = await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == patient)
+    assert joined["displayName"] == "Maria" and joined["role"] == "patient"
