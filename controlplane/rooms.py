@@ -43,6 +43,10 @@ class JoinGate(Protocol):
         self, room_id: str, participant_id: str, role: str, reason: str
     ) -> None: ...
 
+    async def record_refusal(
+        self, room_id: str, participant_id: str, role: str, event: str, code: str
+    ) -> None: ...
+
 
 class Notifier(Protocol):
     async def to_peer(self, sid: str, event: str, data: dict[str, Any]) -> None: ...
@@ -340,6 +344,19 @@ class RoomService:
             except Exception:
                 log.exception("leave_audit_failed", room_id=room_id)
         return {"left": True}
+
+    async def audit_refusal(self, sid: str, claims: RoomClaims, event: str, code: str) -> None:
+        """A refused signaling action (someone else's object, another consultation)."""
+        if self.join_gate is None:
+            return
+        session = self._sessions.get(sid)
+        room_id = session.room_id if session else claims.consultation_id
+        try:
+            await self.join_gate.record_refusal(
+                room_id, claims.participant_id, claims.role, event, code
+            )
+        except Exception:
+            log.exception("refusal_audit_failed", room_id=room_id)
 
     async def peer_count(self, room_id: str) -> int:
         return len(await self.state.peer_ids(room_id))

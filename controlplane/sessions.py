@@ -499,6 +499,22 @@ class SessionService:
             details={"reason": reason},
         )
 
+    async def record_refusal(
+        self, room_id: str, participant_id: str, role: str, event: str, code: str
+    ) -> None:
+        session_id = await self._pool.fetchval(
+            "SELECT id FROM sessions WHERE room_id = $1", room_id
+        )
+        await self.audit.record(
+            Actor(participant_id, role),
+            f"signaling.{event}",
+            outcome="denied",
+            resource_type="room",
+            resource_id=room_id,
+            session_id=str(session_id) if session_id else None,
+            details={"code": code},
+        )
+
     async def end_for_consent_revocation(self, patient_id: str) -> list[str]:
         rows = await self._pool.fetch(
             "SELECT id FROM sessions WHERE patient_id = $1 AND status IN ('active', 'scheduled')",

@@ -88,6 +88,11 @@ class SignalingServer:
                 ).to_payload()
             except ApiError as exc:
                 log.info("signaling_error", signal=name, code=str(exc.code))
+                if exc.code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND):
+                    # Acting on another participant's objects or another consultation.
+                    claims = self._claims.get(sid)
+                    if claims is not None:
+                        await self._rooms.audit_refusal(sid, claims, name, str(exc.code))
                 return exc.to_payload()
             except Exception:
                 # Never send internals to the client; the log has the trace.

@@ -98,3 +98,8 @@ async def test_restart_ice_gives_new_credentials(
     with pytest.raises(SignalingError) as refused:
         await doctor.request("restartIce", {"transportId": other})
     assert refused.value.code == "NOT_FOUND"
+    audited = stack.psql(
+        "SELECT count(*) FROM audit_log WHERE action = 'signaling.restartIce' "
+        f"AND outcome = 'denied' AND actor_id = 'dr-ana' AND resource_id = '{room}'"
+    )
+    assert int(audited) == 1
