@@ -21,6 +21,8 @@ from controlplane.db import create_pool, migrate
 from controlplane.documentation import DocumentationService
 from controlplane.field_crypto import FieldCipher
 from controlplane.licences import PostgresLicenceRegistry
+from controlplane.metrics import CONTENT_TYPE, Metrics
+from controlplane.quality_monitor import QualityMonitor
 from controlplane.rest_api import Services, error_middleware
 from controlplane.rest_api import add_routes as add_rest_routes
 from controlplane.room_state import RoomState
@@ -40,6 +42,8 @@ TOKENS: web.AppKey[TokenService] = web.AppKey("tokens", TokenService)
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool", asyncpg.Pool)
 SESSIONS: web.AppKey[SessionService] = web.AppKey("sessions", SessionService)
 LIFECYCLE: web.AppKey[dict[str, Any]] = web.AppKey("lifecycle", dict)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+MONITOR: web.AppKey[QualityMonitor] = web.AppKey("monitor", QualityMonitor)
 
 
 async def create_app(settings: Settings) -> web.Application:
@@ -80,6 +84,8 @@ async def create_app(settings: Settings) -> web.Application:
     app[SESSIONS] = sessions
 
     sio = create_sio(settings.redis_url, settings.cors_origins)
+    metrics = Metrics()
+    app[METRICS] = metrics
 
     def registry_factory(service: RoomService) -> SfuRegistry:
         return SfuRegistry(
@@ -97,15 +103,28 @@ async def create_app(settings: Settings) -> web.Application:
         instance_id=settings.instance_id,
         max_peers_per_room=settings.max_peers_per_room,
         join_gate=sessions,
+        on_first_media=lambda call_type, seconds: metrics.join_to_media.labels(call_type).observe(
+            seconds
+        ),
     )
     sessions.close_room = rooms.close_room_for_session
     sessions.count_peers = rooms.peer_count
     app[ROOMS] = rooms
-    SignalingServer(sio, tokens, rooms)
+    signaling = SignalingServer(sio, tokens, rooms, metrics)
+    app[MONITOR] = QualityMonitor(
+        rooms,
+        redis,
+        pool,
+        metrics,
+        staff_push=signaling.push_staff,
+        webhook_url=settings.alert_webhook_url,
+        interval=settings.stats_interval,
+    )
     sio.attach(app, socketio_path="socket.io")
 
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)
+    app.router.add_get("/metrics", metrics_endpoint)
     add_rest_routes(
         app,
         Services(
@@ -116,6 +135,7 @@ async def create_app(settings: Settings) -> web.Application:
             documentation=DocumentationService(pool, audit, cipher),
             audit=audit,
             pool=pool,
+            redis=redis,
         ),
     )
     add_web_routes(app, settings.web_dir)
@@ -127,6 +147,12 @@ async def create_app(settings: Settings) -> web.Application:
 
 async def _start_lifecycle(app: web.Application) -> None:
     app[LIFECYCLE]["task"] = asyncio.create_task(_lifecycle_loop(app))
+    app[LIFECYCLE]["monitor"] = asyncio.create_task(app[MONITOR].run())
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus exposition (scrape target)."""
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def _lifecycle_loop(app: web.Application) -> None:
@@ -176,11 +202,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _close(app: web.Application) -> None:
-    task = app[LIFECYCLE].get("task")
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("task", "monitor"):
+        task = app[LIFECYCLE].get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    await app[MONITOR].close()
     await app[ROOMS].close()
     await app[REDIS].aclose()
     await app[POOL].close()

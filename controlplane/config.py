@@ -51,6 +51,9 @@ class Settings:
     inactivity_timeout: float = 600.0
     lifecycle_interval: float = 15.0
     max_durations: str = ""
+    # Call-quality sampling interval (seconds) and an optional alert webhook.
+    stats_interval: float = 2.0
+    alert_webhook_url: str = ""
     # Shared secret for the SFU nodes' RPC API.
     sfu_secret: str = ""
     sfu_rpc_timeout: float = 10.0
@@ -86,6 +89,8 @@ class Settings:
             inactivity_timeout=_float(env, "TELEMED_INACTIVITY_TIMEOUT", 600.0),
             lifecycle_interval=_float(env, "TELEMED_LIFECYCLE_INTERVAL", 15.0),
             max_durations=env.get("TELEMED_MAX_DURATIONS", ""),
+            stats_interval=_float(env, "TELEMED_STATS_INTERVAL", 2.0),
+            alert_webhook_url=env.get("TELEMED_ALERT_WEBHOOK_URL", ""),
             sfu_secret=env.get("SFU_SECRET", ""),
             sfu_rpc_timeout=_float(env, "SFU_RPC_TIMEOUT", 10.0),
             jwt_secret=env.get("TELEMED_JWT_SECRET", ""),

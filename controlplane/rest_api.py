@@ -26,6 +26,7 @@ from controlplane.licences import (
     register_clinician,
     valid_crm,
 )
+from controlplane.quality_monitor import history_key
 from controlplane.sessions import SessionService
 from schemas import rest as r
 from schemas.errors import ApiError, ErrorCode
@@ -57,6 +58,7 @@ class Services:
     documentation: DocumentationService
     audit: AuditLog
     pool: Any
+    redis: Any = None
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("rest_services", Services)
@@ -375,6 +377,71 @@ async def duration_metrics(request: web.Request) -> web.Response:
     )
 
 
+async def _quality_history(request: web.Request) -> tuple[str, list[dict[str, Any]]]:
+    """Per participant of a session: recent quality samples (newest first) and open alerts."""
+    claims = await _claims(request)
+    services = request.app[SERVICES]
+    session_id = request.query.get("sessionId", "")
+    session = await services.sessions.readable_for_staff(claims, session_id)
+    participants = []
+    for participant_id, role in sorted(session.participants.items()):
+        raw = await services.redis.lrange(history_key(session.room_id, participant_id), 0, -1)
+        history = [json.loads(item) for item in raw]
+        alerts = await services.pool.fetch(
+            """SELECT rule, severity, raised_at FROM alerts WHERE room_id = $1
+               AND participant_id = $2 AND cleared_at IS NULL ORDER BY raised_at""",
+            session.room_id,
+            participant_id,
+        )
+        participants.append(
+            {
+                "participantId": participant_id,
+                "role": role,
+                "latest": history[0] if history else None,
+                "history": history,
+                "openAlerts": [
+                    {
+                        "rule": a["rule"],
+                        "severity": a["severity"],
+                        "raisedAt": a["raised_at"].isoformat(),
+                    }
+                    for a in alerts
+                ],
+            }
+        )
+    return session.id, participants
+
+
+async def quality_metrics(request: web.Request) -> web.Response:
+    session_id, participants = await _quality_history(request)
+    keep = ("at", "score", "loss", "jitter", "connected")
+    for p in participants:
+        p["history"] = [{k: h.get(k) for k in keep} for h in p["history"]]
+        p["latest"] = p["history"][0] if p["history"] else None
+    return web.json_response(
+        {
+            "sessionId": session_id,
+            "units": {"jitter": "seconds", "loss": "ratio", "score": "0-10"},
+            "participants": participants,
+        }
+    )
+
+
+async def network_metrics(request: web.Request) -> web.Response:
+    session_id, participants = await _quality_history(request)
+    keep = ("at", "rtt", "receiveBitrate", "sendBitrate", "connected", "streams")
+    for p in participants:
+        p["history"] = [{k: h.get(k) for k in keep} for h in p["history"]]
+        p["latest"] = p["history"][0] if p["history"] else None
+    return web.json_response(
+        {
+            "sessionId": session_id,
+            "units": {"rtt": "seconds", "bitrate": "bits per second"},
+            "participants": participants,
+        }
+    )
+
+
 # ---- routing and OpenAPI ------------------------------------------------------------------------
 
 ROUTES: list[tuple[str, str, Callable[..., Any], type[Schema] | None, type[Schema] | None, str]] = [
@@ -486,6 +553,22 @@ ROUTES: list[tuple[str, str, Callable[..., Any], type[Schema] | None, type[Schem
         None,
         None,
         "Session duration statistics (coordinator, admin)",
+    ),
+    (
+        "GET",
+        "metrics/quality",
+        quality_metrics,
+        None,
+        None,
+        "Per participant quality score, loss, jitter: latest and recent history (?sessionId=)",
+    ),
+    (
+        "GET",
+        "metrics/network",
+        network_metrics,
+        None,
+        None,
+        "Per participant RTT and bitrates: latest and recent history (?sessionId=)",
     ),
 ]
 

@@ -13,6 +13,7 @@ stay on one Redis Cluster slot:
   telemed:room:{R}:peer:P:producers    hash  producerId -> json {kind, source, paused}
   telemed:room:{R}:peer:P:consumers    hash  consumerId -> json {producerId, kind, paused}
   telemed:room:{R}:peer:P:stats        string json: the latest client stats report
+  telemed:room:{R}:peer:P:quality      list  recent quality samples (newest first)
   telemed:room:{R}:producers           hash  producerId -> peer id (room-wide index)
   telemed:sfu:node:N:rooms             set   room ids placed on node N
   telemed:router:X                     string room id of router X
@@ -161,6 +162,7 @@ class RoomState:
             f"{base}:producers",
             f"{base}:consumers",
             f"{base}:stats",
+            f"{base}:quality",
         ]
 
     async def add_peer(self, room_id: str, peer: PeerRecord) -> None:

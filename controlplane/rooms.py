@@ -71,6 +71,9 @@ class PeerSession:
     room_id: str
     node_id: str
     router_id: str
+    call_type: str = "consultation"
+    joined_at: float = field(default_factory=time.monotonic)
+    first_media_seen: bool = False
     transports: dict[str, str] = field(default_factory=dict)  # id -> direction
     producers: dict[str, str] = field(default_factory=dict)  # id -> source
     consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
@@ -101,8 +104,10 @@ class RoomService:
         instance_id: str,
         max_peers_per_room: int,
         join_gate: JoinGate | None = None,
+        on_first_media: Callable[[str, float], None] | None = None,
     ) -> None:
         self.join_gate = join_gate
+        self.on_first_media = on_first_media
         self.state = state
         self.notifier = notifier
         self.instance_id = instance_id
@@ -187,6 +192,7 @@ class RoomService:
                 room_id=room_id,
                 node_id=room.nodeId,
                 router_id=room.routerId,
+                call_type=call_type,
             )
             self._sessions[sid] = session
             peers = [
@@ -652,6 +658,13 @@ class RoomService:
                 consumer_id and consumer_id not in own_consumers
             ):
                 raise ApiError(ErrorCode.NOT_FOUND, "stats name a stream that is not yours")
+        if not session.first_media_seen and any(
+            s["direction"] == "inbound" and (s.get("framesDecoded") or s.get("packets"))
+            for s in report["streams"]
+        ):
+            session.first_media_seen = True
+            if self.on_first_media is not None:
+                self.on_first_media(session.call_type, time.monotonic() - session.joined_at)
         await self.state.set_client_stats(
             session.room_id,
             session.peer_id,

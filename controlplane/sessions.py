@@ -156,6 +156,24 @@ class SessionService:
             )
         return session
 
+    async def readable_for_staff(self, claims: ApiClaims, session_id: str) -> SessionRow:
+        """Quality detail: coordinators, admins and the session's physician."""
+        session = await self._load(session_id)
+        allowed = session is not None and (
+            claims.role in ("coordinator", "admin") or claims.subject == session.physician_id
+        )
+        if not allowed:
+            raise await self._deny(
+                actor_of(claims),
+                "metrics.quality",
+                ErrorCode.NOT_FOUND,
+                "session not found",
+                session_id,
+                "no access",
+            )
+        assert session is not None
+        return session
+
     async def _check_licence(
         self, actor: Actor, physician_id: str, specialty: str, action: str, session_id: str | None
     ) -> None:

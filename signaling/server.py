@@ -10,6 +10,7 @@ import structlog
 from marshmallow import ValidationError
 
 from controlplane.auth import RoomClaims, TokenService
+from controlplane.metrics import Metrics
 from controlplane.rooms import RoomService
 from schemas.errors import ApiError, ErrorCode
 from schemas.signaling import load
@@ -33,8 +34,19 @@ def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio
     )
 
 
+STAFF_NAMESPACE = "/staff"
+STAFF_ROLES = frozenset({"admin"})
+
+
 class SignalingServer:
-    def __init__(self, sio: socketio.AsyncServer, tokens: TokenService, rooms: RoomService) -> None:
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        tokens: TokenService,
+        rooms: RoomService,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics
         self.sio = sio
         self._tokens = tokens
         self._rooms = rooms
@@ -44,6 +56,25 @@ class SignalingServer:
         sio.on("disconnect", self._on_disconnect)
         for name in EVENTS:
             sio.on(name, self._dispatcher(name))
+        # Live alerts for technical staff: admin API tokens only.
+        sio.on("connect", self._on_staff_connect, namespace=STAFF_NAMESPACE)
+
+    async def _on_staff_connect(
+        self, _sid: str, _environ: dict[str, Any], auth: Any = None
+    ) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self._tokens.verify_api(token)
+            if claims.role not in STAFF_ROLES:
+                raise ApiError(ErrorCode.FORBIDDEN, "the staff channel is for technical staff")
+        except ApiError as exc:
+            log.warning("staff_connect_refused", code=str(exc.code))
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.message, exc.to_payload()["error"]
+            ) from None
+
+    async def push_staff(self, event: str, data: dict[str, Any]) -> None:
+        await self.sio.emit(event, data, namespace=STAFF_NAMESPACE)
 
     def _claims_for(self, sid: str) -> RoomClaims:
         claims = self._claims.get(sid)
@@ -78,16 +109,20 @@ class SignalingServer:
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             started = time.perf_counter()
+            if self.metrics is not None:
+                self.metrics.signaling_requests.labels(name).inc()
             try:
                 payload = load(schema, data)
                 return await handler(self._ctx, sid, payload)
             except ValidationError as exc:
                 log.info("signaling_invalid_payload", signal=name, fields=sorted(_fields(exc)))
+                self._count_error(name, ErrorCode.VALIDATION_ERROR)
                 return ApiError(
                     ErrorCode.VALIDATION_ERROR, "invalid payload", details=_messages(exc)
                 ).to_payload()
             except ApiError as exc:
                 log.info("signaling_error", signal=name, code=str(exc.code))
+                self._count_error(name, exc.code)
                 if exc.code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND):
                     # Acting on another participant's objects or another consultation.
                     claims = self._claims.get(sid)
@@ -97,6 +132,7 @@ class SignalingServer:
             except Exception:
                 # Never send internals to the client; the log has the trace.
                 log.exception("signaling_internal_error", signal=name)
+                self._count_error(name, ErrorCode.INTERNAL_ERROR)
                 return ApiError(ErrorCode.INTERNAL_ERROR, "internal error").to_payload()
             finally:
                 elapsed = time.perf_counter() - started
@@ -104,6 +140,10 @@ class SignalingServer:
                     log.warning("signaling_slow", signal=name, seconds=round(elapsed, 3))
 
         return dispatch
+
+    def _count_error(self, event: str, code: ErrorCode) -> None:
+        if self.metrics is not None:
+            self.metrics.signaling_errors.labels(event, str(code)).inc()
 
 
 def _messages(exc: ValidationError) -> dict[str, Any]:

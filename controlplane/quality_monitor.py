@@ -1,0 +1,258 @@
+"""Samples call quality for every participant this control plane serves.
+
+Every ``interval`` seconds: mediasoup stats of each local participant's
+producers, consumers and transports (through the SFU RPC) plus the client's
+latest own report; converted to base units (call_quality); observed in the
+Prometheus histograms; kept as a short history in Redis for the REST detail
+endpoints; evaluated by the alert engine.  Raised and cleared alerts are stored
+in PostgreSQL, counted, pushed to the staff Socket.IO channel and optionally
+POSTed to a webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+import structlog
+
+from controlplane.alert_rules import AlertEngine, Observation, Transition
+from controlplane.call_quality import (
+    Sample,
+    from_client_report,
+    from_consumer_stats,
+    from_producer_stats,
+    quality_score,
+)
+from controlplane.metrics import Metrics
+from controlplane.room_state import RoomState, room_key
+from controlplane.rooms import PeerSession, RoomService
+from controlplane.sfu_client import SfuError
+
+log = structlog.get_logger(__name__)
+
+HISTORY_LENGTH = 60  # samples kept per participant
+CLIENT_REPORT_MAX_AGE = 10.0  # seconds
+
+StaffPush = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def history_key(room_id: str, peer_id: str) -> str:
+    return f"{room_key(room_id)}:peer:{peer_id}:quality"
+
+
+class QualityMonitor:
+    def __init__(
+        self,
+        rooms: RoomService,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        engine: AlertEngine | None = None,
+        staff_push: StaffPush | None = None,
+        webhook_url: str = "",
+        interval: float = 2.0,
+    ) -> None:
+        self.rooms = rooms
+        self.redis = redis
+        self.state = RoomState(redis)
+        self.pool = pool
+        self.metrics = metrics
+        self.engine = engine or AlertEngine()
+        self.staff_push = staff_push
+        self.webhook_url = webhook_url
+        self.interval = interval
+        self._http: aiohttp.ClientSession | None = None
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample_once()
+            except Exception:
+                log.exception("quality_sampling_failed")
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def sample_once(self) -> int:
+        started = time.perf_counter()
+        sessions = self.rooms.sessions()
+        results = await asyncio.gather(
+            *(self._sample_peer(s) for s in sessions), return_exceptions=True
+        )
+        for session, result in zip(sessions, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("peer_sampling_failed", room_id=session.room_id, error=str(result))
+        await self._gauges()
+        self.metrics.sample_seconds.observe(time.perf_counter() - started)
+        return len(sessions)
+
+    async def _gauges(self) -> None:
+        room_ids = await self.state.room_ids()
+        self.metrics.consultations.set(len(room_ids))
+        participants = 0
+        for room_id in room_ids:
+            participants += len(await self.state.peer_ids(room_id))
+        self.metrics.participants.set(participants)
+        nodes = await self.rooms.registry.live_nodes()
+        self.metrics.sfu_nodes.set(len(nodes))
+        for node in nodes:
+            self.metrics.sfu_workers.labels(node.id).set(node.workers)
+            self.metrics.sfu_load.labels(node.id).set(node.load)
+
+    async def _sample_peer(self, session: PeerSession) -> None:
+        try:
+            client = await self.rooms.registry.client(session.node_id)
+        except SfuError:
+            return
+        samples: list[Sample] = []
+        connected = True
+        for producer_id, source in list(session.producers.items()):
+            kind = "audio" if source == "mic" else "video"
+            try:
+                stats = (await client.request("getProducerStats", {"producerId": producer_id}))[
+                    "stats"
+                ]
+            except SfuError:
+                continue
+            samples.append(from_producer_stats(kind, stats))
+        for consumer_id in list(session.consumers):
+            try:
+                stats = (await client.request("getConsumerStats", {"consumerId": consumer_id}))[
+                    "stats"
+                ]
+            except SfuError:
+                continue
+            kind = next((s.get("kind") for s in stats if s.get("kind")), "video")
+            samples.append(from_consumer_stats(kind, stats))
+        for transport_id in list(session.transports):
+            try:
+                stats = (await client.request("getTransportStats", {"transportId": transport_id}))[
+                    "stats"
+                ]
+            except SfuError:
+                continue
+            if stats and stats[0].get("iceState") in ("disconnected", "closed"):
+                connected = False
+        report = await self.state.client_stats(session.room_id, session.peer_id)
+        if report and time.time() - float(report.get("receivedAt", 0)) < CLIENT_REPORT_MAX_AGE:
+            samples.extend(from_client_report(report))
+        if not samples and connected:
+            return
+        call_type = session.call_type
+        for sample in samples:
+            self.metrics.observe(call_type, sample)
+        score = quality_score(samples)
+        observation = Observation(call_type, tuple(samples), score, connected)
+        await self._remember(session, observation)
+        for transition in self.engine.evaluate(
+            (session.room_id, session.peer_id), observation, time.monotonic()
+        ):
+            await self._on_transition(transition, session)
+
+    async def _remember(self, session: PeerSession, observation: Observation) -> None:
+        entry = {
+            "at": time.time(),
+            "score": observation.score,
+            "connected": observation.connected,
+            "rtt": observation.worst("rtt"),
+            "jitter": observation.worst("jitter"),
+            "loss": observation.worst("loss"),
+            "receiveBitrate": observation.receive_bitrate(),
+            "sendBitrate": sum(
+                s.bitrate or 0
+                for s in observation.samples
+                if s.direction == "send" and s.source == "sfu"
+            ),
+            "streams": [
+                {
+                    "direction": s.direction,
+                    "kind": s.kind,
+                    "source": s.source,
+                    "rtt": s.rtt,
+                    "jitter": s.jitter,
+                    "loss": s.loss,
+                    "bitrate": s.bitrate,
+                    "score": s.score,
+                }
+                for s in observation.samples
+            ],
+        }
+        key = history_key(session.room_id, session.peer_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(key, json.dumps(entry))
+        pipe.ltrim(key, 0, HISTORY_LENGTH - 1)
+        pipe.expire(key, 3600)
+        await pipe.execute()
+
+    async def _on_transition(self, transition: Transition, session: PeerSession) -> None:
+        room_id, peer_id = transition.key
+        payload = {
+            "rule": transition.rule,
+            "severity": transition.severity,
+            "description": transition.description,
+            "roomId": room_id,
+            "participantId": peer_id,
+            "callType": session.call_type,
+            "at": time.time(),
+        }
+        session_id = await self.pool.fetchval("SELECT id FROM sessions WHERE room_id = $1", room_id)
+        payload["sessionId"] = str(session_id) if session_id else None
+        if transition.raised:
+            self.metrics.alerts.labels(transition.rule, transition.severity).inc()
+            payload["alertId"] = await self.pool.fetchval(
+                """INSERT INTO alerts (rule, severity, room_id, session_id, participant_id,
+                       call_type, description)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                transition.rule,
+                transition.severity,
+                room_id,
+                uuid.UUID(str(session_id)) if session_id else None,
+                peer_id,
+                session.call_type,
+                transition.description,
+            )
+            log.warning(
+                "alert_raised",
+                rule=transition.rule,
+                severity=transition.severity,
+                room_id=room_id,
+                participant_id=peer_id,
+            )
+        else:
+            await self.pool.execute(
+                """UPDATE alerts SET cleared_at = now() WHERE room_id = $1 AND participant_id = $2
+                   AND rule = $3 AND cleared_at IS NULL""",
+                room_id,
+                peer_id,
+                transition.rule,
+            )
+            log.info("alert_cleared", rule=transition.rule, room_id=room_id, participant_id=peer_id)
+        event = "alert" if transition.raised else "alertCleared"
+        if self.staff_push is not None:
+            await self.staff_push(event, payload)
+        if self.webhook_url:
+            asyncio.create_task(self._post_webhook(event, payload))  # noqa: RUF006
+
+    async def _post_webhook(self, event: str, payload: dict[str, Any]) -> None:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        try:
+            async with self._http.post(
+                self.webhook_url, json={"event": event, **payload}
+            ) as response:
+                if response.status >= 300:
+                    log.warning("alert_webhook_refused", status=response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("alert_webhook_failed", error=type(exc).__name__)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
