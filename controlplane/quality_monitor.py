@@ -31,6 +31,7 @@ from controlplane.call_quality import (
     from_producer_stats,
     quality_score,
 )
+from controlplane.fallback_policy import FallbackPolicy
 from controlplane.metrics import Metrics
 from controlplane.room_state import RoomState, room_key
 from controlplane.rooms import PeerSession, RoomService
@@ -42,6 +43,26 @@ HISTORY_LENGTH = 60  # samples kept per participant
 CLIENT_REPORT_MAX_AGE = 10.0  # seconds
 
 StaffPush = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+CONGESTION_LOSS = 0.10
+
+
+def downlink_bandwidth(estimate: float | None, samples: list[Sample]) -> float | None:
+    """What the path to a participant carries.
+
+    The SFU's bandwidth estimate needs the receiver's congestion feedback
+    (browsers send it; some clients do not).  When the receiver reports heavy loss
+    the path is saturated, and the goodput (what is sent times what arrives) is
+    the better figure.
+    """
+    received = [s for s in samples if s.direction == "recv" and s.source == "sfu"]
+    losses = [s.loss for s in received if s.loss is not None]
+    if losses and max(losses) > CONGESTION_LOSS:
+        sent = sum(s.bitrate or 0 for s in received)
+        goodput = sent * (1 - max(losses))
+        return goodput if estimate is None else min(estimate, goodput)
+    return estimate
 
 
 def history_key(room_id: str, peer_id: str) -> str:
@@ -57,6 +78,7 @@ class QualityMonitor:
         metrics: Metrics,
         *,
         engine: AlertEngine | None = None,
+        fallback: FallbackPolicy | None = None,
         staff_push: StaffPush | None = None,
         webhook_url: str = "",
         interval: float = 2.0,
@@ -67,6 +89,7 @@ class QualityMonitor:
         self.pool = pool
         self.metrics = metrics
         self.engine = engine or AlertEngine()
+        self.fallback = fallback or FallbackPolicy()
         self.staff_push = staff_push
         self.webhook_url = webhook_url
         self.interval = interval
@@ -114,6 +137,7 @@ class QualityMonitor:
             return
         samples: list[Sample] = []
         connected = True
+        bandwidth: float | None = None
         for producer_id, source in list(session.producers.items()):
             kind = "audio" if source == "mic" else "video"
             try:
@@ -141,6 +165,11 @@ class QualityMonitor:
                 continue
             if stats and stats[0].get("iceState") in ("disconnected", "closed"):
                 connected = False
+            if stats and session.transports.get(transport_id) == "recv" and session.consumers:
+                # The SFU's bandwidth estimate towards this participant.
+                estimate = stats[0].get("availableOutgoingBitrate")
+                if estimate:
+                    bandwidth = float(estimate)
         report = await self.state.client_stats(session.room_id, session.peer_id)
         if report and time.time() - float(report.get("receivedAt", 0)) < CLIENT_REPORT_MAX_AGE:
             samples.extend(from_client_report(report))
@@ -156,6 +185,35 @@ class QualityMonitor:
             (session.room_id, session.peer_id), observation, time.monotonic()
         ):
             await self._on_transition(transition, session)
+        bandwidth = downlink_bandwidth(bandwidth, samples)
+        send_losses = [
+            s.loss
+            for s in samples
+            if s.direction == "send" and s.source == "sfu" and s.loss is not None
+        ]
+        for action in self.fallback.evaluate(
+            (session.room_id, session.peer_id),
+            bandwidth=bandwidth,
+            send_loss=max(send_losses) if send_losses else None,
+            rtt=observation.worst("rtt"),
+            now=time.monotonic(),
+        ):
+            log.info(
+                "fallback_action",
+                action=action.kind,
+                room_id=session.room_id,
+                peer_id=session.peer_id,
+            )
+            if action.kind in ("audio_only", "restore_video"):
+                await self.rooms.set_video_received(
+                    session, action.kind == "restore_video", action.reason
+                )
+            elif action.kind in ("reduce_bitrate", "restore_bitrate"):
+                await self.rooms.set_send_cap(
+                    session, action.kind == "reduce_bitrate", action.reason
+                )
+            elif action.kind == "advise_relay":
+                await self.rooms.advise_relay(session, action.reason)
 
     async def _remember(self, session: PeerSession, observation: Observation) -> None:
         entry = {

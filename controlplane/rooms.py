@@ -77,6 +77,7 @@ class PeerSession:
     transports: dict[str, str] = field(default_factory=dict)  # id -> direction
     producers: dict[str, str] = field(default_factory=dict)  # id -> source
     consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
+    consumer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -604,6 +605,7 @@ class RoomService:
                 raise _sfu_api_error(exc, "consume") from exc
             consumer_id = created["consumerId"]
             session.consumers[consumer_id] = producer.producerId
+            session.consumer_kinds[consumer_id] = created["kind"]
             self._consumer_owner[consumer_id] = sid
             await self.state.add_consumer(
                 room.roomId,
@@ -671,6 +673,63 @@ class RoomService:
             {**report, "receivedAt": time.time(), "peerId": session.peer_id},
         )
         return {"stored": True}
+
+    # ---- fallback ladder (applied by the quality monitor) ----------------------------
+
+    async def set_video_received(self, session: PeerSession, on: bool, reason: str) -> None:
+        """Audio only (video consumers paused at the SFU) or back; both sides are told."""
+        room, client = await self._room_and_client(session)
+        video = [
+            c
+            for c, kind in session.consumer_kinds.items()
+            if kind == "video" and c in session.consumers
+        ]
+        for consumer_id in video:
+            try:
+                await client.request(
+                    "resumeConsumer" if on else "pauseConsumer", {"consumerId": consumer_id}
+                )
+                await self.state.set_consumer_paused(
+                    room.roomId, session.peer_id, consumer_id, not on
+                )
+            except SfuError as exc:
+                log.warning("fallback_consumer_failed", room_id=room.roomId, error=str(exc))
+        mode = "normal" if on else "audio_only"
+        await self.notifier.to_peer(session.sid, "mediaFallback", {"mode": mode, "reason": reason})
+        await self.notifier.to_room(
+            room.roomId,
+            "peerMediaFallback",
+            {"peerId": session.peer_id, "mode": mode, "reason": reason},
+            skip_sid=session.sid,
+        )
+        log.info("fallback_video", room_id=room.roomId, peer_id=session.peer_id, mode=mode)
+
+    async def set_send_cap(self, session: PeerSession, reduced: bool, reason: str) -> None:
+        """Lower (or restore) what a participant may send, when its uplink loses packets."""
+        room, client = await self._room_and_client(session)
+        profile = profile_for(session.call_type)
+        bitrate = profile.max_incoming_bitrate // 3 if reduced else profile.max_incoming_bitrate
+        for transport_id, direction in list(session.transports.items()):
+            if direction != "send":
+                continue
+            try:
+                await client.request(
+                    "setMaxIncomingBitrate", {"transportId": transport_id, "bitrate": bitrate}
+                )
+            except SfuError as exc:
+                log.warning("fallback_bitrate_failed", room_id=room.roomId, error=str(exc))
+        await self.notifier.to_peer(
+            session.sid,
+            "mediaFallback",
+            {
+                "mode": "reduced_bitrate" if reduced else "full_bitrate",
+                "reason": reason,
+                "maxBitrate": bitrate,
+            },
+        )
+
+    async def advise_relay(self, session: PeerSession, reason: str) -> None:
+        await self.notifier.to_peer(session.sid, "iceRelayAdvised", {"reason": reason})
 
     # ---- SFU notifications -------------------------------------------------------
 

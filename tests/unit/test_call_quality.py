@@ -78,3 +78,18 @@ def test_quality_score_prefers_mediasoup_score() -> None:
         )
         == 7
     )
+
+
+def test_downlink_bandwidth_uses_goodput_only_on_a_lossy_path() -> None:
+    from controlplane.call_quality import Sample
+    from controlplane.quality_monitor import downlink_bandwidth
+
+    clean = [Sample("recv", "video", "sfu", loss=0.01, bitrate=400_000)]
+    assert downlink_bandwidth(1_000_000, clean) == 1_000_000
+    lossy = [
+        Sample("recv", "video", "sfu", loss=0.5, bitrate=400_000),
+        Sample("recv", "audio", "sfu", loss=0.2, bitrate=40_000),
+    ]
+    assert downlink_bandwidth(1_000_000, lossy) == 220_000  # 440k sent, half arrives
+    assert downlink_bandwidth(None, lossy) == 220_000
+    assert downlink_bandwidth(None, []) is None
