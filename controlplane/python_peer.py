@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,25 @@ def restrict_ice_host_addresses(addresses: Iterable[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses  # type: ignore[assignment]
+
+
+# Extra one-way delay (seconds) per aioice connection: a simulated slow network
+# for probes and tests.  Datagrams really leave late (scheduled on the loop).
+_SEND_DELAY: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_original_send_data = aioice.ice.StunProtocol.send_data
+
+
+async def _delayed_send_data(
+    self: aioice.ice.StunProtocol, data: bytes, addr: tuple[str, int]
+) -> None:
+    delay = _SEND_DELAY.get(self.receiver, 0.0)
+    if delay <= 0:
+        await _original_send_data(self, data, addr)
+        return
+    asyncio.get_running_loop().call_later(delay, self.transport.sendto, data, addr)
+
+
+aioice.ice.StunProtocol.send_data = _delayed_send_data  # type: ignore[method-assign]
 
 
 class SignalingError(Exception):
@@ -322,6 +342,29 @@ class MediaPeer:
                 track.width, track.height = frame.width, frame.height
             elif track.frames % 5 == 0:  # sampling is enough to tell tone from silence
                 track.max_rms = max(track.max_rms, audio_rms(frame))
+
+    def set_network_delay(self, seconds: float) -> int:
+        """Delay every media datagram this peer sends by ``seconds`` (0 removes it).
+
+        Returns how many ICE connections it applies to.
+        """
+        connections = []
+        for transport in (self.send_transport, self.recv_transport):
+            if transport is None:
+                continue
+            pc = transport.handler._pc
+            if pc is None:
+                continue
+            for transceiver in pc.getTransceivers():
+                dtls = transceiver.sender.transport or transceiver.receiver.transport
+                if dtls is not None:
+                    connections.append(dtls.transport._connection)
+        for connection in set(connections):
+            if seconds > 0:
+                _SEND_DELAY[connection] = seconds
+            else:
+                _SEND_DELAY.pop(connection, None)
+        return len(set(connections))
 
     def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
         return [

@@ -1,0 +1,92 @@
+"""600 ms of added delay on an emergency call: the latency alert is raised as
+critical within 10 s and clears once the delay is removed.  The delay is real:
+the patient's datagrams leave 600 ms late (a delaying wrapper around its ICE
+datagram transport)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import socketio
+
+from controlplane.python_peer import MediaPeer
+from tests.conftest import Stack, consultation_id
+
+pytestmark = pytest.mark.integration
+
+
+async def test_added_delay_raises_the_critical_latency_alert_and_it_clears(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    staff = socketio.AsyncClient(reconnection=False)
+    events: list[tuple[str, dict, float]] = []
+    staff.on("alert", lambda d: events.append(("alert", d, time.monotonic())), namespace="/staff")
+    staff.on(
+        "alertCleared",
+        lambda d: events.append(("cleared", d, time.monotonic())),
+        namespace="/staff",
+    )
+    await staff.connect(
+        stack.url,
+        namespaces=["/staff"],
+        transports=["websocket"],
+        auth={"token": stack.tokens.mint_api(subject="tech-2", role="admin")},
+    )
+    try:
+        room = consultation_id("er")
+        doctor = MediaPeer(
+            stack.url, stack.token(room, "dr-er", "physician", call_type="emergency")
+        )
+        patient = MediaPeer(stack.url, stack.token(room, "pt-er", "patient", call_type="emergency"))
+        peers.extend([doctor, patient])
+        for peer in (doctor, patient):
+            await peer.connect()
+            info = await peer.join(room)
+            assert info["callType"] == "emergency"
+            await peer.start_sending()
+        for peer in (doctor, patient):
+            await peer.start_receiving()
+        await patient.wait_for_frames("dr-er", "video", count=10)
+
+        assert patient.set_network_delay(0.6) >= 1
+        started = time.monotonic()
+
+        def latency(kind: str) -> list[tuple[dict, float]]:
+            return [
+                (d, at)
+                for k, d, at in events
+                if k == kind
+                and d["rule"] == "high_latency"
+                and d["roomId"] == room
+                and d["participantId"] == "pt-er"
+            ]
+
+        for _ in range(100):
+            if latency("alert"):
+                break
+            await asyncio.sleep(0.1)
+        assert latency("alert"), f"no latency alert: {events}"
+        raised, at = latency("alert")[0]
+        assert raised["severity"] == "critical" and raised["callType"] == "emergency"
+        assert at - started <= 10.0, f"raised {at - started:.1f} s after the delay began"
+        assert (
+            int(
+                stack.psql(
+                    f"SELECT count(*) FROM alerts WHERE room_id = '{room}' "
+                    "AND rule = 'high_latency' "
+                    "AND severity = 'critical' AND cleared_at IS NULL"
+                )
+            )
+            >= 1
+        )
+
+        patient.set_network_delay(0)
+        for _ in range(200):
+            if latency("cleared"):
+                break
+            await asyncio.sleep(0.1)
+        assert latency("cleared"), "the latency alert did not clear after the delay was removed"
+    finally:
+        await staff.disconnect()
