@@ -26,7 +26,12 @@ from pymediasoup.producer import Producer
 from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
 from pymediasoup.transport import Transport
 
-from controlplane.synthetic_media import PatternVideoTrack, ToneAudioTrack, audio_rms
+from controlplane.synthetic_media import (
+    PatternVideoTrack,
+    SilentTrack,
+    ToneAudioTrack,
+    audio_rms,
+)
 
 
 def restrict_ice_host_addresses(addresses: Iterable[str]) -> None:
@@ -99,6 +104,8 @@ class MediaPeer:
     url: str
     token: str
     send_audio: bool = True
+    # "synthetic": a tone and a moving pattern; "silent": producers without frames.
+    media: str = "synthetic"
     send_video: bool = True
     video_size: tuple[int, int] = (320, 240)
     auto_consume: bool = True
@@ -211,10 +218,11 @@ class MediaPeer:
         self.join_started_at = time.monotonic()
         self.join_info = await self.request("join", {"consultationId": consultation_id})
         tracks: list[MediaStreamTrack] = []
+        silent = self.media == "silent"
         if self.send_audio:
-            tracks.append(ToneAudioTrack())
+            tracks.append(SilentTrack("audio") if silent else ToneAudioTrack())
         if self.send_video:
-            tracks.append(PatternVideoTrack(*self.video_size))
+            tracks.append(SilentTrack("video") if silent else PatternVideoTrack(*self.video_size))
         self._tracks = tracks
         self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks))
         caps = RtpCapabilities(**self.join_info["routerRtpCapabilities"])

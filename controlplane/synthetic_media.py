@@ -91,6 +91,19 @@ class PatternVideoTrack(MediaStreamTrack):
         return frame
 
 
+class SilentTrack(MediaStreamTrack):
+    """A track that never yields a frame: producers and consumers exist, no media
+    flows (load tests of the signaling and control paths without encoder cost)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    async def recv(self) -> AudioFrame | VideoFrame:
+        await asyncio.Event().wait()  # until the track is stopped and the task cancelled
+        raise MediaStreamError
+
+
 def audio_rms(frame: AudioFrame) -> float:
     """Root mean square of a decoded s16 audio frame, 0..1."""
     if frame.format.name != "s16":

@@ -1,0 +1,211 @@
+"""Cost of call-quality sampling at N live consultations.
+
+Starts Redis, PostgreSQL, an SFU node and two control planes on loopback: one
+samples every 2 s (the default), the other never (baseline).  N consultations
+(2 participants each, audio + video producers and consumers, "silent" tracks so
+the measurement is not drowned in encoder CPU) are opened on one, measured, closed,
+then the same on the other.  Prints, per run: CPU used by the control plane and
+the SFU node (share of one core), and the sampling pass time (from the
+control plane's own telemed_stats_sampling_seconds histogram).
+
+    .venv/bin/python bench/sampling_cost.py -n 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from controlplane import local_services as ls  # noqa: E402
+from controlplane.auth import TokenService  # noqa: E402
+from controlplane.demo import create_demo_session  # noqa: E402
+from controlplane.field_crypto import FieldCipher  # noqa: E402
+from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its children that were waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / TICKS
+
+
+def tree_cpu(pid: int) -> float:
+    total = cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task").iterdir():
+        children = Path(f"/proc/{pid}/task/{child.name}/children")
+        if children.exists():
+            for cpid in children.read_text().split():
+                try:
+                    total += tree_cpu(int(cpid))
+                except (FileNotFoundError, ProcessLookupError):
+                    pass
+    return total
+
+
+async def sampling_stats(url: str) -> tuple[float, float]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    total = count = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "telemed_stats_sampling_seconds_sum":
+                total = sample.value
+            elif sample.name == "telemed_stats_sampling_seconds_count":
+                count = sample.value
+    return total, count
+
+
+async def run(
+    label: str,
+    control: ls.ManagedProcess,
+    sfu: ls.ManagedProcess,
+    database_url: str,
+    tokens: TokenService,
+    cipher: FieldCipher,
+    n: int,
+    window: float,
+) -> dict:
+    peers: list[MediaPeer] = []
+    try:
+        for i in range(n):
+            created = await create_demo_session(
+                database_url,
+                tokens,
+                cipher,
+                session_type="consultation",
+                physician_id=f"dr-load-{i}",
+                patient_id=f"pt-load-{i}",
+                room_token_ttl=600,
+            )
+            pair = [
+                MediaPeer(control.url, created["tokens"][role], media="silent", auto_consume=True)
+                for role in ("physician", "patient")
+            ]
+            for peer in pair:
+                await peer.connect()
+                await peer.join(created["session"]["roomId"])
+                await peer.start_sending()
+            for peer in pair:
+                await peer.start_receiving()
+            peers.extend(pair)
+        await asyncio.sleep(3)  # settle
+        before = (
+            tree_cpu(control.proc.pid),
+            tree_cpu(sfu.proc.pid),
+            *await sampling_stats(control.url),
+        )
+        await asyncio.sleep(window)
+        after = (
+            tree_cpu(control.proc.pid),
+            tree_cpu(sfu.proc.pid),
+            *await sampling_stats(control.url),
+        )
+        passes = after[3] - before[3]
+        return {
+            "label": label,
+            "control_cpu": (after[0] - before[0]) / window,
+            "sfu_cpu": (after[1] - before[1]) / window,
+            "passes": passes,
+            "pass_mean": (after[2] - before[2]) / passes if passes else 0.0,
+        }
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", "--consultations", type=int, default=50)
+    parser.add_argument("--window", type=float, default=20.0, help="seconds measured per run")
+    args = parser.parse_args()
+    restrict_ice_host_addresses(["127.0.0.1"])
+    data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
+    data_dir.chmod(0o755)
+    secret, sfu_secret, keys = (
+        secrets.token_urlsafe(48),
+        secrets.token_urlsafe(24),
+        FieldCipher.generate_spec(),
+    )
+    started: list[ls.ManagedProcess] = []
+    try:
+        redis = ls.start_redis(data_dir / "redis")
+        postgres = ls.start_postgres(data_dir / "postgres")
+        sfu = ls.start_sfu_node(
+            data_dir, redis_url=redis.url, secret=sfu_secret, rtc_min_port=47000, rtc_max_port=47999
+        )
+        started += [redis, postgres, sfu]
+        env = {
+            "REDIS_URL": redis.url,
+            "SFU_SECRET": sfu_secret,
+            "TELEMED_JWT_SECRET": secret,
+            "DATABASE_URL": postgres.url,
+            "DATABASE_ADMIN_URL": postgres.admin_url,
+            "TELEMED_DATA_KEYS": keys,
+            "TELEMED_LOG_LEVEL": "warning",
+            "TELEMED_MAX_PEERS_PER_ROOM": "4",
+        }
+        sampling = ls.start_control_plane(data_dir, {**env, "TELEMED_STATS_INTERVAL": "2"})
+        baseline = ls.start_control_plane(data_dir, {**env, "TELEMED_STATS_INTERVAL": "3600"})
+        started += [sampling, baseline]
+        tokens = TokenService(secret, "telemed", "telemed-room", 600)
+        cipher = FieldCipher.from_config(keys)
+        results = []
+        for label, control in (
+            ("baseline (no sampling)", baseline),
+            ("sampling every 2 s", sampling),
+        ):
+            results.append(
+                await run(
+                    label,
+                    control,
+                    sfu,
+                    postgres.url,
+                    tokens,
+                    cipher,
+                    args.consultations,
+                    args.window,
+                )
+            )
+        print(
+            f"{args.consultations} live consultations ({args.consultations * 2} participants, "
+            f"{args.consultations * 4} producers, {args.consultations * 4} consumers), "
+            f"{args.window:.0f} s window"
+        )
+        header = f"{'run':<26}{'control plane CPU':>19}{'SFU node CPU':>14}"
+        print(f"{header}{'passes':>8}{'mean pass':>11}")
+        for r in results:
+            print(
+                f"{r['label']:<26}{r['control_cpu']:>18.1%}{r['sfu_cpu']:>14.1%}{r['passes']:>8.0f}"
+                f"{r['pass_mean'] * 1000:>9.1f}ms"
+            )
+        extra_cp = results[1]["control_cpu"] - results[0]["control_cpu"]
+        extra_sfu = results[1]["sfu_cpu"] - results[0]["sfu_cpu"]
+        print(f"sampling cost: control plane +{extra_cp:.1%} of a core, SFU node +{extra_sfu:.1%}")
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
+    start = time.monotonic()
+    asyncio.run(main())
+    print(f"(bench wall time {time.monotonic() - start:.0f} s)")
