@@ -372,10 +372,10 @@ def start_sfu_node(
 
 
 def start_control_plane(
-    data_dir: Path, env: dict[str, str], port: int | None = None
+    data_dir: Path, env: dict[str, str], port: int | None = None, host: str = "127.0.0.1"
 ) -> ManagedProcess:
     port = port or free_port()
-    full_env = {**env, "TELEMED_PORT": str(port), "TELEMED_HOST": "127.0.0.1"}
+    full_env = {**env, "TELEMED_PORT": str(port), "TELEMED_HOST": host}
     process = _spawn(
         "control-plane",
         [sys.executable, "-m", "controlplane.cli", "serve"],
@@ -383,7 +383,7 @@ def start_control_plane(
         env=full_env,
         cwd=PROJECT_ROOT,
     )
-    process.url = f"http://127.0.0.1:{port}"
+    process.url = f"http://{host}:{port}"
 
     def ready() -> bool:
         with urllib.request.urlopen(f"{process.url}/health/live", timeout=1) as response:
