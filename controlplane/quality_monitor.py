@@ -94,6 +94,7 @@ class QualityMonitor:
         self.webhook_url = webhook_url
         self.interval = interval
         self._http: aiohttp.ClientSession | None = None
+        self._webhooks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         while True:
@@ -297,7 +298,9 @@ class QualityMonitor:
         if self.staff_push is not None:
             await self.staff_push(event, payload)
         if self.webhook_url:
-            asyncio.create_task(self._post_webhook(event, payload))  # noqa: RUF006
+            task = asyncio.create_task(self._post_webhook(event, payload))
+            self._webhooks.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._webhooks.discard)
 
     async def _post_webhook(self, event: str, payload: dict[str, Any]) -> None:
         if self._http is None or self._http.closed:

@@ -27,18 +27,14 @@ from controlplane.auth import ApiClaims, RoomClaims, TokenService
 from controlplane.consents import ConsentStore
 from controlplane.field_crypto import FieldCipher
 from controlplane.licences import LicenceRegistry, licence_problem
+from controlplane.media_profiles import CALL_TYPES
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
 
-SESSION_TYPES = (
-    "consultation",
-    "follow_up",
-    "emergency",
-    "mental_health",
-    "group_therapy",
-    "second_opinion",
-)
+# The spec's session types: every media profile's call type except "specialist",
+# which is a capture profile rather than a kind of session.
+SESSION_TYPES = tuple(t for t in CALL_TYPES if t != "specialist")
 # Longest a session of each type may run (seconds) before it is ended.
 MAX_DURATION = {
     "consultation": 60 * 60,
