@@ -90,3 +90,57 @@ async def test_added_delay_raises_the_critical_latency_alert_and_it_clears(
         assert latency("cleared"), "the latency alert did not clear after the delay was removed"
     finally:
         await staff.disconnect()
+
+
+async def test_alerts_are_posted_to_the_configured_webhook(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    from aiohttp import web
+
+    from controlplane import local_services as ls
+
+    received: list[dict] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = ls.free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    control = await asyncio.to_thread(
+        ls.start_control_plane,
+        stack.data_dir,
+        stack.control_plane_env(TELEMED_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook"),
+    )
+    try:
+        room = consultation_id("wh")
+        doctor = MediaPeer(
+            control.url, stack.token(room, "dr-wh", "physician", call_type="emergency")
+        )
+        patient = MediaPeer(
+            control.url, stack.token(room, "pt-wh", "patient", call_type="emergency")
+        )
+        peers.extend([doctor, patient])
+        for peer in (doctor, patient):
+            await peer.connect()
+            await peer.join(room)
+            await peer.start_sending()
+        for peer in (doctor, patient):
+            await peer.start_receiving()
+        await patient.wait_for_frames("dr-wh", "video", count=5)
+        patient.set_network_delay(0.6)
+        for _ in range(150):
+            if any(r["event"] == "alert" and r["rule"] == "high_latency" for r in received):
+                break
+            await asyncio.sleep(0.1)
+        posted = [r for r in received if r["event"] == "alert" and r["rule"] == "high_latency"]
+        assert posted, f"nothing posted: {received}"
+        assert posted[0]["roomId"] == room and posted[0]["severity"] == "critical"
+        assert set(posted[0]) >= {"participantId", "sessionId", "callType", "at", "description"}
+    finally:
+        await asyncio.to_thread(control.stop)
+        await runner.cleanup()
