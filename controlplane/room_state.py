@@ -6,7 +6,7 @@ sending" from here.  Keys of one room share the hash tag ``{roomId}`` so they
 stay on one Redis Cluster slot:
 
   telemed:rooms                        set   live room ids
-  telemed:room:{R}                     hash  roomId nodeId routerId callType createdAt
+  telemed:room:{R}                     hash  roomId nodeId routerId callType createdAt workerPid
   telemed:room:{R}:peers               set   peer ids
   telemed:room:{R}:peer:P              hash  peerId role displayName sid instance joinedAt
   telemed:room:{R}:peer:P:transports   hash  transportId -> direction
@@ -64,6 +64,7 @@ class RoomRecord:
     routerId: str
     callType: str
     createdAt: float
+    workerPid: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class RoomState:
             routerId=raw["routerId"],
             callType=raw["callType"],
             createdAt=float(raw["createdAt"]),
+            workerPid=int(raw.get("workerPid", 0)),
         )
 
     async def room_ids(self) -> list[str]:

@@ -264,6 +264,7 @@ class RoomService:
             routerId=created["routerId"],
             callType=call_type,
             createdAt=time.time(),
+            workerPid=int(created.get("workerPid") or 0),
         )
         await self.state.create_room(room)
         log.info("room_created", room_id=room_id, node_id=node.id, call_type=call_type)

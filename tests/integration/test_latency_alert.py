@@ -142,5 +142,7 @@ async def test_alerts_are_posted_to_the_configured_webhook(
         assert posted[0]["roomId"] == room and posted[0]["severity"] == "critical"
         assert set(posted[0]) >= {"participantId", "sessionId", "callType", "at", "description"}
     finally:
+        for peer in peers:  # leave before this control plane goes away
+            await peer.close()
         await asyncio.to_thread(control.stop)
         await runner.cleanup()

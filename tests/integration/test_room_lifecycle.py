@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.python_peer import MediaPeer
 from controlplane.room_state import RoomState
-from controlplane.sfu_client import SfuClient
+from controlplane.sfu_client import SfuClient, SfuRequestError
 from tests.conftest import Stack, consultation_id
 from tests.integration.test_consultation_media import _start_pair
 
@@ -36,6 +36,12 @@ async def test_leave_notifies_other_peer_and_last_leave_removes_room(
     doctor, patient = await _start_pair(stack, peers, room)
     await doctor.wait_for_frames("pt-joao", "video", count=5)
     router_id = (await RoomState(redis).get_room(room)).routerId
+    transport_ids = [
+        tid
+        for peer in ("dr-ana", "pt-joao")
+        for tid in await RoomState(redis).transports(room, peer)
+    ]
+    assert len(transport_ids) == 4
     patient_consumers_at_doctor = {t.consumer_id for t in doctor.tracks_from("pt-joao")}
     assert len(patient_consumers_at_doctor) == 2
 
@@ -58,8 +64,18 @@ async def test_leave_notifies_other_peer_and_last_leave_removes_room(
     assert room not in await redis.smembers("telemed:rooms")
     assert await redis.get(f"telemed:router:{router_id}") is None
     assert room not in await redis.smembers("telemed:sfu:node:sfu-test-1:rooms")
-    info = await _sfu_info(stack)
-    assert info["transports"] == 0 and info["producers"] == 0 and info["consumers"] == 0
+    # On the SFU node: the room's router and every transport of it are closed.
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    try:
+        for transport_id in transport_ids:
+            with pytest.raises(SfuRequestError) as gone:
+                await client.request("getTransportStats", {"transportId": transport_id})
+            assert gone.value.error_type == "NOT_FOUND"
+        with pytest.raises(SfuRequestError) as router_gone:
+            await client.request("getRouterRtpCapabilities", {"routerId": router_id})
+        assert router_gone.value.error_type == "NOT_FOUND"
+    finally:
+        await client.close()
 
 
 async def test_disconnect_without_leave_cleans_up(
