@@ -27,6 +27,8 @@ class Observation:
     samples: tuple[Sample, ...]
     score: float
     connected: bool = True
+    # Available downlink bandwidth (bits/s): the SFU's estimate, or the goodput on a lossy path.
+    bandwidth: float | None = None
 
     def worst(self, attribute: str) -> float | None:
         values = [getattr(s, attribute) for s in self.samples if getattr(s, attribute) is not None]
@@ -93,7 +95,7 @@ def default_rules(raise_after: float = 4.0, clear_after: float = 6.0) -> list[Ru
         Rule(
             "low_bandwidth",
             "bandwidth below 256 kbps",
-            lambda o: (b := o.receive_bitrate()) is not None and 0 < b < MIN_BITRATE,
+            lambda o: o.bandwidth is not None and 0 < o.bandwidth < MIN_BITRATE,
             _severity("critical", "warning"),
             raise_after,
             clear_after,

@@ -180,13 +180,13 @@ class QualityMonitor:
         for sample in samples:
             self.metrics.observe(call_type, sample)
         score = quality_score(samples)
-        observation = Observation(call_type, tuple(samples), score, connected)
+        bandwidth = downlink_bandwidth(bandwidth, samples)
+        observation = Observation(call_type, tuple(samples), score, connected, bandwidth)
         await self._remember(session, observation)
         for transition in self.engine.evaluate(
             (session.room_id, session.peer_id), observation, time.monotonic()
         ):
             await self._on_transition(transition, session)
-        bandwidth = downlink_bandwidth(bandwidth, samples)
         send_losses = [
             s.loss
             for s in samples

@@ -21,6 +21,7 @@ def obs(
         (Sample("recv", "video", "sfu", rtt=rtt, loss=loss, bitrate=bitrate, score=score),),
         score,
         connected,
+        bandwidth=bitrate,
     )
 
 
