@@ -13,10 +13,11 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
+from controlplane.alert_webhook import AlertWebhook
 from controlplane.audit import AuditLog
 from controlplane.auth import TokenService
 from controlplane.config import Settings
-from controlplane.consents import ConsentStore
+from controlplane.consents import ConsentService, ConsentStore
 from controlplane.db import create_pool, migrate
 from controlplane.documentation import DocumentationService
 from controlplane.field_crypto import FieldCipher
@@ -44,6 +45,7 @@ SESSIONS: web.AppKey[SessionService] = web.AppKey("sessions", SessionService)
 LIFECYCLE: web.AppKey[dict[str, Any]] = web.AppKey("lifecycle", dict)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 MONITOR: web.AppKey[QualityMonitor] = web.AppKey("monitor", QualityMonitor)
+WEBHOOK: web.AppKey[AlertWebhook | None] = web.AppKey("webhook")
 
 
 async def create_app(settings: Settings) -> web.Application:
@@ -107,17 +109,21 @@ async def create_app(settings: Settings) -> web.Application:
             seconds
         ),
     )
+    consent = ConsentService(consents, audit)
+    consent.on_teleconsultation_revoked = sessions.end_for_consent_revocation
     sessions.close_room = rooms.close_room_for_session
     sessions.count_peers = rooms.peer_count
     app[ROOMS] = rooms
     signaling = SignalingServer(sio, tokens, rooms, metrics)
+    webhook = AlertWebhook(settings.alert_webhook_url) if settings.alert_webhook_url else None
+    app[WEBHOOK] = webhook
     app[MONITOR] = QualityMonitor(
         rooms,
         redis,
         pool,
         metrics,
         staff_push=signaling.push_staff,
-        webhook_url=settings.alert_webhook_url,
+        webhook=webhook.send if webhook else None,
         interval=settings.stats_interval,
     )
     sio.attach(app, socketio_path="socket.io")
@@ -131,6 +137,7 @@ async def create_app(settings: Settings) -> web.Application:
             tokens=tokens,
             sessions=sessions,
             consents=consents,
+            consent=consent,
             licences=licences,
             documentation=DocumentationService(pool, audit, cipher),
             audit=audit,
@@ -208,7 +215,8 @@ async def _close(app: web.Application) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    await app[MONITOR].close()
+    if app[WEBHOOK] is not None:
+        await app[WEBHOOK].close()
     await app[ROOMS].close()
     await app[REDIS].aclose()
     await app[POOL].close()

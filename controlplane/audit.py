@@ -102,30 +102,20 @@ class AuditLog:
         if classification not in CLASSIFICATIONS:
             raise ValueError(f"unknown classification {classification!r}")
         clean = _clean_details(details)
+        args = (
+            actor,
+            action,
+            outcome,
+            resource_type,
+            resource_id,
+            session_id,
+            classification,
+            clean,
+        )
         if connection is not None:
-            return await self._append(
-                connection,
-                actor,
-                action,
-                outcome,
-                resource_type,
-                resource_id,
-                session_id,
-                classification,
-                clean,
-            )
+            return await self._append(connection, *args)
         async with self._pool.acquire() as conn, conn.transaction():
-            return await self._append(
-                conn,
-                actor,
-                action,
-                outcome,
-                resource_type,
-                resource_id,
-                session_id,
-                classification,
-                clean,
-            )
+            return await self._append(conn, *args)
 
     async def _append(
         self,

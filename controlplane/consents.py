@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from controlplane.audit import Actor, AuditLog
+from schemas.errors import ApiError, ErrorCode
 
 PURPOSES = ("teleconsultation", "recording", "data_sharing")
 
@@ -100,3 +104,90 @@ class ConsentStore:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+class ConsentService:
+    """Consent rules and their audit trail (REST handlers and tooling call this).
+
+    Publishing texts: admins.  Recording, revoking and reading a patient's
+    consent: the patient themself or a coordinator (reading also admins).
+    Revoking teleconsultation consent takes effect at once through
+    ``on_teleconsultation_revoked`` (the sessions service ends open sessions).
+    """
+
+    def __init__(self, store: ConsentStore, audit: AuditLog) -> None:
+        self.store = store
+        self._audit = audit
+        self.on_teleconsultation_revoked: Callable[[str], Awaitable[list[str]]] | None = None
+
+    async def publish_text(self, actor: Actor, purpose: str, text: str) -> int:
+        if actor.role != "admin":
+            raise ApiError(ErrorCode.FORBIDDEN, "requires one of the roles: admin")
+        version = await self.store.publish_text(purpose, text)
+        await self._audit.record(
+            actor,
+            "consent_text.publish",
+            resource_type="consent_text",
+            resource_id=f"{purpose}:{version}",
+            classification="public",
+        )
+        return version
+
+    async def _may_manage(self, actor: Actor, action: str, patient_id: str) -> None:
+        if actor.role == "coordinator" or (actor.role == "patient" and actor.id == patient_id):
+            return
+        await self._audit.record(
+            actor, action, outcome="denied", resource_type="patient", resource_id=patient_id
+        )
+        verb = "record" if action == "consent.grant" else "revoke"
+        raise ApiError(ErrorCode.FORBIDDEN, f"only the patient or a coordinator may {verb} consent")
+
+    async def grant(self, actor: Actor, patient_id: str, purpose: str, version: int) -> int:
+        await self._may_manage(actor, "consent.grant", patient_id)
+        if not await self.store.text_exists(purpose, version):
+            raise ApiError(ErrorCode.NOT_FOUND, "no such consent text version")
+        consent_id = await self.store.grant(patient_id, purpose, version, str(actor.id))
+        await self._audit.record(
+            actor,
+            "consent.grant",
+            resource_type="patient",
+            resource_id=patient_id,
+            classification="personal",
+            details={"purpose": purpose, "version": version},
+        )
+        return consent_id
+
+    async def revoke(self, actor: Actor, patient_id: str, purpose: str) -> dict[str, Any]:
+        await self._may_manage(actor, "consent.revoke", patient_id)
+        revoked = await self.store.revoke(patient_id, purpose, str(actor.id))
+        await self._audit.record(
+            actor,
+            "consent.revoke",
+            resource_type="patient",
+            resource_id=patient_id,
+            classification="personal",
+            details={"purpose": purpose, "revoked": revoked},
+        )
+        ended: list[str] = []
+        if purpose == "teleconsultation" and revoked and self.on_teleconsultation_revoked:
+            ended = await self.on_teleconsultation_revoked(patient_id)
+        return {"revoked": revoked, "endedSessions": ended}
+
+    async def history(self, actor: Actor, patient_id: str) -> list[dict[str, Any]]:
+        if not (actor.role in ("coordinator", "admin") or actor.id == patient_id):
+            await self._audit.record(
+                actor,
+                "consent.read",
+                outcome="denied",
+                resource_type="patient",
+                resource_id=patient_id,
+            )
+            raise ApiError(ErrorCode.NOT_FOUND, "patient not found")
+        await self._audit.record(
+            actor,
+            "consent.read",
+            resource_type="patient",
+            resource_id=patient_id,
+            classification="personal",
+        )
+        return await self.store.history(patient_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from controlplane.audit import Actor, AuditLog
 from controlplane.auth import ApiClaims, TokenService
-from controlplane.consents import ConsentStore
+from controlplane.consents import ConsentService, ConsentStore
 from controlplane.db import create_pool
 from controlplane.field_crypto import FieldCipher
 from controlplane.licences import Licence, PostgresLicenceRegistry, register_clinician
@@ -49,25 +49,13 @@ async def create_demo_session(
         actor = Actor("cli-demo", "admin")
         await register_clinician(pool, physician_id, "123456", "SP", [DEMO_SPECIALTY])
         await registry.upsert([Licence("123456", "SP", "active", True, (DEMO_SPECIALTY,))], "demo")
+        consent = ConsentService(consents, audit)
         texts = {t["purpose"]: t["version"] for t in await consents.texts()}
-        version = texts.get("teleconsultation")
-        if version is None:
-            version = await consents.publish_text("teleconsultation", DEMO_CONSENT)
-            await audit.record(
-                actor,
-                "consent_text.publish",
-                resource_type="consent_text",
-                resource_id=f"teleconsultation:{version}",
-                classification="public",
-            )
-        await consents.grant(patient_id, "teleconsultation", version, "cli-demo")
-        await audit.record(
-            actor,
-            "consent.grant",
-            resource_type="patient",
-            resource_id=patient_id,
-            classification="personal",
-            details={"purpose": "teleconsultation", "version": version},
+        version = texts.get("teleconsultation") or await consent.publish_text(
+            actor, "teleconsultation", DEMO_CONSENT
+        )
+        await consent.grant(
+            Actor("cli-demo", "coordinator"), patient_id, "teleconsultation", version
         )
         coordinator = ApiClaims("cli-demo", "coordinator", True, 0, "cli")
         created = await sessions.create(

@@ -180,16 +180,21 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return argv
 
 
+def _secret_file(path: Path) -> str:
+    """A random secret generated once into a 0600 file and read back afterwards."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "pgdata"
     socket_dir = data_dir / "socket"
     password_file = data_dir / "password"
-    if not password_file.exists():
-        password_file.write_text(secrets.token_urlsafe(24))
-        password_file.chmod(0o600)
-    password = password_file.read_text().strip()
+    password = _secret_file(password_file)
     socket_dir.mkdir(exist_ok=True)
     if os.geteuid() == 0:
         postgres_user = pwd.getpwnam("postgres")
@@ -270,10 +275,7 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
             env=env,
         )
     app_password_file = data_dir / "app-password"
-    if not app_password_file.exists():
-        app_password_file.write_text(secrets.token_urlsafe(24))
-        app_password_file.chmod(0o600)
-    app_password = app_password_file.read_text().strip()
+    app_password = _secret_file(app_password_file)
     # The application role: no superuser, no ownership; migrations grant it what it needs.
     subprocess.run(
         [

@@ -6,7 +6,7 @@ latest own report; converted to base units (call_quality); observed in the
 Prometheus histograms; kept as a short history in Redis for the REST detail
 endpoints; evaluated by the alert engine.  Raised and cleared alerts are stored
 in PostgreSQL, counted, pushed to the staff Socket.IO channel and optionally
-POSTed to a webhook.
+handed to a webhook adapter (controlplane/alert_webhook.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 import structlog
@@ -80,7 +79,7 @@ class QualityMonitor:
         engine: AlertEngine | None = None,
         fallback: FallbackPolicy | None = None,
         staff_push: StaffPush | None = None,
-        webhook_url: str = "",
+        webhook: Callable[[str, dict[str, Any]], None] | None = None,
         interval: float = 2.0,
     ) -> None:
         self.rooms = rooms
@@ -91,10 +90,8 @@ class QualityMonitor:
         self.engine = engine or AlertEngine()
         self.fallback = fallback or FallbackPolicy()
         self.staff_push = staff_push
-        self.webhook_url = webhook_url
+        self.webhook = webhook
         self.interval = interval
-        self._http: aiohttp.ClientSession | None = None
-        self._webhooks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         while True:
@@ -297,23 +294,5 @@ class QualityMonitor:
         event = "alert" if transition.raised else "alertCleared"
         if self.staff_push is not None:
             await self.staff_push(event, payload)
-        if self.webhook_url:
-            task = asyncio.create_task(self._post_webhook(event, payload))
-            self._webhooks.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._webhooks.discard)
-
-    async def _post_webhook(self, event: str, payload: dict[str, Any]) -> None:
-        if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        try:
-            async with self._http.post(
-                self.webhook_url, json={"event": event, **payload}
-            ) as response:
-                if response.status >= 300:
-                    log.warning("alert_webhook_refused", status=response.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("alert_webhook_failed", error=type(exc).__name__)
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        if self.webhook is not None:
+            self.webhook(event, payload)

@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError
 
 from controlplane.audit import Actor, AuditLog
 from controlplane.auth import ApiClaims, TokenService
-from controlplane.consents import ConsentStore
+from controlplane.consents import ConsentService, ConsentStore
 from controlplane.documentation import DocumentationService
 from controlplane.licences import (
     Licence,
@@ -27,7 +27,7 @@ from controlplane.licences import (
     valid_crm,
 )
 from controlplane.quality_monitor import history_key
-from controlplane.sessions import SessionService
+from controlplane.sessions import SessionService, actor_of
 from schemas import rest as r
 from schemas.errors import ApiError, ErrorCode
 
@@ -54,6 +54,7 @@ class Services:
     tokens: TokenService
     sessions: SessionService
     consents: ConsentStore
+    consent: ConsentService
     licences: PostgresLicenceRegistry
     documentation: DocumentationService
     audit: AuditLog
@@ -202,52 +203,18 @@ async def consent_texts(request: web.Request) -> web.Response:
 
 async def consent_text_publish(request: web.Request) -> web.Response:
     claims = await _claims(request)
-    _require_role(claims, "admin")
     body = await _body(request, r.ConsentTextCreateSchema())
-    services = request.app[SERVICES]
-    version = await services.consents.publish_text(body["purpose"], body["text"])
-    await services.audit.record(
-        Actor(claims.subject, claims.role),
-        "consent_text.publish",
-        resource_type="consent_text",
-        resource_id=f"{body['purpose']}:{version}",
-        classification="public",
+    version = await request.app[SERVICES].consent.publish_text(
+        actor_of(claims), body["purpose"], body["text"]
     )
     return web.json_response({"purpose": body["purpose"], "version": version}, status=201)
-
-
-def _may_manage_consent(claims: ApiClaims, patient_id: str) -> bool:
-    return claims.role == "coordinator" or (
-        claims.role == "patient" and claims.subject == patient_id
-    )
 
 
 async def consent_grant(request: web.Request) -> web.Response:
     claims = await _claims(request)
     body = await _body(request, r.ConsentGrantSchema())
-    services = request.app[SERVICES]
-    actor = Actor(claims.subject, claims.role)
-    if not _may_manage_consent(claims, body["patientId"]):
-        await services.audit.record(
-            actor,
-            "consent.grant",
-            outcome="denied",
-            resource_type="patient",
-            resource_id=body["patientId"],
-        )
-        raise ApiError(ErrorCode.FORBIDDEN, "only the patient or a coordinator may record consent")
-    if not await services.consents.text_exists(body["purpose"], body["version"]):
-        raise ApiError(ErrorCode.NOT_FOUND, "no such consent text version")
-    consent_id = await services.consents.grant(
-        body["patientId"], body["purpose"], body["version"], claims.subject
-    )
-    await services.audit.record(
-        actor,
-        "consent.grant",
-        resource_type="patient",
-        resource_id=body["patientId"],
-        classification="personal",
-        details={"purpose": body["purpose"], "version": body["version"]},
+    consent_id = await request.app[SERVICES].consent.grant(
+        actor_of(claims), body["patientId"], body["purpose"], body["version"]
     )
     return web.json_response({"id": consent_id, **body}, status=201)
 
@@ -255,56 +222,17 @@ async def consent_grant(request: web.Request) -> web.Response:
 async def consent_revoke(request: web.Request) -> web.Response:
     claims = await _claims(request)
     body = await _body(request, r.ConsentRevokeSchema())
-    services = request.app[SERVICES]
-    actor = Actor(claims.subject, claims.role)
-    if not _may_manage_consent(claims, body["patientId"]):
-        await services.audit.record(
-            actor,
-            "consent.revoke",
-            outcome="denied",
-            resource_type="patient",
-            resource_id=body["patientId"],
-        )
-        raise ApiError(ErrorCode.FORBIDDEN, "only the patient or a coordinator may revoke consent")
-    revoked = await services.consents.revoke(body["patientId"], body["purpose"], claims.subject)
-    await services.audit.record(
-        actor,
-        "consent.revoke",
-        resource_type="patient",
-        resource_id=body["patientId"],
-        classification="personal",
-        details={"purpose": body["purpose"], "revoked": revoked},
+    result = await request.app[SERVICES].consent.revoke(
+        actor_of(claims), body["patientId"], body["purpose"]
     )
-    ended: list[str] = []
-    if body["purpose"] == "teleconsultation" and revoked:
-        # Takes effect immediately: the patient's open sessions end now.
-        ended = await services.sessions.end_for_consent_revocation(body["patientId"])
-    return web.json_response({"revoked": revoked, "endedSessions": ended})
+    return web.json_response(result)
 
 
 async def consent_history(request: web.Request) -> web.Response:
     claims = await _claims(request)
     patient_id = request.match_info["patient_id"]
-    services = request.app[SERVICES]
-    if not (claims.role in ("coordinator", "admin") or claims.subject == patient_id):
-        await services.audit.record(
-            Actor(claims.subject, claims.role),
-            "consent.read",
-            outcome="denied",
-            resource_type="patient",
-            resource_id=patient_id,
-        )
-        raise ApiError(ErrorCode.NOT_FOUND, "patient not found")
-    await services.audit.record(
-        Actor(claims.subject, claims.role),
-        "consent.read",
-        resource_type="patient",
-        resource_id=patient_id,
-        classification="personal",
-    )
-    return web.json_response(
-        {"patientId": patient_id, "consents": await services.consents.history(patient_id)}
-    )
+    consents = await request.app[SERVICES].consent.history(actor_of(claims), patient_id)
+    return web.json_response({"patientId": patient_id, "consents": consents})
 
 
 # ---- admin: clinicians and licences -------------------------------------------------------

@@ -170,6 +170,21 @@ class SessionService:
         assert session is not None
         return session
 
+    async def _require_physician_or_coordinator(
+        self, claims: ApiClaims, session: SessionRow, action: str
+    ) -> None:
+        if claims.role == "coordinator" or claims.subject == session.physician_id:
+            return
+        verb = action.split(".")[1]
+        raise await self._deny(
+            actor_of(claims),
+            action,
+            ErrorCode.FORBIDDEN,
+            f"only the session's physician or a coordinator may {verb} it",
+            session.id,
+            claims.role,
+        )
+
     async def _check_licence(
         self, actor: Actor, physician_id: str, specialty: str, action: str, session_id: str | None
     ) -> None:
@@ -294,15 +309,7 @@ class SessionService:
     async def start(self, claims: ApiClaims, session_id: str) -> dict[str, Any]:
         actor = actor_of(claims)
         session = await self._readable(claims, session_id, "session.start")
-        if not (claims.role == "coordinator" or claims.subject == session.physician_id):
-            raise await self._deny(
-                actor,
-                "session.start",
-                ErrorCode.FORBIDDEN,
-                "only the session's physician or a coordinator may start it",
-                session_id,
-                claims.role,
-            )
+        await self._require_physician_or_coordinator(claims, session, "session.start")
         if session.status != "scheduled":
             raise ApiError(ErrorCode.CONFLICT, f"the session is {session.status}")
         row = await self._pool.fetchrow(
@@ -344,15 +351,7 @@ class SessionService:
     ) -> dict[str, Any]:
         actor = actor_of(claims)
         session = await self._readable(claims, session_id, "session.end")
-        if not (claims.role == "coordinator" or claims.subject == session.physician_id):
-            raise await self._deny(
-                actor,
-                "session.end",
-                ErrorCode.FORBIDDEN,
-                "only the session's physician or a coordinator may end it",
-                session_id,
-                claims.role,
-            )
+        await self._require_physician_or_coordinator(claims, session, "session.end")
         if session.status not in ("scheduled", "active"):
             raise ApiError(ErrorCode.CONFLICT, f"the session is {session.status}")
         await self._finish(actor, session_id, reason)
