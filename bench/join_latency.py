@@ -31,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controlplane import local_services as ls  # noqa: E402
 from controlplane.auth import TokenService  # noqa: E402
-from controlplane.demo import create_demo_session  # noqa: E402
-from controlplane.field_crypto import FieldCipher  # noqa: E402
-from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses  # noqa: E402
+from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
+from controlplane.devstack import services as ls  # noqa: E402
+from controlplane.devstack.demo import create_demo_session  # noqa: E402
+from telemed_client import MediaPeer, restrict_ice_host_addresses  # noqa: E402
 
 STEPS = [
     "connect",

@@ -1,14 +1,14 @@
 """Room tokens: signed JWTs (HS256) naming one consultation and one participant.
 
 Claims: ``sub`` participant id, ``role`` (physician, patient, coordinator, admin),
-``consultation`` the consultation (= room) id, ``callType``, ``name`` display
-name the participant may be shown under, ``amr`` authentication methods (a
-clinician's token must include ``mfa``), ``iat``/``exp``/``iss``/``aud``/``jti``.
+``consultation`` the room id (its wire name; the Python code says ``room_id``),
+``callType``, ``name`` display name the participant may be shown under, ``amr``
+authentication methods (a clinician's token must include ``mfa``),
+``iat``/``exp``/``iss``/``aud``/``jti``.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,13 +16,13 @@ from typing import Any
 
 import jwt
 
-from controlplane.media_profiles import CALL_TYPES
+from controlplane.media.profiles import CALL_TYPES
 from schemas.errors import ApiError, ErrorCode
+from schemas.ids import is_valid_id
 
 ROLES = ("physician", "patient", "coordinator", "admin")
 # Roles that act as clinical or administrative staff and must have used MFA.
 MFA_ROLES = frozenset({"physician", "coordinator", "admin"})
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _ALGORITHM = "HS256"
 
 
@@ -41,7 +41,7 @@ class ApiClaims:
 class RoomClaims:
     participant_id: str
     role: str
-    consultation_id: str
+    room_id: str
     call_type: str
     display_name: str
     expires_at: int
@@ -72,7 +72,7 @@ class TokenService:
         *,
         participant_id: str,
         role: str,
-        consultation_id: str,
+        room_id: str,
         call_type: str = "consultation",
         display_name: str = "",
         mfa: bool | None = None,
@@ -85,9 +85,9 @@ class TokenService:
             raise ValueError(f"unknown call type {call_type!r}")
         for label, value in (
             ("participant id", participant_id),
-            ("consultation id", consultation_id),
+            ("room id", room_id),
         ):
-            if not _ID.match(value):
+            if not is_valid_id(value):
                 raise ValueError(f"invalid {label}")
         issued = int(time.time()) if now is None else now
         with_mfa = role in MFA_ROLES if mfa is None else mfa
@@ -96,7 +96,7 @@ class TokenService:
             "aud": self._audience,
             "sub": participant_id,
             "role": role,
-            "consultation": consultation_id,
+            "consultation": room_id,
             "callType": call_type,
             "name": display_name[:80],
             "amr": ["pwd", "mfa"] if with_mfa else ["pwd"],
@@ -118,7 +118,7 @@ class TokenService:
         """An access token for the REST API (a different audience from room tokens)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
-        if not _ID.match(subject):
+        if not is_valid_id(subject):
             raise ValueError("invalid subject")
         issued = int(time.time()) if now is None else now
         with_mfa = role in MFA_ROLES if mfa is None else mfa
@@ -151,7 +151,7 @@ class TokenService:
         except jwt.PyJWTError:
             raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
         role, subject = claims.get("role"), claims.get("sub")
-        if role not in ROLES or not isinstance(subject, str) or not _ID.match(subject):
+        if role not in ROLES or not isinstance(subject, str) or not is_valid_id(subject):
             raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid")
         amr = claims.get("amr") or []
         mfa = isinstance(amr, list) and "mfa" in amr
@@ -191,9 +191,9 @@ class TokenService:
         if (
             role not in ROLES
             or not isinstance(consultation, str)
-            or not _ID.match(consultation)
+            or not is_valid_id(consultation)
             or not isinstance(subject, str)
-            or not _ID.match(subject)
+            or not is_valid_id(subject)
             or call_type not in CALL_TYPES
         ):
             raise ApiError(ErrorCode.UNAUTHORIZED, "the room token is invalid")
@@ -206,7 +206,7 @@ class TokenService:
         return RoomClaims(
             participant_id=subject,
             role=role,
-            consultation_id=consultation,
+            room_id=consultation,
             call_type=call_type,
             display_name=name if isinstance(name, str) else "",
             expires_at=int(claims["exp"]),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from controlplane.consents import PURPOSES
-from controlplane.licences import UFS
-from controlplane.sessions import SESSION_TYPES
+from controlplane.clinical.consents import PURPOSES
+from controlplane.clinical.licences import UFS
+from controlplane.clinical.session_types import SESSION_TYPES
+from schemas.ids import ID_PATTERN
 
-_ID = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", error="invalid id")
+_ID = validate.Regexp(ID_PATTERN, error="invalid id")
 _TEXT = validate.Length(min=1, max=20000)
 
 

@@ -20,9 +20,7 @@ from marshmallow import (
     validates_schema,
 )
 
-# mediasoup object ids are UUIDs; consultation / participant ids are opaque
-# strings of a bounded alphabet.
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+from schemas.ids import ID_PATTERN
 
 SOURCES_BY_KIND = {"audio": ("mic",), "video": ("camera", "screen")}
 
@@ -47,7 +45,7 @@ class EmptySchema(_Strict):
 
 class JoinSchema(_Strict):
     consultationId = fields.String(
-        required=True, validate=validate.Regexp(_ID_PATTERN, error="invalid consultation id")
+        required=True, validate=validate.Regexp(ID_PATTERN, error="invalid consultation id")
     )
 
 
@@ -172,7 +170,7 @@ class _StatsStreamSchema(_Strict):
     source = fields.String(validate=validate.OneOf(("mic", "camera", "screen")))
     producerId = fields.UUID()
     consumerId = fields.UUID()
-    peerId = fields.String(validate=validate.Regexp(_ID_PATTERN))
+    peerId = fields.String(validate=validate.Regexp(ID_PATTERN))
     # Seconds, as WebRTC's getStats reports them.
     roundTripTime = fields.Float(validate=validate.Range(min=0, max=60))
     jitter = fields.Float(validate=validate.Range(min=0, max=60))

@@ -1,1 +1,2 @@
-"""Socket.IO signaling: one handler per event; validation in schemas/, logic in the room service."""
+"""Socket.IO signaling: one handler per event; validation in schemas/, logic in the
+media services."""

@@ -1,4 +1,5 @@
-"""Socket.IO event handlers: validate the payload, call the room service, ack.
+"""Socket.IO event handlers: the payload is validated by the event's schema (in
+the dispatcher), the handler calls one media service, its result is the ack.
 
 Every handler returns its result as the acknowledgement; every failure becomes
 ``{"error": {"code": ..., "message": ...}}`` and changes nothing.
@@ -13,13 +14,13 @@ from typing import Any
 from marshmallow import Schema
 
 from controlplane.auth import RoomClaims
-from controlplane.rooms import RoomService
+from controlplane.media.services import MediaServices
 from schemas import signaling as s
 
 
 @dataclass
 class Context:
-    rooms: RoomService
+    media: MediaServices
     claims: Callable[[str], RoomClaims]
 
 
@@ -39,69 +40,69 @@ def event(name: str, schema: type[Schema]) -> Callable[[Handler], Handler]:
 
 @event("join", s.JoinSchema)
 async def join(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.join(sid, ctx.claims(sid), p["consultationId"])
+    return await ctx.media.membership.join(sid, ctx.claims(sid), p["consultationId"])
 
 
 @event("getRouterRtpCapabilities", s.EmptySchema)
 async def get_router_rtp_capabilities(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.router_rtp_capabilities(sid)
+    return await ctx.media.membership.router_rtp_capabilities(sid)
 
 
 @event("createTransport", s.CreateTransportSchema)
 async def create_transport(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.create_transport(sid, p["direction"], p["forceTcp"])
+    return await ctx.media.transports.create(sid, p["direction"], p["forceTcp"])
 
 
 @event("connectTransport", s.ConnectTransportSchema)
 async def connect_transport(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.connect_transport(sid, p["transportId"], p["dtlsParameters"])
+    return await ctx.media.transports.connect(sid, p["transportId"], p["dtlsParameters"])
 
 
 @event("restartIce", s.TransportIdSchema)
 async def restart_ice(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.restart_ice(sid, p["transportId"])
+    return await ctx.media.transports.restart_ice(sid, p["transportId"])
 
 
 @event("produce", s.ProduceSchema)
 async def produce(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.produce(sid, p)
+    return await ctx.media.producers.produce(sid, p)
 
 
 @event("pauseProducer", s.ProducerIdSchema)
 async def pause_producer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.set_producer_paused(sid, p["producerId"], paused=True)
+    return await ctx.media.producers.set_paused(sid, p["producerId"], paused=True)
 
 
 @event("resumeProducer", s.ProducerIdSchema)
 async def resume_producer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.set_producer_paused(sid, p["producerId"], paused=False)
+    return await ctx.media.producers.set_paused(sid, p["producerId"], paused=False)
 
 
 @event("closeProducer", s.ProducerIdSchema)
 async def close_producer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.close_producer(sid, p["producerId"])
+    return await ctx.media.producers.close(sid, p["producerId"])
 
 
 @event("consume", s.ConsumeSchema)
 async def consume(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.consume(sid, p["rtpCapabilities"], p["producerId"])
+    return await ctx.media.consumers.consume(sid, p["rtpCapabilities"], p["producerId"])
 
 
 @event("resumeConsumer", s.ConsumerIdSchema)
 async def resume_consumer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.set_consumer_paused(sid, p["consumerId"], paused=False)
+    return await ctx.media.consumers.set_paused(sid, p["consumerId"], paused=False)
 
 
 @event("pauseConsumer", s.ConsumerIdSchema)
 async def pause_consumer(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.set_consumer_paused(sid, p["consumerId"], paused=True)
+    return await ctx.media.consumers.set_paused(sid, p["consumerId"], paused=True)
 
 
 @event("leave", s.EmptySchema)
 async def leave(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.leave(sid, reason="left")
+    return await ctx.media.membership.leave(sid, reason="left")
 
 
 @event("reportStats", s.StatsReportSchema)
 async def report_stats(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.rooms.record_client_stats(sid, p)
+    return await ctx.media.client_stats.record(sid, p)

@@ -8,7 +8,7 @@ import socketio
 
 
 class SocketIONotifier:
-    """Implements controlplane.rooms.Notifier on a python-socketio AsyncServer.
+    """Implements controlplane.media.ports.Notifier on a python-socketio AsyncServer.
 
     With the Redis client manager, room broadcasts and per-sid emits reach sockets
     held by other control-plane instances too.

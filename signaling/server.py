@@ -10,8 +10,8 @@ import structlog
 from marshmallow import ValidationError
 
 from controlplane.auth import RoomClaims, TokenService
-from controlplane.metrics import Metrics
-from controlplane.rooms import RoomService
+from controlplane.media.services import MediaServices
+from controlplane.telemetry.metrics import Metrics
 from schemas.errors import ApiError, ErrorCode
 from schemas.signaling import load
 from signaling.handlers import EVENTS, Context
@@ -43,15 +43,15 @@ class SignalingServer:
         self,
         sio: socketio.AsyncServer,
         tokens: TokenService,
-        rooms: RoomService,
-        metrics: Metrics | None = None,
+        media: MediaServices,
+        metrics: Metrics,
     ) -> None:
         self.metrics = metrics
         self.sio = sio
         self._tokens = tokens
-        self._rooms = rooms
+        self._membership = media.membership
         self._claims: dict[str, RoomClaims] = {}
-        self._ctx = Context(rooms=rooms, claims=self._claims_for)
+        self._ctx = Context(media=media, claims=self._claims_for)
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         for name in EVENTS:
@@ -97,7 +97,7 @@ class SignalingServer:
 
     async def _on_disconnect(self, sid: str, *_args: Any) -> None:
         try:
-            await self._rooms.leave(sid, reason="disconnected")
+            await self._membership.leave(sid, reason="disconnected")
         except Exception:
             log.exception("leave_on_disconnect_failed")
         finally:
@@ -109,8 +109,7 @@ class SignalingServer:
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             started = time.perf_counter()
-            if self.metrics is not None:
-                self.metrics.signaling_requests.labels(name).inc()
+            self.metrics.signaling_requests.labels(name).inc()
             try:
                 payload = load(schema, data)
                 return await handler(self._ctx, sid, payload)
@@ -127,7 +126,7 @@ class SignalingServer:
                     # Acting on another participant's objects or another consultation.
                     claims = self._claims.get(sid)
                     if claims is not None:
-                        await self._rooms.audit_refusal(sid, claims, name, str(exc.code))
+                        await self._membership.audit_refusal(sid, claims, name, str(exc.code))
                 return exc.to_payload()
             except Exception:
                 # Never send internals to the client; the log has the trace.
@@ -142,8 +141,7 @@ class SignalingServer:
         return dispatch
 
     def _count_error(self, event: str, code: ErrorCode) -> None:
-        if self.metrics is not None:
-            self.metrics.signaling_errors.labels(event, str(code)).inc()
+        self.metrics.signaling_errors.labels(event, str(code)).inc()
 
 
 def _messages(exc: ValidationError) -> dict[str, Any]:

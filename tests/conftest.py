@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from controlplane import local_services as ls
 from controlplane.auth import TokenService
-from controlplane.field_crypto import FieldCipher
-from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses
-from controlplane.sessions import SESSION_TYPES
+from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.session_types import SESSION_TYPES
+from controlplane.devstack import services as ls
+from telemed_client import MediaPeer, restrict_ice_host_addresses
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -71,7 +71,7 @@ class Stack:
         return self.tokens.mint(
             participant_id=participant,
             role=role,
-            consultation_id=consultation,
+            room_id=consultation,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -194,5 +194,5 @@ async def peers(stack: Stack) -> AsyncIterator[list[MediaPeer]]:
         await peer.close()
 
 
-def consultation_id(prefix: str = "c") -> str:
+def new_room_id(prefix: str = "c") -> str:
     return f"{prefix}-{secrets.token_hex(6)}"

@@ -9,7 +9,7 @@ import json
 import pytest
 from playwright.async_api import Page, expect
 
-from controlplane.room_state import RoomState
+from controlplane.media.room_state import RoomState
 from tests.e2e.conftest import Pages, inbound, room_id, screenshot, stream_from
 
 pytestmark = pytest.mark.e2e
@@ -243,7 +243,7 @@ async def test_expired_link_shows_a_clear_message(pages: Pages, stack) -> None:
     token = stack.tokens.mint(
         participant_id="pt-exp",
         role="patient",
-        consultation_id=room,
+        room_id=room,
         now=int(time.time()) - 7200,
         ttl=60,
     )
@@ -254,7 +254,7 @@ async def test_expired_link_shows_a_clear_message(pages: Pages, stack) -> None:
 
 
 async def test_browser_page_and_python_peer_exchange_media(pages: Pages, stack, peers) -> None:
-    from controlplane.python_peer import MediaPeer
+    from telemed_client import MediaPeer
 
     room = room_id()
     doctor = await pages.open(room, "dr-mix", "physician", "Dr. Mix")

@@ -14,8 +14,8 @@ import pytest
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.python_peer import MediaPeer
-from tests.conftest import Stack, consultation_id
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 from tests.integration.api_client import Api
 from tests.integration.test_consultation_media import _start_pair
 
@@ -108,7 +108,7 @@ def packet_loss() -> Iterator[dict]:
 async def test_metrics_are_exported_in_base_units_without_per_room_labels(
     stack: Stack, peers: list[MediaPeer]
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     _doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=10)
     await asyncio.sleep(5)  # two sampling intervals
@@ -147,7 +147,7 @@ async def test_packet_loss_raises_and_clears_the_loss_alert(
         auth={"token": stack.tokens.mint_api(subject="tech-1", role="admin")},
     )
     try:
-        room = consultation_id()
+        room = new_room_id()
         _doctor, patient = await _start_pair(stack, peers, room)
         await patient.wait_for_frames("dr-ana", "audio", count=10)
         before = await scrape(stack)

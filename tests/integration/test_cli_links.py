@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from controlplane.python_peer import MediaPeer
+from telemed_client import MediaPeer
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration

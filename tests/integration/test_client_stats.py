@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.python_peer import MediaPeer, SignalingError
-from controlplane.room_state import RoomState
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def _report(producer_id: str, rtt: float = 0.012) -> dict:
 async def test_latest_report_is_kept_per_participant(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, _patient = await _start_pair(stack, peers, room)
     camera = doctor.producers["camera"].id
     assert await doctor.request("reportStats", _report(camera, rtt=0.010)) == {"stored": True}
@@ -75,7 +75,7 @@ async def test_latest_report_is_kept_per_participant(
 async def test_invalid_reports_are_refused_and_keep_the_last_good_one(
     stack: Stack, peers: list[MediaPeer], redis, mutate
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, _patient = await _start_pair(stack, peers, room)
     camera = doctor.producers["camera"].id
     await doctor.request("reportStats", _report(camera))
@@ -92,7 +92,7 @@ async def test_invalid_reports_are_refused_and_keep_the_last_good_one(
 async def test_a_report_may_not_describe_someone_elses_stream(
     stack: Stack, peers: list[MediaPeer]
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     with pytest.raises(SignalingError) as refused:
         await doctor.request("reportStats", _report(patient.producers["camera"].id))
@@ -100,7 +100,7 @@ async def test_a_report_may_not_describe_someone_elses_stream(
 
 
 async def test_stats_go_with_the_participant(stack: Stack, peers: list[MediaPeer], redis) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, _patient = await _start_pair(stack, peers, room)
     await doctor.request("reportStats", _report(doctor.producers["camera"].id))
     await doctor.leave()

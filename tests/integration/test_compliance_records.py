@@ -7,8 +7,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from controlplane.db import migrate
-from controlplane.field_crypto import DecryptionError, FieldCipher
+from controlplane.clinical.db import migrate
+from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
 from tests.conftest import Stack
 from tests.integration.api_client import Api
 

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from controlplane.python_peer import MediaPeer
-from controlplane.room_state import RoomState
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def _start_pair(
 async def test_physician_and_patient_decode_each_others_audio_and_video(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
 
     for receiver, sender in ((doctor, "pt-joao"), (patient, "dr-ana")):

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from controlplane.python_peer import MediaPeer
-from controlplane.room_state import RoomState
-from controlplane.sfu_client import SfuClient
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def _uncap() -> None:
 async def test_bandwidth_cap_goes_audio_only_and_back(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=10)
     recv_id = next(

@@ -11,8 +11,8 @@ import time
 import pytest
 import socketio
 
-from controlplane.python_peer import MediaPeer
-from tests.conftest import Stack, consultation_id
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ async def test_added_delay_raises_the_critical_latency_alert_and_it_clears(
         auth={"token": stack.tokens.mint_api(subject="tech-2", role="admin")},
     )
     try:
-        room = consultation_id("er")
+        room = new_room_id("er")
         doctor = MediaPeer(
             stack.url, stack.token(room, "dr-er", "physician", call_type="emergency")
         )
@@ -97,7 +97,7 @@ async def test_alerts_are_posted_to_the_configured_webhook(
 ) -> None:
     from aiohttp import web
 
-    from controlplane import local_services as ls
+    from controlplane.devstack import services as ls
 
     received: list[dict] = []
 
@@ -117,7 +117,7 @@ async def test_alerts_are_posted_to_the_configured_webhook(
         stack.control_plane_env(TELEMED_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook"),
     )
     try:
-        room = consultation_id("wh")
+        room = new_room_id("wh")
         doctor = MediaPeer(
             control.url, stack.token(room, "dr-wh", "physician", call_type="emergency")
         )

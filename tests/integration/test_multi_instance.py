@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from controlplane import local_services as ls
-from controlplane.python_peer import MediaPeer
-from controlplane.room_state import RoomState
-from tests.conftest import Stack, consultation_id
+from controlplane.devstack import services as ls
+from controlplane.media.room_state import RoomState
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def second_instance(stack: Stack) -> Iterator[ls.ManagedProcess]:
 async def test_peers_on_different_instances_share_a_consultation(
     stack: Stack, second_instance: ls.ManagedProcess, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor = MediaPeer(stack.url, stack.token(room, "dr-one", "physician"))
     patient = MediaPeer(second_instance.url, stack.token(room, "pt-two", "patient"))
     peers.extend([doctor, patient])

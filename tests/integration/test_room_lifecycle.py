@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from controlplane.python_peer import MediaPeer
-from controlplane.room_state import RoomState
-from controlplane.sfu_client import SfuClient, SfuRequestError
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient, SfuRequestError
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ async def _sfu_info(stack: Stack) -> dict:
 async def test_leave_notifies_other_peer_and_last_leave_removes_room(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await doctor.wait_for_frames("pt-joao", "video", count=5)
     router_id = (await RoomState(redis).get_room(room)).routerId
@@ -81,7 +81,7 @@ async def test_leave_notifies_other_peer_and_last_leave_removes_room(
 async def test_disconnect_without_leave_cleans_up(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=5)
 
@@ -101,7 +101,7 @@ async def test_disconnect_without_leave_cleans_up(
 async def test_pausing_a_producer_stops_its_frames_at_the_receiver(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     video = await patient.wait_for_frames("dr-ana", "video", count=10)
     camera_id = doctor.producers["camera"].id
@@ -131,7 +131,7 @@ async def test_pausing_a_producer_stops_its_frames_at_the_receiver(
 async def test_closing_a_producer_closes_remote_consumers(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "audio", count=5)
     mic_id = doctor.producers["mic"].id
@@ -153,7 +153,7 @@ async def test_closing_a_producer_closes_remote_consumers(
 async def test_late_joiner_receives_existing_producers(
     stack: Stack, peers: list[MediaPeer]
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor = MediaPeer(stack.url, stack.token(room, "dr-late", "physician"))
     peers.append(doctor)
     await doctor.connect()

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from controlplane import local_services as ls
-from controlplane.python_peer import MediaPeer
+from controlplane.devstack import services as ls
+from telemed_client import MediaPeer
 from tests.conftest import Stack
 from tests.integration.api_client import Api
 

@@ -9,7 +9,7 @@ import time
 import aiohttp
 import pytest
 
-from controlplane.python_peer import MediaPeer, SignalingError
+from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack
 from tests.integration.api_client import SPECIALTY, Api
 
@@ -262,7 +262,7 @@ async def test_room_token_for_someone_not_in_the_session_cannot_join(
 ) -> None:
     session, _physician, _patient = await api.active_session()
     forged = stack.tokens.mint(
-        participant_id="pt-intruder", role="patient", consultation_id=session["roomId"]
+        participant_id="pt-intruder", role="patient", room_id=session["roomId"]
     )
     peer = MediaPeer(stack.url, forged)
     peers.append(peer)
@@ -287,7 +287,7 @@ async def test_api_token_rules(api: Api) -> None:
     assert (await api.call("GET", "metrics/duration", no_mfa)).code == "FORBIDDEN"
     # A room token is not an API token (different audience).
     room = api.stack.tokens.mint(
-        participant_id="coord-1", role="coordinator", consultation_id="c-1"
+        participant_id="coord-1", role="coordinator", room_id="c-1"
     )
     assert (await api.call("GET", "metrics/duration", room)).code == "UNAUTHORIZED"
 
@@ -379,7 +379,7 @@ async def test_room_token_carries_the_display_name_the_participant_chose(
     )
     assert issued.status == 200
     claims = stack.tokens.verify(issued.body["token"])
-    assert (claims.display_name, claims.role, claims.consultation_id) == (
+    assert (claims.display_name, claims.role, claims.room_id) == (
         "Maria",
         "patient",
         session["roomId"],

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from controlplane import local_services as ls
-from controlplane.python_peer import MediaPeer, SignalingError
-from controlplane.room_state import RoomState
-from controlplane.sfu_client import SfuClient
-from tests.conftest import Stack, consultation_id
+from controlplane.devstack import services as ls
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def _start_node(iso: IsolatedStack, node_id: str) -> ls.ManagedProcess:
 
 
 async def _join_error(url: str, stack: Stack, peers: list[MediaPeer]) -> tuple[str, float]:
-    room = consultation_id()
+    room = new_room_id()
     peer = MediaPeer(url, stack.token(room, "pt-wait", "patient"))
     peers.append(peer)
     await peer.connect()
@@ -94,7 +94,7 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
 
     node = _start_node(isolated, f"sfu-dies-{secrets.token_hex(2)}")
     try:
-        room = consultation_id()
+        room = new_room_id()
         stack = isolated.stack
         doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-x", "physician"))
         patient = MediaPeer(isolated.control.url, stack.token(room, "pt-x", "patient"))
@@ -125,7 +125,7 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
 async def test_mediasoup_worker_death_tells_peers_and_rejoin_restores_media(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=5)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.python_peer import MediaPeer, SignalingError
-from controlplane.room_state import RoomState
-from controlplane.sfu_client import SfuClient, SfuRequestError, SfuUnavailable
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient, SfuRequestError, SfuUnavailable
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ async def test_errors_carry_their_type(rpc: SfuClient) -> None:
 async def test_stats_of_a_live_call_show_media_flowing(
     stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=20)
     state = RoomState(redis)
@@ -87,7 +87,7 @@ async def test_stats_of_a_live_call_show_media_flowing(
 async def test_restart_ice_gives_new_credentials(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, _patient = await _start_pair(stack, peers, room)
     transport = doctor.send_transport
     first = await doctor.request("restartIce", {"transportId": transport.id})

@@ -10,9 +10,9 @@ import jwt
 import pytest
 import socketio
 
-from controlplane.python_peer import MediaPeer, SignalingError
-from controlplane.room_state import RoomState
-from tests.conftest import Stack, consultation_id
+from controlplane.media.room_state import RoomState
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ async def _refused(stack: Stack, token: str | None) -> dict:
 
 
 async def test_forged_token_is_refused_at_connect(stack: Stack) -> None:
-    room = consultation_id()
+    room = new_room_id()
     forged = jwt.encode(
         {
             "iss": "telemed",
@@ -71,7 +71,7 @@ async def test_expired_token_is_refused_with_session_expired(stack: Stack) -> No
     expired = stack.tokens.mint(
         participant_id="pt-old",
         role="patient",
-        consultation_id=consultation_id(),
+        room_id=new_room_id(),
         now=int(time.time()) - 7200,
         ttl=60,
     )
@@ -80,7 +80,7 @@ async def test_expired_token_is_refused_with_session_expired(stack: Stack) -> No
 
 async def test_clinician_token_without_mfa_is_refused(stack: Stack) -> None:
     token = stack.tokens.mint(
-        participant_id="dr-nomfa", role="physician", consultation_id=consultation_id(), mfa=False
+        participant_id="dr-nomfa", role="physician", room_id=new_room_id(), mfa=False
     )
     assert (await _refused(stack, token))["code"] == "FORBIDDEN"
 
@@ -88,7 +88,7 @@ async def test_clinician_token_without_mfa_is_refused(stack: Stack) -> None:
 async def test_token_opens_only_its_own_consultation(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room_a, room_b = consultation_id("a"), consultation_id("b")
+    room_a, room_b = new_room_id("a"), new_room_id("b")
     intruder = MediaPeer(stack.url, stack.token(room_a, "pt-a", "patient"))
     peers.append(intruder)
     await intruder.connect()
@@ -101,7 +101,7 @@ async def test_token_opens_only_its_own_consultation(
 async def test_events_before_join_are_refused_with_not_joined(
     stack: Stack, peers: list[MediaPeer]
 ) -> None:
-    peer = MediaPeer(stack.url, stack.token(consultation_id(), "pt-early", "patient"))
+    peer = MediaPeer(stack.url, stack.token(new_room_id(), "pt-early", "patient"))
     peers.append(peer)
     await peer.connect()
     for event, payload in (
@@ -162,7 +162,7 @@ BAD_PAYLOADS = [
 async def test_bad_payloads_get_validation_error_and_change_nothing(
     stack: Stack, peers: list[MediaPeer], redis, event: str, payload: object
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await patient.wait_for_frames("dr-ana", "video", count=3)
     before = await RoomState(redis).snapshot(room)
@@ -181,7 +181,7 @@ async def test_bad_payloads_get_validation_error_and_change_nothing(
 async def test_rejoin_from_a_new_connection_replaces_the_old_one(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = consultation_id()
+    room = new_room_id()
     doctor, patient = await _start_pair(stack, peers, room)
     await doctor.wait_for_frames("pt-joao", "video", count=3)
 

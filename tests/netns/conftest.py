@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane import local_services as ls
+from controlplane.devstack import services as ls
 from tests.conftest import Stack
 
 HOST_IP = "198.51.100.1"

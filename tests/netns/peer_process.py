@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 
-from controlplane.python_peer import MediaPeer, restrict_ice_host_addresses
+from telemed_client import MediaPeer, restrict_ice_host_addresses
 
 
 def say(**fields: object) -> None:

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 import socketio
 
-from controlplane.python_peer import MediaPeer
-from tests.conftest import consultation_id
+from telemed_client import MediaPeer
+from tests.conftest import new_room_id
 from tests.integration.test_call_quality_alerts import scrape, total
 from tests.netns.conftest import HOST_IP, Netns, sh
 
@@ -65,7 +65,7 @@ async def staff(netns: Netns) -> AsyncIterator[Staff]:
 
 
 async def _call(netns: Netns, peers: list[MediaPeer], ns_peer_factory, call_type: str):
-    room = consultation_id("ns")
+    room = new_room_id("ns")
     stack = netns.stack
     doctor = MediaPeer(
         netns.control.url, stack.token(room, "dr-ns", "physician", call_type=call_type)

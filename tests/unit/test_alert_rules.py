@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controlplane.alert_rules import AlertEngine, Observation
-from controlplane.call_quality import Sample
+from controlplane.telemetry.alert_rules import AlertEngine, Observation
+from controlplane.telemetry.call_quality import Sample
 
 KEY = ("room-1", "pt-1")
 

@@ -22,12 +22,12 @@ def test_round_trip_keeps_identity_and_consultation(tokens: TokenService) -> Non
     token = tokens.mint(
         participant_id="dr-1",
         role="physician",
-        consultation_id="c-1",
+        room_id="c-1",
         call_type="emergency",
         display_name="Dr. One",
     )
     claims = tokens.verify(token)
-    assert (claims.participant_id, claims.role, claims.consultation_id, claims.call_type) == (
+    assert (claims.participant_id, claims.role, claims.room_id, claims.call_type) == (
         "dr-1",
         "physician",
         "c-1",
@@ -48,7 +48,7 @@ def test_expired_token_is_session_expired(tokens: TokenService) -> None:
     token = tokens.mint(
         participant_id="p-1",
         role="patient",
-        consultation_id="c-1",
+        room_id="c-1",
         now=int(time.time()) - 1000,
         ttl=10,
     )
@@ -64,18 +64,18 @@ def test_other_secret_issuer_or_audience_is_unauthorized(tokens: TokenService) -
         TokenService(SECRET, "telemed", "another-audience", 600),
     ]
     for other in others:
-        token = other.mint(participant_id="p-1", role="patient", consultation_id="c-1")
+        token = other.mint(participant_id="p-1", role="patient", room_id="c-1")
         with pytest.raises(ApiError) as error:
             tokens.verify(token)
         assert error.value.code == "UNAUTHORIZED"
 
 
 def test_clinician_without_mfa_is_forbidden_patient_is_not(tokens: TokenService) -> None:
-    doctor = tokens.mint(participant_id="dr-1", role="physician", consultation_id="c-1", mfa=False)
+    doctor = tokens.mint(participant_id="dr-1", role="physician", room_id="c-1", mfa=False)
     with pytest.raises(ApiError) as error:
         tokens.verify(doctor)
     assert error.value.code == "FORBIDDEN"
-    patient = tokens.mint(participant_id="p-1", role="patient", consultation_id="c-1", mfa=False)
+    patient = tokens.mint(participant_id="p-1", role="patient", room_id="c-1", mfa=False)
     assert tokens.verify(patient).role == "patient"
 
 
@@ -99,9 +99,9 @@ def test_unknown_role_in_a_validly_signed_token_is_unauthorized(tokens: TokenSer
     assert error.value.code == "UNAUTHORIZED"
 
 
-@pytest.mark.parametrize("field", ["participant_id", "consultation_id"])
+@pytest.mark.parametrize("field", ["participant_id", "room_id"])
 def test_mint_rejects_ids_outside_the_id_alphabet(tokens: TokenService, field: str) -> None:
-    args = {"participant_id": "p-1", "consultation_id": "c-1", field: "has spaces/and slashes"}
+    args = {"participant_id": "p-1", "room_id": "c-1", field: "has spaces/and slashes"}
     with pytest.raises(ValueError):
         tokens.mint(role="patient", **args)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.call_quality import (
+from controlplane.telemetry.call_quality import (
     from_client_report,
     from_consumer_stats,
     from_producer_stats,
@@ -81,8 +81,8 @@ def test_quality_score_prefers_mediasoup_score() -> None:
 
 
 def test_downlink_bandwidth_uses_goodput_only_on_a_lossy_path() -> None:
-    from controlplane.call_quality import Sample
-    from controlplane.quality_monitor import downlink_bandwidth
+    from controlplane.telemetry.call_quality import Sample
+    from controlplane.telemetry.quality_monitor import downlink_bandwidth
 
     clean = [Sample("recv", "video", "sfu", loss=0.01, bitrate=400_000)]
     assert downlink_bandwidth(1_000_000, clean) == 1_000_000

@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from controlplane.metrics import Metrics
+from controlplane.telemetry.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.fallback_policy import FallbackPolicy
+from controlplane.telemetry.fallback_policy import FallbackPolicy
 
 KEY = ("room", "pt")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.media_profiles import CALL_TYPES, PROFILES, profile_for
+from controlplane.media.profiles import CALL_TYPES, PROFILES, profile_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

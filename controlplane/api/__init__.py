@@ -1,0 +1,1 @@
+"""REST API: thin handlers (schema -> service -> response), errors, OpenAPI, the web page."""

@@ -1,0 +1,75 @@
+"""What the REST handlers reach: the services (never a pool or a Redis client),
+and the two request helpers every handler uses (caller identity, body)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema
+
+from controlplane.auth import ApiClaims, TokenService
+from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.consents import ConsentService
+from controlplane.clinical.licences import ClinicianAdmin
+from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.records import ClinicalRecords
+from controlplane.clinical.room_tokens import RoomTokens
+from controlplane.clinical.sessions import SessionService
+from controlplane.telemetry.metrics import Metrics
+from controlplane.telemetry.quality_reports import QualityReports
+from controlplane.telemetry.readiness import Readiness
+from schemas.errors import ApiError, ErrorCode
+
+
+@dataclass(frozen=True)
+class ApiServices:
+    tokens: TokenService
+    audit: AuditLog
+    sessions: SessionService
+    lifecycle: SessionLifecycle
+    room_tokens: RoomTokens
+    records: ClinicalRecords
+    consent: ConsentService
+    clinicians: ClinicianAdmin
+    quality: QualityReports
+    readiness: Readiness
+    metrics: Metrics
+
+
+SERVICES: web.AppKey[ApiServices] = web.AppKey("api_services", ApiServices)
+
+
+def services(request: web.Request) -> ApiServices:
+    return request.app[SERVICES]
+
+
+async def caller(request: web.Request) -> ApiClaims:
+    """The bearer token's identity; a refused token is audited (no token in the log)."""
+    api = services(request)
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else None
+    try:
+        return api.tokens.verify_api(token)
+    except ApiError as exc:
+        raise await api.audit.deny(
+            Actor(None, None),
+            "api.auth",
+            exc.code,
+            exc.message,
+            details={"path": request.path[:100]},
+        ) from None
+
+
+async def body(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """The JSON body, validated (a ValidationError becomes VALIDATION_ERROR)."""
+    try:
+        payload = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "the body must be JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
+    data: dict[str, Any] = schema.load(payload)
+    return data

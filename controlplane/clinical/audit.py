@@ -1,0 +1,251 @@
+"""Append-only audit trail in PostgreSQL with a hash chain.
+
+Each entry stores ``prev_hash`` (the hash of the entry before it) and ``hash`` =
+SHA-256 over a canonical encoding of its own fields and ``prev_hash``.  Altering
+an entry breaks its hash; removing one breaks the next entry's ``prev_hash``;
+removing the newest ones disagrees with ``audit_head``.  Entries carry
+identifiers and a data classification, never health data: ``details`` accepts
+only short scalar values under known-safe keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from schemas.errors import ApiError, ErrorCode
+from schemas.ids import is_uuid
+
+GENESIS = bytes(32)
+_LOCK_KEY = 0x7E1EA0D17
+_MAX_DETAIL = 120
+CLASSIFICATIONS = ("public", "internal", "personal", "sensitive", "confidential")
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str | None
+    role: str | None
+
+
+SYSTEM = Actor("system", "system")
+
+
+def _canonical(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def entry_hash(
+    *,
+    entry_id: int,
+    at: datetime,
+    actor_id: str | None,
+    actor_role: str | None,
+    action: str,
+    outcome: str,
+    resource_type: str | None,
+    resource_id: str | None,
+    session_id: str | None,
+    classification: str,
+    details: dict[str, Any],
+    prev_hash: bytes,
+) -> bytes:
+    body = {
+        "id": entry_id,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor_id": actor_id,
+        "actor_role": actor_role,
+        "action": action,
+        "outcome": outcome,
+        "resource_type": resource_type,
+        "resource_id": resource_id,
+        "session_id": session_id,
+        "classification": classification,
+        "details": details,
+        "prev": prev_hash.hex(),
+    }
+    return hashlib.sha256(_canonical(body)).digest()
+
+
+def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for key, value in (details or {}).items():
+        if isinstance(value, bool) or isinstance(value, int) or value is None:
+            clean[key] = value
+        elif isinstance(value, str):
+            clean[key] = value[:_MAX_DETAIL]
+        else:
+            raise ValueError(f"audit detail {key!r} must be a scalar")
+    return clean
+
+
+class AuditLog:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def record(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        outcome: str = "success",
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        session_id: str | None = None,
+        classification: str = "internal",
+        details: dict[str, Any] | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> int:
+        """Append one entry (in ``connection``'s transaction when given)."""
+        if classification not in CLASSIFICATIONS:
+            raise ValueError(f"unknown classification {classification!r}")
+        clean = _clean_details(details)
+        args = (
+            actor,
+            action,
+            outcome,
+            resource_type,
+            resource_id,
+            session_id,
+            classification,
+            clean,
+        )
+        if connection is not None:
+            return await self._append(connection, *args)
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._append(conn, *args)
+
+    async def deny(
+        self,
+        actor: Actor,
+        action: str,
+        code: ErrorCode,
+        message: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        session_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ApiError:
+        """Audit a refused action and return the error to raise (``raise await ...``).
+
+        The entry's details carry the error code and the caller's short reason;
+        ``session_id`` is kept only when it is a session's UUID.
+        """
+        await self.record(
+            actor,
+            action,
+            outcome="denied",
+            resource_type=resource_type,
+            resource_id=resource_id,
+            session_id=session_id if session_id and is_uuid(session_id) else None,
+            details={"code": str(code), **(details or {})},
+        )
+        return ApiError(code, message)
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        actor: Actor,
+        action: str,
+        outcome: str,
+        resource_type: str | None,
+        resource_id: str | None,
+        session_id: str | None,
+        classification: str,
+        details: dict[str, Any],
+    ) -> int:
+        # One writer at a time extends the chain.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+        head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+        prev_hash = bytes(head["last_hash"]) if head else GENESIS
+        entry_id = await conn.fetchval("SELECT nextval('audit_log_id_seq')")
+        at = datetime.now(UTC)
+        digest = entry_hash(
+            entry_id=entry_id,
+            at=at,
+            actor_id=actor.id,
+            actor_role=actor.role,
+            action=action,
+            outcome=outcome,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            session_id=session_id,
+            classification=classification,
+            details=details,
+            prev_hash=prev_hash,
+        )
+        await conn.execute(
+            """INSERT INTO audit_log (id, at, actor_id, actor_role, action, outcome, resource_type,
+                   resource_id, session_id, classification, details, prev_hash, hash)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11::jsonb, $12, $13)""",
+            entry_id,
+            at,
+            actor.id,
+            actor.role,
+            action,
+            outcome,
+            resource_type,
+            resource_id,
+            session_id,
+            classification,
+            json.dumps(details),
+            prev_hash,
+            digest,
+        )
+        await conn.execute(
+            """INSERT INTO audit_head (singleton, last_id, last_hash) VALUES (true, $1, $2)
+               ON CONFLICT (singleton) DO UPDATE SET last_id = $1, last_hash = $2""",
+            entry_id,
+            digest,
+        )
+        return int(entry_id)
+
+    async def verify(self) -> dict[str, Any]:
+        """Walk the whole chain; report the first entry that does not check out."""
+        previous = GENESIS
+        count = 0
+        last_id: int | None = None
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            async for row in conn.cursor("SELECT * FROM audit_log ORDER BY id"):
+                count += 1
+                if bytes(row["prev_hash"]) != previous:
+                    return _broken(
+                        count, row["id"], "an entry before this one was removed or altered"
+                    )
+                details = row["details"]
+                expected = entry_hash(
+                    entry_id=row["id"],
+                    at=row["at"],
+                    actor_id=row["actor_id"],
+                    actor_role=row["actor_role"],
+                    action=row["action"],
+                    outcome=row["outcome"],
+                    resource_type=row["resource_type"],
+                    resource_id=row["resource_id"],
+                    session_id=str(row["session_id"]) if row["session_id"] else None,
+                    classification=row["classification"],
+                    details=json.loads(details) if isinstance(details, str) else details,
+                    prev_hash=previous,
+                )
+                if bytes(row["hash"]) != expected:
+                    return _broken(count, row["id"], "this entry was altered")
+                previous = expected
+                last_id = row["id"]
+            head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
+        if head is not None and (
+            head["last_id"] != last_id or bytes(head["last_hash"]) != previous
+        ):
+            return _broken(count, head["last_id"], "entries at the end of the log were removed")
+        if head is None and count:
+            return _broken(count, None, "the chain head is missing")
+        return {"status": "ok", "entries": count, "lastId": last_id}
+
+
+def _broken(count: int, entry_id: int | None, reason: str) -> dict[str, Any]:
+    return {"status": "broken", "entries": count, "firstBadId": entry_id, "reason": reason}

@@ -1,0 +1,77 @@
+"""The join gate of signaling: a room token admits its holder only while the
+token's session is active and names the holder in that role.  Joins, leaves and
+refused signaling actions are audited against the room's session."""
+
+from __future__ import annotations
+
+from controlplane.auth import RoomClaims
+from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.session_store import SessionStore
+from schemas.errors import ErrorCode
+
+
+class SessionJoinGate:
+    def __init__(self, store: SessionStore, audit: AuditLog) -> None:
+        self._store = store
+        self._audit = audit
+
+    async def authorize_join(self, claims: RoomClaims) -> str:
+        """Returns the session's type (the room's media profile)."""
+        actor = Actor(claims.participant_id, claims.role)
+        row = await self._store.for_join(claims.room_id, claims.participant_id)
+        session_id = row.session_id if row else None
+        if row is None or row.role is None or row.role != claims.role:
+            raise await self._audit.deny(
+                actor,
+                "room.join",
+                ErrorCode.FORBIDDEN,
+                "this token does not grant access to that consultation",
+                resource_type="room",
+                resource_id=claims.room_id,
+                session_id=session_id,
+                details={"reason": "not a participant", "jti": claims.token_id},
+            )
+        if row.status != "active":
+            raise await self._audit.deny(
+                actor,
+                "room.join",
+                ErrorCode.SESSION_EXPIRED,
+                f"the consultation is {row.status}",
+                resource_type="room",
+                resource_id=claims.room_id,
+                session_id=session_id,
+                details={"reason": f"session {row.status}"},
+            )
+        await self._audit.record(
+            actor,
+            "room.join",
+            resource_type="room",
+            resource_id=claims.room_id,
+            session_id=session_id,
+            details={"jti": claims.token_id},
+        )
+        await self._store.touch(row.session_id)
+        return row.session_type
+
+    async def record_leave(self, room_id: str, participant_id: str, role: str, reason: str) -> None:
+        await self._audit.record(
+            Actor(participant_id, role),
+            "room.leave",
+            resource_type="room",
+            resource_id=room_id,
+            session_id=await self._store.id_for_room(room_id),
+            details={"reason": reason},
+        )
+
+    async def record_refusal(
+        self, room_id: str, participant_id: str, role: str, event: str, code: str
+    ) -> None:
+        await self._audit.deny(
+            Actor(participant_id, role),
+            f"signaling.{event}",
+            ErrorCode(code),
+            "refused",
+            resource_type="room",
+            resource_id=room_id,
+            session_id=await self._store.id_for_room(room_id),
+        )

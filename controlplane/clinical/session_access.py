@@ -1,0 +1,101 @@
+"""Who may see and act on a session.
+
+- read: the session's participants, coordinators and admins;
+- quality detail: coordinators, admins and the session's physician;
+- clinical records: the session's physician and patient;
+- start / end: the session's physician or a coordinator.
+Whoever may not see a session gets NOT_FOUND (existence does not leak); every
+refusal is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controlplane.auth import ApiClaims
+from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.session_store import SessionRow, SessionStore
+from schemas.errors import ApiError, ErrorCode
+
+Rule = Callable[[ApiClaims, SessionRow], bool]
+
+
+def actor_of(claims: ApiClaims) -> Actor:
+    return Actor(claims.subject, claims.role)
+
+
+def participant_or_staff(claims: ApiClaims, session: SessionRow) -> bool:
+    return claims.role in ("coordinator", "admin") or claims.subject in session.participants
+
+
+def staff_or_physician(claims: ApiClaims, session: SessionRow) -> bool:
+    return claims.role in ("coordinator", "admin") or claims.subject == session.physician_id
+
+
+def physician_or_patient(claims: ApiClaims, session: SessionRow) -> bool:
+    return claims.subject in (session.physician_id, session.patient_id)
+
+
+class SessionAccess:
+    def __init__(self, store: SessionStore, audit: AuditLog) -> None:
+        self._store = store
+        self._audit = audit
+
+    async def visible(
+        self, claims: ApiClaims, session_id: str, action: str, rule: Rule
+    ) -> SessionRow:
+        """The session if ``rule`` lets this caller see it; else an audited NOT_FOUND."""
+        session = await self._store.load(session_id)
+        if session is None or not rule(claims, session):
+            raise await self._audit.deny(
+                actor_of(claims),
+                action,
+                ErrorCode.NOT_FOUND,
+                "session not found",
+                resource_type="session",
+                resource_id=session_id,
+                session_id=session_id,
+                details={"reason": "missing" if session is None else "no access"},
+            )
+        return session
+
+    async def readable(self, claims: ApiClaims, session_id: str, action: str) -> SessionRow:
+        return await self.visible(claims, session_id, action, participant_or_staff)
+
+    async def for_staff(self, claims: ApiClaims, session_id: str) -> SessionRow:
+        return await self.visible(claims, session_id, "metrics.quality", staff_or_physician)
+
+    async def for_records(self, claims: ApiClaims, session_id: str, action: str) -> SessionRow:
+        return await self.visible(claims, session_id, action, physician_or_patient)
+
+    async def require_physician_or_coordinator(
+        self, claims: ApiClaims, session: SessionRow, action: str
+    ) -> None:
+        if claims.role == "coordinator" or claims.subject == session.physician_id:
+            return
+        verb = action.split(".")[1]
+        raise await self._audit.deny(
+            actor_of(claims),
+            action,
+            ErrorCode.FORBIDDEN,
+            f"only the session's physician or a coordinator may {verb} it",
+            resource_type="session",
+            resource_id=session.id,
+            session_id=session.id,
+            details={"reason": claims.role},
+        )
+
+    async def forbid(
+        self, claims: ApiClaims, action: str, message: str, session_id: str | None = None
+    ) -> ApiError:
+        """An audited FORBIDDEN for an action the caller's role does not allow."""
+        return await self._audit.deny(
+            actor_of(claims),
+            action,
+            ErrorCode.FORBIDDEN,
+            message,
+            resource_type="session",
+            resource_id=session_id,
+            session_id=session_id,
+            details={"reason": claims.role},
+        )

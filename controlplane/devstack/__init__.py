@@ -1,0 +1,2 @@
+"""Local processes for development and tests: Redis, PostgreSQL, the SFU node, the
+control plane, and demo data."""

@@ -1,0 +1,161 @@
+"""A local PostgreSQL for development and tests: a cluster under a folder of the
+caller's, run as the ``postgres`` user when started as root, with an owner role
+(``telemed``, migrations) and the application role (``telemed_app``)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+from controlplane.devstack.processes import (
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    spawn,
+    tcp_open,
+    wait_ready,
+)
+
+
+def _pg_bin(name: str) -> str:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(f"PostgreSQL's {name} is not installed (run `make setup`)")
+    return found
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: run it as the `postgres` system user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def _secret_file(path: Path) -> str:
+    """A random secret generated once into a 0600 file and read back afterwards."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir / "pgdata"
+    socket_dir = data_dir / "socket"
+    password_file = data_dir / "password"
+    password = _secret_file(password_file)
+    socket_dir.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        postgres_user = pwd.getpwnam("postgres")
+        for path in (data_dir, socket_dir):
+            os.chown(path, postgres_user.pw_uid, postgres_user.pw_gid)
+    if not (pgdata / "PG_VERSION").exists():
+        pwfile = data_dir / "initpw"
+        pwfile.write_text(password)
+        if os.geteuid() == 0:
+            os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+        try:
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        _pg_bin("initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        "telemed",
+                        "--pwfile",
+                        str(pwfile),
+                        "--auth-local=scram-sha-256",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        except subprocess.CalledProcessError as exc:
+            raise ServiceError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
+        finally:
+            pwfile.unlink(missing_ok=True)
+    process = spawn(
+        "postgres",
+        _as_postgres_user(
+            [
+                _pg_bin("postgres"),
+                "-D",
+                str(pgdata),
+                "-p",
+                str(port),
+                "-k",
+                str(socket_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ]
+        ),
+        data_dir / "postgres.log",
+    )
+    wait_ready(process, lambda: tcp_open(port), 30)
+    env = {**os.environ, "PGPASSWORD": password}
+    exists = subprocess.run(
+        [
+            _pg_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "telemed",
+            "-d",
+            "postgres",
+            "-tAc",
+            "SELECT 1 FROM pg_database WHERE datname = 'telemed'",
+        ],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if exists.stdout.strip() != b"1":
+        subprocess.run(
+            [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "telemed", "telemed"],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+    app_password_file = data_dir / "app-password"
+    app_password = _secret_file(app_password_file)
+    # The application role: no superuser, no ownership; migrations grant it what it needs.
+    subprocess.run(
+        [
+            _pg_bin("psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "telemed",
+            "-d",
+            "telemed",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemed_app') THEN "
+            f"CREATE ROLE telemed_app LOGIN PASSWORD '{app_password}'; END IF; END $$; "
+            "GRANT CONNECT ON DATABASE telemed TO telemed_app;",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    process.admin_url = f"postgresql://telemed:{password}@127.0.0.1:{port}/telemed"
+    process.url = f"postgresql://telemed_app:{app_password}@127.0.0.1:{port}/telemed"
+    return process

@@ -1,0 +1,161 @@
+"""Start the system's processes locally: Redis, PostgreSQL, the SFU node and the
+control plane.  Used by ``telemed dev`` (``make run``) and by the test fixtures.
+
+Everything runs on loopback, with data under a folder the caller chooses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+from controlplane.devstack.postgres import start_postgres
+from controlplane.devstack.processes import (
+    ManagedProcess,
+    ServiceError,
+    free_port,
+    http_ok,
+    spawn,
+    wait_ready,
+)
+
+__all__ = [
+    "ManagedProcess",
+    "ServiceError",
+    "free_port",
+    "start_control_plane",
+    "start_postgres",
+    "start_redis",
+    "start_sfu_node",
+    "worker_binary",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SFU_DIR = PROJECT_ROOT / "sfu_worker"
+
+
+# ---- Redis ---------------------------------------------------------------------
+
+
+def start_redis(data_dir: Path, port: int | None = None) -> ManagedProcess:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceError("redis-server is not installed (run `make setup`)")
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = spawn(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        data_dir / "redis.log",
+    )
+    process.url = f"redis://127.0.0.1:{port}/0"
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    wait_ready(process, ready, 15)
+    return process
+
+
+# ---- SFU node ----------------------------------------------------------------------
+
+
+def mediasoup_version() -> str:
+    package = SFU_DIR / "node_modules" / "mediasoup" / "package.json"
+    if not package.exists():
+        raise ServiceError("sfu_worker/node_modules is missing (run `make setup`)")
+    version: str = json.loads(package.read_text())["version"]
+    return version
+
+
+def worker_binary() -> Path:
+    """The mediasoup-worker built by sfu_worker/scripts/build-worker.sh."""
+    configured = os.environ.get("MEDIASOUP_WORKER_BIN")
+    if configured:
+        return Path(configured)
+    cache = Path(os.environ.get("TELEMED_CACHE_DIR", Path.home() / ".cache" / "telemed"))
+    binary = (
+        cache / f"mediasoup-worker-{mediasoup_version()}-{platform.machine()}" / "mediasoup-worker"
+    )
+    if not binary.exists():
+        raise ServiceError(f"{binary} is missing (run `make setup` to build it)")
+    return binary
+
+
+def start_sfu_node(
+    data_dir: Path,
+    *,
+    redis_url: str,
+    secret: str,
+    port: int | None = None,
+    node_id: str | None = None,
+    rtc_min_port: int = 40000,
+    rtc_max_port: int = 49999,
+    num_workers: int | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> ManagedProcess:
+    port = port or free_port()
+    env = {
+        "MEDIASOUP_WORKER_BIN": str(worker_binary()),
+        "SFU_SECRET": secret,
+        "SFU_LISTEN_PORT": str(port),
+        "SFU_NODE_ID": node_id or f"sfu-local-{port}",
+        "SFU_RTC_MIN_PORT": str(rtc_min_port),
+        "SFU_RTC_MAX_PORT": str(rtc_max_port),
+        "REDIS_URL": redis_url,
+        **({"SFU_NUM_WORKERS": str(num_workers)} if num_workers else {}),
+        **(extra_env or {}),
+    }
+    process = spawn(
+        "sfu-node",
+        ["node", str(SFU_DIR / "src" / "server.js")],
+        data_dir / f"sfu-{port}.log",
+        env=env,
+        cwd=SFU_DIR,
+    )
+    process.url = f"ws://127.0.0.1:{port}"
+
+    wait_ready(process, lambda: http_ok(f"http://127.0.0.1:{port}/health"), 30)
+    return process
+
+
+# ---- control plane ------------------------------------------------------------------
+
+
+def start_control_plane(
+    data_dir: Path, env: dict[str, str], port: int | None = None, host: str = "127.0.0.1"
+) -> ManagedProcess:
+    port = port or free_port()
+    full_env = {**env, "TELEMED_PORT": str(port), "TELEMED_HOST": host}
+    process = spawn(
+        "control-plane",
+        [sys.executable, "-m", "controlplane.cli", "serve"],
+        data_dir / f"controlplane-{port}.log",
+        env=full_env,
+        cwd=PROJECT_ROOT,
+    )
+    process.url = f"http://{host}:{port}"
+
+    wait_ready(process, lambda: http_ok(f"{process.url}/health/live"), 30)
+    return process

@@ -1,0 +1,111 @@
+"""Consumers: what a participant receives.  The server decides: every producer of
+the other participants of its room (or the one asked for, if it is one of those),
+created paused on its receive transport; the client resumes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.room_state import ConsumerRecord, RoomState
+from controlplane.media.routers import RoomRouters
+from controlplane.media.sfu_errors import sfu_api_error
+from controlplane.placement.sfu_client import SfuError, SfuRequestError
+from schemas.errors import ApiError, ErrorCode
+
+
+class Consumers:
+    def __init__(
+        self, participants: LocalParticipants, routers: RoomRouters, state: RoomState
+    ) -> None:
+        self._participants = participants
+        self._routers = routers
+        self._state = state
+
+    async def consume(
+        self, sid: str, rtp_capabilities: dict[str, Any], producer_id: str | None
+    ) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        recv = [tid for tid, direction in participant.transports.items() if direction == "recv"]
+        if not recv:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "create a receive transport first")
+        transport_id = recv[-1]
+        room, client = await self._routers.of(participant)
+        candidates = [
+            p
+            for p in await self._state.producers_in_room(room.roomId)
+            if p.peerId != participant.participant_id
+        ]
+        if producer_id is not None:
+            candidates = [p for p in candidates if p.producerId == producer_id]
+            if not candidates:
+                raise ApiError(ErrorCode.NOT_FOUND, "producer not found in this consultation")
+        already = set(participant.consumers.values())
+        consumers: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        for producer in candidates:
+            if producer.producerId in already:
+                continue
+            try:
+                created = await client.request(
+                    "consume",
+                    {
+                        "transportId": transport_id,
+                        "producerId": producer.producerId,
+                        "rtpCapabilities": rtp_capabilities,
+                        "appData": {
+                            "peerId": participant.participant_id,
+                            "source": producer.source,
+                        },
+                    },
+                )
+            except SfuRequestError as exc:
+                if producer_id is not None:
+                    raise sfu_api_error(exc, "consume") from exc
+                # The producer closed meanwhile, or this client cannot decode it.
+                skipped.append({"producerId": producer.producerId, "reason": exc.error_type})
+                continue
+            except SfuError as exc:
+                raise sfu_api_error(exc, "consume") from exc
+            consumer_id = created["consumerId"]
+            self._participants.add_consumer(
+                participant, consumer_id, producer.producerId, created["kind"]
+            )
+            await self._state.add_consumer(
+                room.roomId,
+                ConsumerRecord(
+                    consumerId=consumer_id,
+                    peerId=participant.participant_id,
+                    producerId=producer.producerId,
+                    kind=created["kind"],
+                    paused=True,
+                ),
+            )
+            consumers.append(
+                {
+                    "id": consumer_id,
+                    "producerId": producer.producerId,
+                    "peerId": producer.peerId,
+                    "kind": created["kind"],
+                    "source": producer.source,
+                    "rtpParameters": created["rtpParameters"],
+                    "type": created["type"],
+                    "producerPaused": created["producerPaused"],
+                }
+            )
+        return {"consumers": consumers, "skipped": skipped}
+
+    async def set_paused(self, sid: str, consumer_id: str, paused: bool) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        participant.own_consumer(consumer_id)
+        room, client = await self._routers.of(participant)
+        try:
+            await client.request(
+                "pauseConsumer" if paused else "resumeConsumer", {"consumerId": consumer_id}
+            )
+        except SfuError as exc:
+            raise sfu_api_error(exc, "pause consumer" if paused else "resume consumer") from exc
+        await self._state.set_consumer_paused(
+            room.roomId, participant.participant_id, consumer_id, paused
+        )
+        return {"paused": paused}

@@ -1,0 +1,237 @@
+"""Room membership: join (through the join gate), leave, replacing an older
+connection of the same participant, and closing a room when its session ends.
+
+Membership changes of one room are serialised across instances by the room
+lock in Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from controlplane.auth import RoomClaims
+from controlplane.media.participants import LocalParticipants, Participant
+from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.profiles import profile_for
+from controlplane.media.room_state import (
+    PeerRecord,
+    ProducerRecord,
+    RoomRecord,
+    RoomState,
+    producer_payload,
+)
+from controlplane.media.routers import RoomRouters
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+class Membership:
+    def __init__(
+        self,
+        participants: LocalParticipants,
+        state: RoomState,
+        routers: RoomRouters,
+        notifier: Notifier,
+        join_gate: JoinGate,
+        *,
+        instance_id: str,
+        max_peers_per_room: int,
+    ) -> None:
+        self._participants = participants
+        self._state = state
+        self._routers = routers
+        self._notifier = notifier
+        self._join_gate = join_gate
+        self._instance_id = instance_id
+        self._max_peers_per_room = max_peers_per_room
+
+    async def join(self, sid: str, claims: RoomClaims, room_id: str) -> dict[str, Any]:
+        if room_id != claims.room_id:
+            log.warning("join_refused_other_consultation", participant_id=claims.participant_id)
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "this token does not grant access to that consultation"
+            )
+        if self._participants.find(sid) is not None:
+            raise ApiError(ErrorCode.ALREADY_JOINED, "already joined")
+        if claims.expires_at <= time.time():
+            raise ApiError(ErrorCode.SESSION_EXPIRED, "the room token has expired")
+        # An active session naming this participant, or no entry.
+        call_type = await self._join_gate.authorize_join(claims)
+        profile = profile_for(call_type)
+        replaced: PeerRecord | None = None
+        async with self._state.room_lock(room_id):
+            room = await self._routers.ensure(room_id, call_type)
+            # Fetched before anything is written, so a failure leaves no trace.
+            rtp_capabilities = await self._routers.capabilities(room)
+            peer_ids = await self._state.peer_ids(room_id)
+            if claims.participant_id in peer_ids:
+                replaced = await self._state.get_peer(room_id, claims.participant_id)
+            elif len(peer_ids) >= self._max_peers_per_room:
+                raise ApiError(ErrorCode.ROOM_FULL, "the consultation room is full")
+            if replaced is not None:
+                await self._evict(room, replaced)
+            await self._state.add_peer(
+                room_id,
+                PeerRecord(
+                    peerId=claims.participant_id,
+                    role=claims.role,
+                    displayName=claims.display_name,
+                    sid=sid,
+                    instance=self._instance_id,
+                    joinedAt=time.time(),
+                ),
+            )
+            self._participants.add(
+                Participant(
+                    sid=sid,
+                    claims=claims,
+                    room_id=room_id,
+                    node_id=room.nodeId,
+                    router_id=room.routerId,
+                    call_type=call_type,
+                )
+            )
+            others = [
+                p for p in await self._state.peers(room_id) if p.peerId != claims.participant_id
+            ]
+            producers = [
+                p
+                for p in await self._state.producers_in_room(room_id)
+                if p.peerId != claims.participant_id
+            ]
+        await self._notifier.enter_room(sid, room_id)
+        await self._notifier.to_room(
+            room_id,
+            "peerJoined",
+            {
+                "peerId": claims.participant_id,
+                "role": claims.role,
+                "displayName": claims.display_name,
+            },
+            skip_sid=sid,
+        )
+        log.info(
+            "peer_joined",
+            room_id=room_id,
+            peer_id=claims.participant_id,
+            role=claims.role,
+            replaced=replaced is not None,
+        )
+        return {
+            "roomId": room_id,
+            "peerId": claims.participant_id,
+            "role": claims.role,
+            "displayName": claims.display_name,
+            "callType": call_type,
+            "mediaProfile": profile.to_client(),
+            "routerRtpCapabilities": rtp_capabilities,
+            "peers": [
+                {"peerId": p.peerId, "role": p.role, "displayName": p.displayName} for p in others
+            ],
+            "producers": [producer_payload(p) for p in producers],
+        }
+
+    async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
+        room, _ = await self._routers.of(self._participants.get(sid))
+        return {"routerRtpCapabilities": await self._routers.capabilities(room)}
+
+    async def _evict(self, room: RoomRecord, peer: PeerRecord) -> None:
+        """Remove an older connection of the same participant (a rejoin from a new socket)."""
+        log.info("peer_replaced", room_id=room.roomId, peer_id=peer.peerId)
+        await self._routers.close_participant_media(room, peer.peerId)
+        await self._state.remove_peer(room.roomId, peer.peerId)
+        self._participants.remove(peer.sid)
+        await self._notifier.to_peer(
+            peer.sid,
+            "evicted",
+            {"reason": "joined_elsewhere", "message": "you joined from another connection"},
+        )
+        await self._notifier.leave_room(peer.sid, room.roomId)
+        await self._notifier.disconnect(peer.sid)
+
+    async def leave(self, sid: str, reason: str = "left") -> dict[str, Any]:
+        participant = self._participants.remove(sid)
+        if participant is None:
+            return {"left": False}
+        room_id = participant.room_id
+        participant_id = participant.participant_id
+        closed_room = False
+        producers: list[ProducerRecord] = []
+        async with self._state.room_lock(room_id):
+            current = await self._state.get_peer(room_id, participant_id)
+            room = await self._state.get_room(room_id)
+            # Only remove the Redis peer if it is still this socket (not a newer rejoin).
+            still_this_socket = current is not None and current.sid == sid
+            if still_this_socket and room is not None:
+                producers = await self._state.producers_of_peer(room_id, participant_id)
+                await self._routers.close_participant_media(room, participant_id)
+                remaining = await self._state.remove_peer(room_id, participant_id)
+                if remaining == 0:
+                    await self._routers.close(room)
+                    closed_room = True
+        await self._notifier.leave_room(sid, room_id)
+        if still_this_socket:
+            for producer in producers:
+                await self._notifier.to_room(
+                    room_id,
+                    "producerClosed",
+                    {"peerId": participant_id, "producerId": producer.producerId},
+                )
+            await self._notifier.to_room(
+                room_id, "peerLeft", {"peerId": participant_id, "reason": reason}
+            )
+        log.info(
+            "peer_left",
+            room_id=room_id,
+            peer_id=participant_id,
+            reason=reason,
+            room_closed=closed_room,
+        )
+        if still_this_socket:
+            try:
+                await self._join_gate.record_leave(
+                    room_id, participant_id, participant.claims.role, reason
+                )
+            except Exception:
+                log.exception("leave_audit_failed", room_id=room_id)
+        return {"left": True}
+
+    async def audit_refusal(self, sid: str, claims: RoomClaims, event: str, code: str) -> None:
+        """A refused signaling action (someone else's object, another consultation)."""
+        participant = self._participants.find(sid)
+        room_id = participant.room_id if participant else claims.room_id
+        try:
+            await self._join_gate.record_refusal(
+                room_id, claims.participant_id, claims.role, event, code
+            )
+        except Exception:
+            log.exception("refusal_audit_failed", room_id=room_id)
+
+    async def peer_count(self, room_id: str) -> int:
+        return len(await self._state.peer_ids(room_id))
+
+    async def close_room_for_session(self, room_id: str, reason: str) -> None:
+        """The session ended: tell everyone why, disconnect them, close the room."""
+        await self._notifier.to_room(
+            room_id, "sessionEnded", {"reason": reason, "message": "the consultation has ended"}
+        )
+        async with self._state.room_lock(room_id):
+            room = await self._state.get_room(room_id)
+            peers = await self._state.peers(room_id)
+            for participant in self._participants.in_room(room_id):
+                self._participants.remove(participant.sid)
+            if room is not None:
+                await self._routers.close(room)
+        for peer in peers:
+            await self._notifier.leave_room(peer.sid, room_id)
+            await self._notifier.disconnect(peer.sid)
+        log.info("room_closed_for_session", room_id=room_id, reason=reason, peers=len(peers))
+
+    async def close(self) -> None:
+        """Shutdown: every local participant leaves."""
+        for participant in self._participants.all():
+            await self.leave(participant.sid, reason="server_shutdown")

@@ -1,0 +1,143 @@
+"""The participants whose Socket.IO connections this instance holds, and which
+of them owns each transport, producer and consumer.
+
+A participant's media objects live on the SFU and are mirrored in Redis
+(room_state); this registry is the instance's own view, used to check
+ownership before acting on an object and to route SFU notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from controlplane.auth import RoomClaims
+from schemas.errors import ApiError, ErrorCode
+
+
+@dataclass
+class Participant:
+    """A connection (``sid``) that joined a room, and its media objects."""
+
+    sid: str
+    claims: RoomClaims
+    room_id: str
+    node_id: str
+    router_id: str
+    call_type: str = "consultation"
+    joined_at: float = field(default_factory=time.monotonic)
+    first_media_seen: bool = False
+    transports: dict[str, str] = field(default_factory=dict)  # id -> direction
+    producers: dict[str, str] = field(default_factory=dict)  # id -> source
+    consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
+    consumer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def participant_id(self) -> str:
+        return self.claims.participant_id
+
+    def own_transport(self, transport_id: str) -> str:
+        """The direction of one of this participant's transports (NOT_FOUND otherwise)."""
+        direction = self.transports.get(transport_id)
+        if direction is None:
+            raise ApiError(ErrorCode.NOT_FOUND, "transport not found")
+        return direction
+
+    def own_producer(self, producer_id: str) -> None:
+        if producer_id not in self.producers:
+            raise ApiError(ErrorCode.NOT_FOUND, "producer not found")
+
+    def own_consumer(self, consumer_id: str) -> None:
+        if consumer_id not in self.consumers:
+            raise ApiError(ErrorCode.NOT_FOUND, "consumer not found")
+
+
+class LocalParticipants:
+    def __init__(self) -> None:
+        self._by_sid: dict[str, Participant] = {}
+        self._transport_owner: dict[str, str] = {}  # transport id -> sid
+        self._producer_owner: dict[str, str] = {}
+        self._consumer_owner: dict[str, str] = {}
+
+    # ---- connections ---------------------------------------------------------
+
+    def get(self, sid: str) -> Participant:
+        participant = self._by_sid.get(sid)
+        if participant is None:
+            raise ApiError(ErrorCode.NOT_JOINED, "join a consultation first")
+        return participant
+
+    def find(self, sid: str) -> Participant | None:
+        return self._by_sid.get(sid)
+
+    def all(self) -> list[Participant]:
+        return list(self._by_sid.values())
+
+    def in_room(self, room_id: str) -> list[Participant]:
+        return [p for p in self._by_sid.values() if p.room_id == room_id]
+
+    def add(self, participant: Participant) -> None:
+        self._by_sid[participant.sid] = participant
+
+    def is_current(self, participant: Participant) -> bool:
+        """Still joined on the same connection (not left or replaced meanwhile)."""
+        return self._by_sid.get(participant.sid) is participant
+
+    def remove(self, sid: str) -> Participant | None:
+        """Forget a connection and every object it owned."""
+        participant = self._by_sid.pop(sid, None)
+        if participant is not None:
+            for transport_id in participant.transports:
+                self._transport_owner.pop(transport_id, None)
+            for producer_id in participant.producers:
+                self._producer_owner.pop(producer_id, None)
+            for consumer_id in participant.consumers:
+                self._consumer_owner.pop(consumer_id, None)
+        return participant
+
+    # ---- media objects ---------------------------------------------------------
+
+    def add_transport(self, participant: Participant, transport_id: str, direction: str) -> None:
+        participant.transports[transport_id] = direction
+        self._transport_owner[transport_id] = participant.sid
+
+    def add_producer(self, participant: Participant, producer_id: str, source: str) -> None:
+        participant.producers[producer_id] = source
+        self._producer_owner[producer_id] = participant.sid
+
+    def remove_producer(self, participant: Participant, producer_id: str) -> None:
+        participant.producers.pop(producer_id, None)
+        self._producer_owner.pop(producer_id, None)
+
+    def add_consumer(
+        self, participant: Participant, consumer_id: str, producer_id: str, kind: str
+    ) -> None:
+        participant.consumers[consumer_id] = producer_id
+        participant.consumer_kinds[consumer_id] = kind
+        self._consumer_owner[consumer_id] = participant.sid
+
+    def consumer_owner(self, consumer_id: str) -> Participant | None:
+        return self._owner(self._consumer_owner.get(consumer_id))
+
+    def release_consumer(self, consumer_id: str) -> tuple[Participant, str | None] | None:
+        """The SFU closed a consumer: its owner and the producer it consumed."""
+        participant = self._owner(self._consumer_owner.pop(consumer_id, None))
+        if participant is None:
+            return None
+        return participant, participant.consumers.pop(consumer_id, None)
+
+    def release_producer(self, producer_id: str) -> Participant | None:
+        """The SFU closed a producer: its owner, if it still had it."""
+        participant = self._owner(self._producer_owner.pop(producer_id, None))
+        if participant is None or producer_id not in participant.producers:
+            return None
+        participant.producers.pop(producer_id, None)
+        return participant
+
+    def _owner(self, sid: str | None) -> Participant | None:
+        return self._by_sid.get(sid) if sid is not None else None
+
+    def sid_of_transport(self, transport_id: str) -> str | None:
+        return self._transport_owner.get(transport_id)

@@ -1,0 +1,119 @@
+"""Producers of a participant (one per source: mic, camera, screen): create,
+pause/resume and close on the SFU, and tell the room."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.ports import Notifier
+from controlplane.media.room_state import ProducerRecord, RoomState, producer_payload
+from controlplane.media.routers import RoomRouters, quiet_close
+from controlplane.media.sfu_errors import sfu_api_error
+from controlplane.placement.sfu_client import SfuError
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+class Producers:
+    def __init__(
+        self,
+        participants: LocalParticipants,
+        routers: RoomRouters,
+        state: RoomState,
+        notifier: Notifier,
+    ) -> None:
+        self._participants = participants
+        self._routers = routers
+        self._state = state
+        self._notifier = notifier
+
+    async def produce(self, sid: str, payload: dict[str, Any]) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        transport_id = payload["transportId"]
+        if participant.own_transport(transport_id) != "send":
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "produce needs a send transport")
+        source = payload["appData"]["source"]
+        if source in participant.producers.values():
+            raise ApiError(ErrorCode.CONFLICT, f"already producing {source}")
+        room, client = await self._routers.of(participant)
+        try:
+            result = await client.request(
+                "produce",
+                {
+                    "transportId": transport_id,
+                    "kind": payload["kind"],
+                    "rtpParameters": payload["rtpParameters"],
+                    "paused": payload["paused"],
+                    "appData": {"peerId": participant.participant_id, "source": source},
+                },
+            )
+        except SfuError as exc:
+            raise sfu_api_error(exc, "produce") from exc
+        producer_id = result["producerId"]
+        if not self._participants.is_current(participant):
+            await quiet_close(client, "closeProducer", {"producerId": producer_id})
+            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
+        self._participants.add_producer(participant, producer_id, source)
+        record = ProducerRecord(
+            producerId=producer_id,
+            peerId=participant.participant_id,
+            kind=payload["kind"],
+            source=source,
+            paused=payload["paused"],
+        )
+        await self._state.add_producer(room.roomId, record)
+        await self._notifier.to_room(
+            room.roomId, "newProducer", producer_payload(record), skip_sid=sid
+        )
+        log.info(
+            "producer_created",
+            room_id=room.roomId,
+            peer_id=participant.participant_id,
+            kind=record.kind,
+            source=source,
+        )
+        return {"id": producer_id}
+
+    async def set_paused(self, sid: str, producer_id: str, paused: bool) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        participant.own_producer(producer_id)
+        room, client = await self._routers.of(participant)
+        try:
+            await client.request(
+                "pauseProducer" if paused else "resumeProducer", {"producerId": producer_id}
+            )
+        except SfuError as exc:
+            raise sfu_api_error(exc, "pause producer" if paused else "resume producer") from exc
+        await self._state.set_producer_paused(
+            room.roomId, participant.participant_id, producer_id, paused
+        )
+        event = "producerPaused" if paused else "producerResumed"
+        await self._notifier.to_room(
+            room.roomId,
+            event,
+            {"peerId": participant.participant_id, "producerId": producer_id},
+            skip_sid=sid,
+        )
+        return {"paused": paused}
+
+    async def close(self, sid: str, producer_id: str) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        participant.own_producer(producer_id)
+        room, client = await self._routers.of(participant)
+        try:
+            await client.request("closeProducer", {"producerId": producer_id})
+        except SfuError as exc:
+            raise sfu_api_error(exc, "close producer") from exc
+        self._participants.remove_producer(participant, producer_id)
+        await self._state.remove_producer(room.roomId, participant.participant_id, producer_id)
+        await self._notifier.to_room(
+            room.roomId,
+            "producerClosed",
+            {"peerId": participant.participant_id, "producerId": producer_id},
+            skip_sid=sid,
+        )
+        return {"closed": True}

@@ -1,0 +1,96 @@
+"""Medical media profiles per call type.
+
+The SFU node owns the router codecs of each profile (sfu_worker/src/profiles.js,
+same names); this module owns what the control plane tells clients and enforces
+on transports: capture constraints and bitrate caps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+CALL_TYPES = (
+    "consultation",
+    "follow_up",
+    "emergency",
+    "mental_health",
+    "group_therapy",
+    "second_opinion",
+    "specialist",
+)
+
+
+@dataclass(frozen=True)
+class MediaProfile:
+    callType: str
+    width: int
+    height: int
+    frameRate: int
+    videoBitrate: int  # bits per second, target
+    videoBitrateMin: int
+    videoBitrateMax: int
+    audioBitrate: int  # bits per second
+    preferredVideoCodec: str
+    simulcast: bool = False
+    priority: str = "normal"
+
+    @property
+    def max_incoming_bitrate(self) -> int:
+        """Cap on what one peer may send to the SFU (all its producers)."""
+        return self.videoBitrateMax * 2 + self.audioBitrate  # camera + screen + mic
+
+    def to_client(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_QUALITY_FIRST = MediaProfile(
+    callType="consultation",
+    width=1280,
+    height=720,
+    frameRate=30,
+    videoBitrate=1_500_000,
+    videoBitrateMin=500_000,
+    videoBitrateMax=3_000_000,
+    audioBitrate=128_000,
+    preferredVideoCodec="video/VP8",
+)
+
+PROFILES: dict[str, MediaProfile] = {
+    "consultation": replace(_QUALITY_FIRST, callType="consultation"),
+    "follow_up": replace(_QUALITY_FIRST, callType="follow_up"),
+    "mental_health": replace(_QUALITY_FIRST, callType="mental_health"),
+    "second_opinion": replace(_QUALITY_FIRST, callType="second_opinion"),
+    "emergency": MediaProfile(
+        callType="emergency",
+        width=640,
+        height=480,
+        frameRate=15,
+        videoBitrate=800_000,
+        videoBitrateMin=200_000,
+        videoBitrateMax=1_000_000,
+        audioBitrate=256_000,
+        preferredVideoCodec="video/VP8",
+        priority="high",
+    ),
+    # mediasoup 3.12 offers no H.265: specialists get VP9 (or H.264).
+    "specialist": MediaProfile(
+        callType="specialist",
+        width=1920,
+        height=1080,
+        frameRate=60,
+        videoBitrate=4_000_000,
+        videoBitrateMin=1_500_000,
+        videoBitrateMax=5_000_000,
+        audioBitrate=256_000,
+        preferredVideoCodec="video/VP9",
+    ),
+    "group_therapy": replace(_QUALITY_FIRST, callType="group_therapy", simulcast=True),
+}
+
+
+def profile_for(call_type: str) -> MediaProfile:
+    try:
+        return PROFILES[call_type]
+    except KeyError:
+        raise ValueError(f"unknown call type {call_type!r}") from None

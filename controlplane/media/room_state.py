@@ -1,0 +1,376 @@
+"""Live room state in Redis: which SFU node and router hold each consultation
+room, its peers, and their transports, producers and consumers.
+
+Any control-plane instance can answer "who is in room X and what are they
+sending" from here.  Keys of one room share the hash tag ``{roomId}`` so they
+stay on one Redis Cluster slot:
+
+  telemed:rooms                        set   live room ids
+  telemed:room:{R}                     hash  roomId nodeId routerId callType createdAt workerPid
+  telemed:room:{R}:peers               set   peer ids
+  telemed:room:{R}:peer:P              hash  peerId role displayName sid instance joinedAt
+  telemed:room:{R}:peer:P:transports   hash  transportId -> direction
+  telemed:room:{R}:peer:P:producers    hash  producerId -> json {kind, source, paused}
+  telemed:room:{R}:peer:P:consumers    hash  consumerId -> json {producerId, kind, paused}
+  telemed:room:{R}:peer:P:stats        string json: the latest client stats report
+  telemed:room:{R}:peer:P:quality      list  recent quality samples (newest first)
+  telemed:room:{R}:producers           hash  producerId -> peer id (room-wide index)
+  telemed:sfu:node:N:rooms             set   room ids placed on node N
+  telemed:router:X                     string room id of router X
+
+Everything of a room is deleted when its last peer leaves.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+
+from controlplane.redis_text import optional_text, text_map, texts
+
+ROOMS_KEY = "telemed:rooms"
+
+
+def room_key(room_id: str) -> str:
+    return f"telemed:room:{{{room_id}}}"
+
+
+def _peers_key(room_id: str) -> str:
+    return f"{room_key(room_id)}:peers"
+
+
+def _peer_key(room_id: str, peer_id: str) -> str:
+    return f"{room_key(room_id)}:peer:{peer_id}"
+
+
+def _room_producers_key(room_id: str) -> str:
+    return f"{room_key(room_id)}:producers"
+
+
+def _node_rooms_key(node_id: str) -> str:
+    return f"telemed:sfu:node:{node_id}:rooms"
+
+
+def _router_key(router_id: str) -> str:
+    return f"telemed:router:{router_id}"
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    roomId: str
+    nodeId: str
+    routerId: str
+    callType: str
+    createdAt: float
+    workerPid: int = 0
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    peerId: str
+    role: str
+    displayName: str
+    sid: str
+    instance: str
+    joinedAt: float
+
+
+@dataclass(frozen=True)
+class ProducerRecord:
+    producerId: str
+    peerId: str
+    kind: str
+    source: str
+    paused: bool
+
+
+def producer_payload(record: ProducerRecord) -> dict[str, Any]:
+    """A producer as the signaling protocol describes it."""
+    return {
+        "peerId": record.peerId,
+        "producerId": record.producerId,
+        "kind": record.kind,
+        "source": record.source,
+        "paused": record.paused,
+    }
+
+
+@dataclass(frozen=True)
+class ConsumerRecord:
+    consumerId: str
+    peerId: str
+    producerId: str
+    kind: str
+    paused: bool
+
+
+class RoomState:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    def room_lock(self, room_id: str, timeout: float = 20.0) -> Lock:
+        """A Redis lock serialising membership changes of one room across instances."""
+        return self._redis.lock(
+            f"telemed:lock:room:{room_id}", timeout=timeout, blocking_timeout=timeout
+        )
+
+    # ---- rooms -------------------------------------------------------------
+
+    async def create_room(self, room: RoomRecord) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(room_key(room.roomId), mapping={k: str(v) for k, v in asdict(room).items()})
+        pipe.sadd(ROOMS_KEY, room.roomId)
+        pipe.sadd(_node_rooms_key(room.nodeId), room.roomId)
+        pipe.set(_router_key(room.routerId), room.roomId)
+        await pipe.execute()
+
+    async def get_room(self, room_id: str) -> RoomRecord | None:
+        raw = text_map(await self._redis.hgetall(room_key(room_id)))
+        if not raw:
+            return None
+        return RoomRecord(
+            roomId=raw["roomId"],
+            nodeId=raw["nodeId"],
+            routerId=raw["routerId"],
+            callType=raw["callType"],
+            createdAt=float(raw["createdAt"]),
+            workerPid=int(raw.get("workerPid", 0)),
+        )
+
+    async def room_ids(self) -> list[str]:
+        return texts(await self._redis.smembers(ROOMS_KEY))
+
+    async def rooms_on_node(self, node_id: str) -> list[str]:
+        return texts(await self._redis.smembers(_node_rooms_key(node_id)))
+
+    async def room_for_router(self, router_id: str) -> str | None:
+        return optional_text(await self._redis.get(_router_key(router_id)))
+
+    async def delete_room(self, room_id: str) -> None:
+        """Remove a room and everything under it."""
+        room = await self.get_room(room_id)
+        peer_ids = texts(await self._redis.smembers(_peers_key(room_id)))
+        keys = [room_key(room_id), _peers_key(room_id), _room_producers_key(room_id)]
+        for peer_id in peer_ids:
+            keys.extend(self._peer_keys(room_id, peer_id))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.srem(ROOMS_KEY, room_id)
+        if room is not None:
+            pipe.srem(_node_rooms_key(room.nodeId), room_id)
+            pipe.delete(_router_key(room.routerId))
+        await pipe.execute()
+
+    # ---- peers -------------------------------------------------------------
+
+    @staticmethod
+    def _peer_keys(room_id: str, peer_id: str) -> list[str]:
+        base = _peer_key(room_id, peer_id)
+        return [
+            base,
+            f"{base}:transports",
+            f"{base}:producers",
+            f"{base}:consumers",
+            f"{base}:stats",
+            f"{base}:quality",
+        ]
+
+    async def add_peer(self, room_id: str, peer: PeerRecord) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(
+            _peer_key(room_id, peer.peerId), mapping={k: str(v) for k, v in asdict(peer).items()}
+        )
+        pipe.sadd(_peers_key(room_id), peer.peerId)
+        await pipe.execute()
+
+    async def get_peer(self, room_id: str, peer_id: str) -> PeerRecord | None:
+        raw = text_map(await self._redis.hgetall(_peer_key(room_id, peer_id)))
+        if not raw:
+            return None
+        return PeerRecord(
+            peerId=raw["peerId"],
+            role=raw["role"],
+            displayName=raw["displayName"],
+            sid=raw["sid"],
+            instance=raw["instance"],
+            joinedAt=float(raw["joinedAt"]),
+        )
+
+    async def peer_ids(self, room_id: str) -> list[str]:
+        return texts(await self._redis.smembers(_peers_key(room_id)))
+
+    async def peers(self, room_id: str) -> list[PeerRecord]:
+        records = [
+            await self.get_peer(room_id, peer_id) for peer_id in await self.peer_ids(room_id)
+        ]
+        return [record for record in records if record is not None]
+
+    async def remove_peer(self, room_id: str, peer_id: str) -> int:
+        """Remove a peer and everything it owns; returns how many peers remain."""
+        producer_ids = await self._redis.hkeys(f"{_peer_key(room_id, peer_id)}:producers")
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(*self._peer_keys(room_id, peer_id))
+        pipe.srem(_peers_key(room_id), peer_id)
+        if producer_ids:
+            pipe.hdel(_room_producers_key(room_id), *producer_ids)
+        pipe.scard(_peers_key(room_id))
+        results = await pipe.execute()
+        remaining: int = results[-1]
+        return remaining
+
+    # ---- transports ----------------------------------------------------------
+
+    async def add_transport(
+        self, room_id: str, peer_id: str, transport_id: str, direction: str
+    ) -> None:
+        await self._redis.hset(f"{_peer_key(room_id, peer_id)}:transports", transport_id, direction)
+
+    async def transports(self, room_id: str, peer_id: str) -> dict[str, str]:
+        return text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:transports"))
+
+    async def remove_transport(self, room_id: str, peer_id: str, transport_id: str) -> None:
+        await self._redis.hdel(f"{_peer_key(room_id, peer_id)}:transports", transport_id)
+
+    # ---- producers -----------------------------------------------------------
+
+    async def add_producer(self, room_id: str, producer: ProducerRecord) -> None:
+        body = json.dumps(
+            {"kind": producer.kind, "source": producer.source, "paused": producer.paused}
+        )
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(f"{_peer_key(room_id, producer.peerId)}:producers", producer.producerId, body)
+        pipe.hset(_room_producers_key(room_id), producer.producerId, producer.peerId)
+        await pipe.execute()
+
+    async def set_producer_paused(
+        self, room_id: str, peer_id: str, producer_id: str, paused: bool
+    ) -> None:
+        key = f"{_peer_key(room_id, peer_id)}:producers"
+        raw = optional_text(await self._redis.hget(key, producer_id))
+        if raw is None:
+            return
+        body = json.loads(raw)
+        body["paused"] = paused
+        await self._redis.hset(key, producer_id, json.dumps(body))
+
+    async def producers_of_peer(self, room_id: str, peer_id: str) -> list[ProducerRecord]:
+        raw = text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:producers"))
+        return [
+            ProducerRecord(producerId=pid, peerId=peer_id, **_producer_fields(body))
+            for pid, body in sorted(raw.items())
+        ]
+
+    async def producers_in_room(self, room_id: str) -> list[ProducerRecord]:
+        records: list[ProducerRecord] = []
+        for peer_id in await self.peer_ids(room_id):
+            records.extend(await self.producers_of_peer(room_id, peer_id))
+        return records
+
+    async def producer_owner(self, room_id: str, producer_id: str) -> str | None:
+        return optional_text(await self._redis.hget(_room_producers_key(room_id), producer_id))
+
+    async def remove_producer(self, room_id: str, peer_id: str, producer_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(f"{_peer_key(room_id, peer_id)}:producers", producer_id)
+        pipe.hdel(_room_producers_key(room_id), producer_id)
+        await pipe.execute()
+
+    # ---- consumers -----------------------------------------------------------
+
+    async def add_consumer(self, room_id: str, consumer: ConsumerRecord) -> None:
+        body = json.dumps(
+            {"producerId": consumer.producerId, "kind": consumer.kind, "paused": consumer.paused}
+        )
+        await self._redis.hset(
+            f"{_peer_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
+        )
+
+    async def consumers_of_peer(self, room_id: str, peer_id: str) -> list[ConsumerRecord]:
+        raw = text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:consumers"))
+        records = []
+        for cid, body in sorted(raw.items()):
+            data = json.loads(body)
+            records.append(
+                ConsumerRecord(
+                    consumerId=cid,
+                    peerId=peer_id,
+                    producerId=data["producerId"],
+                    kind=data["kind"],
+                    paused=bool(data["paused"]),
+                )
+            )
+        return records
+
+    async def set_consumer_paused(
+        self, room_id: str, peer_id: str, consumer_id: str, paused: bool
+    ) -> None:
+        key = f"{_peer_key(room_id, peer_id)}:consumers"
+        raw = optional_text(await self._redis.hget(key, consumer_id))
+        if raw is None:
+            return
+        body = json.loads(raw)
+        body["paused"] = paused
+        await self._redis.hset(key, consumer_id, json.dumps(body))
+
+    async def remove_consumer(self, room_id: str, peer_id: str, consumer_id: str) -> None:
+        await self._redis.hdel(f"{_peer_key(room_id, peer_id)}:consumers", consumer_id)
+
+    # ---- client stats ----------------------------------------------------------
+
+    async def set_client_stats(self, room_id: str, peer_id: str, report: dict[str, Any]) -> None:
+        """Keep the latest stats report of a participant (overwrites the previous one)."""
+        await self._redis.set(f"{_peer_key(room_id, peer_id)}:stats", json.dumps(report))
+
+    async def client_stats(self, room_id: str, peer_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{_peer_key(room_id, peer_id)}:stats")
+        if raw is None:
+            return None
+        report: dict[str, Any] = json.loads(raw)
+        return report
+
+    # ---- snapshot ------------------------------------------------------------
+
+    async def snapshot(self, room_id: str) -> dict[str, Any] | None:
+        """Who is in the room and what each peer sends and receives."""
+        room = await self.get_room(room_id)
+        if room is None:
+            return None
+        peers = []
+        for peer in await self.peers(room_id):
+            peers.append(
+                {
+                    "peerId": peer.peerId,
+                    "role": peer.role,
+                    "displayName": peer.displayName,
+                    "joinedAt": peer.joinedAt,
+                    "transports": await self.transports(room_id, peer.peerId),
+                    "producers": [
+                        {
+                            "producerId": p.producerId,
+                            "kind": p.kind,
+                            "source": p.source,
+                            "paused": p.paused,
+                        }
+                        for p in await self.producers_of_peer(room_id, peer.peerId)
+                    ],
+                    "consumers": [
+                        {
+                            "consumerId": c.consumerId,
+                            "producerId": c.producerId,
+                            "kind": c.kind,
+                            "paused": c.paused,
+                        }
+                        for c in await self.consumers_of_peer(room_id, peer.peerId)
+                    ],
+                }
+            )
+        return {**asdict(room), "peers": peers}
+
+
+def _producer_fields(body: str) -> dict[str, Any]:
+    data = json.loads(body)
+    return {"kind": data["kind"], "source": data["source"], "paused": bool(data["paused"])}

@@ -1,0 +1,112 @@
+"""A room's router on an SFU node: placing it, reaching it, closing it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from controlplane.media.participants import Participant
+from controlplane.media.room_failures import RoomFailures
+from controlplane.media.room_state import RoomRecord, RoomState
+from controlplane.media.sfu_errors import sfu_api_error
+from controlplane.placement.registry import SfuRegistry
+from controlplane.placement.sfu_client import SfuClient, SfuError
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+class RoomRouters:
+    def __init__(self, state: RoomState, registry: SfuRegistry, failures: RoomFailures) -> None:
+        self._state = state
+        self._registry = registry
+        self._failures = failures
+
+    async def of(self, participant: Participant) -> tuple[RoomRecord, SfuClient]:
+        """The participant's room and an RPC client of the node that holds its router."""
+        room = await self._state.get_room(participant.room_id)
+        if room is None:
+            raise ApiError(ErrorCode.NOT_FOUND, "the consultation room is closed")
+        try:
+            client = await self._registry.client(room.nodeId)
+        except SfuError as exc:
+            raise sfu_api_error(exc, "connect") from exc
+        return room, client
+
+    async def ensure(self, room_id: str, call_type: str) -> RoomRecord:
+        """The room, its router created on the least-loaded SFU node if needed.
+
+        Must be called with the room lock held.
+        """
+        room = await self._state.get_room(room_id)
+        if room is not None:
+            live = {node.id for node in await self._registry.live_nodes()}
+            if room.nodeId in live:
+                return room
+            # The node that held the room is gone: its router died with it.
+            log.warning("room_node_gone", room_id=room_id, node_id=room.nodeId)
+            await self._failures.fail_room(room_id, "media_server_failure")
+        try:
+            node = await self._registry.pick_node()
+            client = await self._registry.client(node.id)
+            created = await client.request(
+                "createRouter", {"profile": call_type, "appData": {"roomId": room_id}}
+            )
+        except SfuError as exc:
+            log.error("room_create_failed", room_id=room_id, error=str(exc))
+            raise sfu_api_error(exc, "create room") from exc
+        room = RoomRecord(
+            roomId=room_id,
+            nodeId=node.id,
+            routerId=created["routerId"],
+            callType=call_type,
+            createdAt=time.time(),
+            workerPid=int(created.get("workerPid") or 0),
+        )
+        await self._state.create_room(room)
+        log.info("room_created", room_id=room_id, node_id=node.id, call_type=call_type)
+        return room
+
+    async def capabilities(self, room: RoomRecord) -> dict[str, Any]:
+        try:
+            client = await self._registry.client(room.nodeId)
+            result = await client.request("getRouterRtpCapabilities", {"routerId": room.routerId})
+        except SfuError as exc:
+            raise sfu_api_error(exc, "get capabilities") from exc
+        capabilities: dict[str, Any] = result["rtpCapabilities"]
+        return capabilities
+
+    async def close(self, room: RoomRecord) -> None:
+        """Close the router and drop the room's live state."""
+        try:
+            client = await self._registry.client(room.nodeId)
+            await client.request("closeRouter", {"routerId": room.routerId})
+        except SfuError as exc:
+            log.warning("close_router_failed", room_id=room.roomId, error=str(exc))
+        await self._state.delete_room(room.roomId)
+        log.info("room_closed", room_id=room.roomId)
+
+    async def close_participant_media(self, room: RoomRecord, participant_id: str) -> None:
+        """Close every transport of a participant (its producers and consumers go with them)."""
+        transports = await self._state.transports(room.roomId, participant_id)
+        if not transports:
+            return
+        try:
+            client = await self._registry.client(room.nodeId)
+        except SfuError:
+            return  # the node is gone; its transports went with it
+        for transport_id in transports:
+            try:
+                await client.request("closeTransport", {"transportId": transport_id})
+            except SfuError as exc:
+                log.warning("close_transport_failed", room_id=room.roomId, error=str(exc))
+
+
+async def quiet_close(client: SfuClient, method: str, params: dict[str, Any]) -> None:
+    """Close an object that nobody will use (its owner left while it was created)."""
+    try:
+        await client.request(method, params)
+    except SfuError:
+        pass

@@ -1,0 +1,82 @@
+"""The media services of one control-plane instance, built together: they share
+the instance's participant registry, the room state and the SFU registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from controlplane.media.client_stats import ClientStats, FirstMediaObserver
+from controlplane.media.consumers import Consumers
+from controlplane.media.fallback_actions import MediaFallback
+from controlplane.media.membership import Membership
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.producers import Producers
+from controlplane.media.room_failures import RoomFailures
+from controlplane.media.room_state import RoomState
+from controlplane.media.routers import RoomRouters
+from controlplane.media.sfu_events import SfuEvents
+from controlplane.media.transports import Transports
+from controlplane.placement.registry import SfuRegistry
+
+
+@dataclass(frozen=True)
+class MediaServices:
+    participants: LocalParticipants
+    state: RoomState
+    registry: SfuRegistry
+    membership: Membership
+    transports: Transports
+    producers: Producers
+    consumers: Consumers
+    client_stats: ClientStats
+    fallback: MediaFallback
+
+    @classmethod
+    def build(
+        cls,
+        redis: aioredis.Redis,
+        notifier: Notifier,
+        join_gate: JoinGate,
+        *,
+        sfu_secret: str,
+        sfu_rpc_timeout: float,
+        instance_id: str,
+        max_peers_per_room: int,
+        on_first_media: FirstMediaObserver | None = None,
+    ) -> MediaServices:
+        participants = LocalParticipants()
+        state = RoomState(redis)
+        failures = RoomFailures(participants, state, notifier)
+        registry = SfuRegistry(
+            redis,
+            sfu_secret,
+            timeout=sfu_rpc_timeout,
+            listener=SfuEvents(participants, state, notifier, failures),
+        )
+        routers = RoomRouters(state, registry, failures)
+        return cls(
+            participants=participants,
+            state=state,
+            registry=registry,
+            membership=Membership(
+                participants,
+                state,
+                routers,
+                notifier,
+                join_gate,
+                instance_id=instance_id,
+                max_peers_per_room=max_peers_per_room,
+            ),
+            transports=Transports(participants, routers, state),
+            producers=Producers(participants, routers, state, notifier),
+            consumers=Consumers(participants, routers, state),
+            client_stats=ClientStats(participants, state, on_first_media),
+            fallback=MediaFallback(routers, state, notifier),
+        )
+
+    async def close(self) -> None:
+        await self.membership.close()
+        await self.registry.close()

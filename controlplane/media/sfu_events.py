@@ -1,0 +1,115 @@
+"""What SFU nodes push (consumer/producer closed, transport state, producer
+pause, worker and router deaths) and a lost node connection, turned into
+state changes and events for the participants concerned.  Implements the
+placement registry's ``NodeListener``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.ports import Notifier
+from controlplane.media.room_failures import RoomFailures
+from controlplane.media.room_state import RoomState
+
+log = structlog.get_logger(__name__)
+
+
+class SfuEvents:
+    def __init__(
+        self,
+        participants: LocalParticipants,
+        state: RoomState,
+        notifier: Notifier,
+        failures: RoomFailures,
+    ) -> None:
+        self._participants = participants
+        self._state = state
+        self._notifier = notifier
+        self._failures = failures
+
+    async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
+        if event == "consumer.closed":
+            await self._consumer_closed(data)
+        elif event in ("transport.icestatechange", "transport.dtlsstatechange"):
+            await self._transport_state(data)
+        elif event == "producer.closed":
+            await self._producer_closed(data)
+        elif event == "router.workerclose":
+            await self._router_died(str(data.get("routerId")))
+        elif event == "worker.died":
+            log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
+        elif event in ("consumer.producerpause", "consumer.producerresume"):
+            owner = self._participants.consumer_owner(str(data.get("consumerId")))
+            if owner is not None:
+                name = "consumerPaused" if event.endswith("pause") else "consumerResumed"
+                await self._notifier.to_peer(
+                    owner.sid,
+                    name,
+                    {"consumerId": data.get("consumerId"), "producerId": data.get("producerId")},
+                )
+
+    async def on_node_lost(self, node_id: str) -> None:
+        """The RPC connection to an SFU node dropped: its rooms lost their media."""
+        room_ids = set(await self._state.rooms_on_node(node_id))
+        room_ids.update(p.room_id for p in self._participants.all() if p.node_id == node_id)
+        for room_id in sorted(room_ids):
+            await self._failures.fail_room(room_id, "media_server_failure")
+
+    async def _router_died(self, router_id: str) -> None:
+        room_ids = {p.room_id for p in self._participants.all() if p.router_id == router_id}
+        room_id = await self._state.room_for_router(router_id)
+        if room_id is not None:
+            room_ids.add(room_id)
+        for affected in sorted(room_ids):
+            await self._failures.fail_room(affected, "media_server_failure")
+
+    async def _consumer_closed(self, data: dict[str, Any]) -> None:
+        consumer_id = str(data.get("consumerId"))
+        released = self._participants.release_consumer(consumer_id)
+        if released is None:
+            return
+        participant, producer_id = released
+        await self._state.remove_consumer(
+            participant.room_id, participant.participant_id, consumer_id
+        )
+        await self._notifier.to_peer(
+            participant.sid,
+            "consumerClosed",
+            {"consumerId": consumer_id, "producerId": producer_id},
+        )
+
+    async def _producer_closed(self, data: dict[str, Any]) -> None:
+        producer_id = str(data.get("producerId"))
+        participant = self._participants.release_producer(producer_id)
+        if participant is None:
+            return
+        await self._state.remove_producer(
+            participant.room_id, participant.participant_id, producer_id
+        )
+        await self._notifier.to_room(
+            participant.room_id,
+            "producerClosed",
+            {"peerId": participant.participant_id, "producerId": producer_id},
+        )
+
+    async def _transport_state(self, data: dict[str, Any]) -> None:
+        transport_id = str(data.get("transportId"))
+        sid = self._participants.sid_of_transport(transport_id)
+        if sid is None:
+            return
+        payload = {"transportId": transport_id}
+        if "iceState" in data:
+            payload["iceState"] = str(data["iceState"])
+        if "dtlsState" in data:
+            payload["dtlsState"] = str(data["dtlsState"])
+        if data.get("dtlsState") == "failed" or data.get("iceState") == "disconnected":
+            participant = self._participants.find(sid)
+            log.warning(
+                "transport_degraded",
+                room_id=participant.room_id if participant else None,
+                **payload,
+            )
+        await self._notifier.to_peer(sid, "transportStateChanged", payload)

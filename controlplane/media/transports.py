@@ -1,0 +1,87 @@
+"""WebRTC transports of a participant: create (at most MAX_TRANSPORTS_PER_PEER),
+connect (DTLS), restart ICE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.profiles import profile_for
+from controlplane.media.room_state import RoomState
+from controlplane.media.routers import RoomRouters, quiet_close
+from controlplane.media.sfu_errors import sfu_api_error
+from controlplane.placement.sfu_client import SfuError
+from schemas.errors import ApiError, ErrorCode
+
+MAX_TRANSPORTS_PER_PEER = 4
+
+
+class Transports:
+    def __init__(
+        self, participants: LocalParticipants, routers: RoomRouters, state: RoomState
+    ) -> None:
+        self._participants = participants
+        self._routers = routers
+        self._state = state
+
+    async def create(self, sid: str, direction: str, force_tcp: bool) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        if len(participant.transports) >= MAX_TRANSPORTS_PER_PEER:
+            raise ApiError(ErrorCode.CONFLICT, "too many transports for this participant")
+        room, client = await self._routers.of(participant)
+        profile = profile_for(room.callType)
+        params: dict[str, Any] = {
+            "routerId": room.routerId,
+            "enableUdp": not force_tcp,
+            "enableTcp": True,
+            "appData": {
+                "roomId": room.roomId,
+                "peerId": participant.participant_id,
+                "direction": direction,
+            },
+        }
+        if direction == "send":
+            params["maxIncomingBitrate"] = profile.max_incoming_bitrate
+        try:
+            created = await client.request("createWebRtcTransport", params)
+        except SfuError as exc:
+            raise sfu_api_error(exc, "create transport") from exc
+        transport_id = created["transportId"]
+        if not self._participants.is_current(participant):
+            # The participant left while the transport was being created.
+            await quiet_close(client, "closeTransport", {"transportId": transport_id})
+            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
+        self._participants.add_transport(participant, transport_id, direction)
+        await self._state.add_transport(
+            room.roomId, participant.participant_id, transport_id, direction
+        )
+        return {
+            "id": transport_id,
+            "iceParameters": created["iceParameters"],
+            "iceCandidates": created["iceCandidates"],
+            "dtlsParameters": created["dtlsParameters"],
+            "sctpParameters": created["sctpParameters"],
+            "iceServers": [],
+        }
+
+    async def connect(self, sid: str, transport_id: str, dtls: dict[str, Any]) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        participant.own_transport(transport_id)
+        _, client = await self._routers.of(participant)
+        try:
+            await client.request(
+                "connectWebRtcTransport", {"transportId": transport_id, "dtlsParameters": dtls}
+            )
+        except SfuError as exc:
+            raise sfu_api_error(exc, "connect transport") from exc
+        return {"connected": True}
+
+    async def restart_ice(self, sid: str, transport_id: str) -> dict[str, Any]:
+        participant = self._participants.get(sid)
+        participant.own_transport(transport_id)
+        _, client = await self._routers.of(participant)
+        try:
+            result = await client.request("restartIce", {"transportId": transport_id})
+        except SfuError as exc:
+            raise sfu_api_error(exc, "restart ICE") from exc
+        return {"iceParameters": result["iceParameters"]}

@@ -1,0 +1,1 @@
+"""Where media runs: the SFU nodes' RPC client and the node registry."""

@@ -1,0 +1,85 @@
+"""What happens when an alert is raised or cleared: it is stored, counted, logged
+(identifiers only), pushed to the staff channel and handed to the webhook."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+from controlplane.telemetry.alert_rules import Transition
+from controlplane.telemetry.alert_store import AlertStore
+from controlplane.telemetry.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+StaffPush = Callable[[str, dict[str, Any]], Awaitable[None]]
+WebhookSend = Callable[[str, dict[str, Any]], None]
+
+
+class SessionDirectory(Protocol):
+    async def id_for_room(self, room_id: str) -> str | None: ...
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        store: AlertStore,
+        sessions: SessionDirectory,
+        metrics: Metrics,
+        *,
+        staff_push: StaffPush | None = None,
+        webhook: WebhookSend | None = None,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._metrics = metrics
+        self._staff_push = staff_push
+        self._webhook = webhook
+
+    async def on_transition(self, transition: Transition, call_type: str) -> None:
+        room_id, participant_id = transition.key
+        session_id = await self._sessions.id_for_room(room_id)
+        payload: dict[str, Any] = {
+            "rule": transition.rule,
+            "severity": transition.severity,
+            "description": transition.description,
+            "roomId": room_id,
+            "participantId": participant_id,
+            "callType": call_type,
+            "at": time.time(),
+            "sessionId": session_id,
+        }
+        if transition.raised:
+            self._metrics.alerts.labels(transition.rule, transition.severity).inc()
+            payload["alertId"] = await self._store.raised(
+                rule=transition.rule,
+                severity=transition.severity,
+                room_id=room_id,
+                session_id=session_id,
+                participant_id=participant_id,
+                call_type=call_type,
+                description=transition.description,
+            )
+            log.warning(
+                "alert_raised",
+                rule=transition.rule,
+                severity=transition.severity,
+                room_id=room_id,
+                participant_id=participant_id,
+            )
+        else:
+            await self._store.cleared(room_id, participant_id, transition.rule)
+            log.info(
+                "alert_cleared",
+                rule=transition.rule,
+                room_id=room_id,
+                participant_id=participant_id,
+            )
+        event = "alert" if transition.raised else "alertCleared"
+        if self._staff_push is not None:
+            await self._staff_push(event, payload)
+        if self._webhook is not None:
+            self._webhook(event, payload)

@@ -1,0 +1,248 @@
+"""Samples call quality for every participant this control plane serves.
+
+Every ``interval`` seconds: mediasoup stats of each local participant's
+producers, consumers and transports (through the SFU RPC) plus the client's
+latest own report; converted to base units (call_quality); observed in the
+Prometheus histograms; kept as a short history (quality_history) for the REST
+detail endpoints; evaluated by the alert engine, whose transitions go to the
+alert dispatcher; and by the fallback policy, whose actions the media fallback
+service applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+
+from controlplane.media.fallback_actions import MediaFallback
+from controlplane.media.participants import LocalParticipants, Participant
+from controlplane.media.room_state import RoomState
+from controlplane.placement.registry import SfuRegistry
+from controlplane.placement.sfu_client import SfuClient, SfuError
+from controlplane.telemetry.alert_dispatch import AlertDispatcher
+from controlplane.telemetry.alert_rules import AlertEngine, Observation
+from controlplane.telemetry.call_quality import (
+    Sample,
+    from_client_report,
+    from_consumer_stats,
+    from_producer_stats,
+    quality_score,
+)
+from controlplane.telemetry.fallback_policy import FallbackPolicy
+from controlplane.telemetry.metrics import Metrics
+from controlplane.telemetry.quality_history import QualityHistory
+
+log = structlog.get_logger(__name__)
+
+CLIENT_REPORT_MAX_AGE = 10.0  # seconds
+
+CONGESTION_LOSS = 0.10
+
+
+def downlink_bandwidth(estimate: float | None, samples: list[Sample]) -> float | None:
+    """What the path to a participant carries.
+
+    The SFU's bandwidth estimate needs the receiver's congestion feedback
+    (browsers send it; some clients do not).  When the receiver reports heavy loss
+    the path is saturated, and the goodput (what is sent times what arrives) is
+    the better figure.
+    """
+    received = [s for s in samples if s.direction == "recv" and s.source == "sfu"]
+    losses = [s.loss for s in received if s.loss is not None]
+    if losses and max(losses) > CONGESTION_LOSS:
+        sent = sum(s.bitrate or 0 for s in received)
+        goodput = sent * (1 - max(losses))
+        return goodput if estimate is None else min(estimate, goodput)
+    return estimate
+
+
+class QualityMonitor:
+    def __init__(
+        self,
+        participants: LocalParticipants,
+        state: RoomState,
+        registry: SfuRegistry,
+        history: QualityHistory,
+        metrics: Metrics,
+        alerts: AlertDispatcher,
+        fallback: MediaFallback,
+        *,
+        engine: AlertEngine | None = None,
+        policy: FallbackPolicy | None = None,
+        interval: float = 2.0,
+    ) -> None:
+        self._participants = participants
+        self._state = state
+        self._registry = registry
+        self._history = history
+        self._metrics = metrics
+        self._alerts = alerts
+        self._fallback = fallback
+        self.engine = engine or AlertEngine()
+        self.policy = policy or FallbackPolicy()
+        self.interval = interval
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.sample_once()
+            except Exception:
+                log.exception("quality_sampling_failed")
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def sample_once(self) -> int:
+        started = time.perf_counter()
+        participants = self._participants.all()
+        results = await asyncio.gather(
+            *(self._sample(p) for p in participants), return_exceptions=True
+        )
+        for participant, result in zip(participants, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("peer_sampling_failed", room_id=participant.room_id, error=str(result))
+        await self._gauges()
+        self._metrics.sample_seconds.observe(time.perf_counter() - started)
+        return len(participants)
+
+    async def _gauges(self) -> None:
+        room_ids = await self._state.room_ids()
+        self._metrics.consultations.set(len(room_ids))
+        count = 0
+        for room_id in room_ids:
+            count += len(await self._state.peer_ids(room_id))
+        self._metrics.participants.set(count)
+        nodes = await self._registry.live_nodes()
+        self._metrics.sfu_nodes.set(len(nodes))
+        for node in nodes:
+            self._metrics.sfu_workers.labels(node.id).set(node.workers)
+            self._metrics.sfu_load.labels(node.id).set(node.load)
+
+    async def _sample(self, participant: Participant) -> None:
+        try:
+            client = await self._registry.client(participant.node_id)
+        except SfuError:
+            return
+        samples, connected, bandwidth = await self._sfu_samples(client, participant)
+        report = await self._state.client_stats(participant.room_id, participant.participant_id)
+        if report and time.time() - float(report.get("receivedAt", 0)) < CLIENT_REPORT_MAX_AGE:
+            samples.extend(from_client_report(report))
+        if not samples and connected:
+            return
+        call_type = participant.call_type
+        for sample in samples:
+            self._metrics.observe(call_type, sample)
+        score = quality_score(samples)
+        bandwidth = downlink_bandwidth(bandwidth, samples)
+        observation = Observation(call_type, tuple(samples), score, connected, bandwidth)
+        await self._history.append(
+            participant.room_id, participant.participant_id, history_entry(observation)
+        )
+        key = (participant.room_id, participant.participant_id)
+        for transition in self.engine.evaluate(key, observation, time.monotonic()):
+            await self._alerts.on_transition(transition, call_type)
+        send_losses = [
+            s.loss
+            for s in samples
+            if s.direction == "send" and s.source == "sfu" and s.loss is not None
+        ]
+        for action in self.policy.evaluate(
+            key,
+            bandwidth=bandwidth,
+            send_loss=max(send_losses) if send_losses else None,
+            rtt=observation.worst("rtt"),
+            now=time.monotonic(),
+        ):
+            log.info(
+                "fallback_action",
+                action=action.kind,
+                room_id=participant.room_id,
+                peer_id=participant.participant_id,
+            )
+            if action.kind in ("audio_only", "restore_video"):
+                await self._fallback.set_video_received(
+                    participant, action.kind == "restore_video", action.reason
+                )
+            elif action.kind in ("reduce_bitrate", "restore_bitrate"):
+                await self._fallback.set_send_cap(
+                    participant, action.kind == "reduce_bitrate", action.reason
+                )
+            elif action.kind == "advise_relay":
+                await self._fallback.advise_relay(participant, action.reason)
+
+    async def _sfu_samples(
+        self, client: SfuClient, participant: Participant
+    ) -> tuple[list[Sample], bool, float | None]:
+        """The SFU's view: samples, whether ICE is up, its bandwidth estimate to the client."""
+        samples: list[Sample] = []
+        connected = True
+        bandwidth: float | None = None
+        for producer_id, source in list(participant.producers.items()):
+            kind = "audio" if source == "mic" else "video"
+            stats = await _stats(client, "getProducerStats", {"producerId": producer_id})
+            if stats is not None:
+                samples.append(from_producer_stats(kind, stats))
+        for consumer_id in list(participant.consumers):
+            stats = await _stats(client, "getConsumerStats", {"consumerId": consumer_id})
+            if stats is not None:
+                kind = next((str(s["kind"]) for s in stats if s.get("kind")), "video")
+                samples.append(from_consumer_stats(kind, stats))
+        for transport_id in list(participant.transports):
+            stats = await _stats(client, "getTransportStats", {"transportId": transport_id})
+            if stats is None:
+                continue
+            if stats and stats[0].get("iceState") in ("disconnected", "closed"):
+                connected = False
+            if (
+                stats
+                and participant.transports.get(transport_id) == "recv"
+                and participant.consumers
+            ):
+                # The SFU's bandwidth estimate towards this participant.
+                estimate = stats[0].get("availableOutgoingBitrate")
+                if estimate:
+                    bandwidth = float(estimate)
+        return samples, connected, bandwidth
+
+
+async def _stats(
+    client: SfuClient, method: str, params: dict[str, str]
+) -> list[dict[str, Any]] | None:
+    try:
+        stats: list[dict[str, Any]] = (await client.request(method, params))["stats"]
+    except SfuError:
+        return None
+    return stats
+
+
+def history_entry(observation: Observation) -> dict[str, Any]:
+    """One quality sample as kept in the history (base units)."""
+    return {
+        "at": time.time(),
+        "score": observation.score,
+        "connected": observation.connected,
+        "rtt": observation.worst("rtt"),
+        "jitter": observation.worst("jitter"),
+        "loss": observation.worst("loss"),
+        "receiveBitrate": observation.receive_bitrate(),
+        "sendBitrate": sum(
+            s.bitrate or 0
+            for s in observation.samples
+            if s.direction == "send" and s.source == "sfu"
+        ),
+        "streams": [
+            {
+                "direction": s.direction,
+                "kind": s.kind,
+                "source": s.source,
+                "rtt": s.rtt,
+                "jitter": s.jitter,
+                "loss": s.loss,
+                "bitrate": s.bitrate,
+                "score": s.score,
+            }
+            for s in observation.samples
+        ],
+    }

@@ -1,0 +1,63 @@
+"""Readiness of this instance (``/health``): Redis and PostgreSQL answer and at
+least one SFU node is registered; and the audit chain's integrity
+(``/api/telemedicine/health/compliance``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from controlplane.clinical.audit import AuditLog
+from controlplane.placement.registry import SfuRegistry
+
+
+class Readiness:
+    def __init__(
+        self, redis: aioredis.Redis, pool: asyncpg.Pool, registry: SfuRegistry, audit: AuditLog
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._registry = registry
+        self._audit = audit
+
+    async def check(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body): each dependency as ``ok`` / ``unreachable``, the SFU node count."""
+        body: dict[str, Any] = {"status": "ok"}
+        ready = True
+        try:
+            await self._redis.ping()
+            body["redis"] = "ok"
+        except Exception:
+            body["redis"] = "unreachable"
+            ready = False
+        try:
+            await self._pool.fetchval("SELECT 1")
+            body["database"] = "ok"
+        except Exception:
+            body["database"] = "unreachable"
+            ready = False
+        try:
+            nodes = await self._registry.live_nodes()
+            body["sfuNodes"] = len(nodes)
+            ready = ready and bool(nodes)
+        except Exception:
+            body["sfuNodes"] = 0
+            ready = False
+        if not ready:
+            body["status"] = "degraded"
+        return ready, body
+
+    async def compliance(self) -> tuple[bool, dict[str, Any]]:
+        chain = await self._audit.verify()
+        ok = chain["status"] == "ok"
+        body: dict[str, Any] = {
+            "status": "ok" if ok else "broken",
+            "auditChain": {"status": chain["status"], "entries": chain["entries"]},
+        }
+        if not ok:
+            body["auditChain"].update(
+                firstBadId=chain.get("firstBadId"), reason=chain.get("reason")
+            )
+        return ok, body

@@ -1,0 +1,354 @@
+"""``MediaPeer``: a participant of a consultation room in a Python process.
+
+Signaling is a python-socketio client speaking the documented protocol
+(docs/signaling.md); media is pymediasoup (a mediasoup-client port) on aiortc.
+It sends synthetic audio/video, consumes what the server offers, and records
+what it actually decoded (frames, sizes, audio level) per consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from aiortc.mediastreams import MediaStreamTrack
+from pymediasoup import AiortcHandler, Device
+from pymediasoup.consumer import Consumer
+from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
+from pymediasoup.producer import Producer
+from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
+from pymediasoup.transport import Transport
+
+from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack
+from telemed_client.network import ice_connections, set_send_delay
+from telemed_client.receiving import ReceivedTrack, read_frames
+
+
+class SignalingError(Exception):
+    """An error acknowledgement: ``code`` is one of the documented error codes."""
+
+    def __init__(self, event: str, code: str, message: str) -> None:
+        super().__init__(f"{event}: {code}: {message}")
+        self.event = event
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class PeerEvent:
+    """An event the server pushed (``at``: time.monotonic() when it arrived)."""
+
+    name: str
+    data: Any
+    at: float
+
+
+def transport_options(info: dict[str, Any]) -> dict[str, Any]:
+    """pymediasoup transport options from a ``createTransport`` ack."""
+    return {
+        "id": info["id"],
+        "iceParameters": IceParameters(**info["iceParameters"]),
+        "iceCandidates": [IceCandidate(**c) for c in info["iceCandidates"]],
+        "dtlsParameters": DtlsParameters(**info["dtlsParameters"]),
+        "sctpParameters": None,
+        # An empty list: otherwise aiortc adds a public STUN server.
+        "iceServers": [],
+    }
+
+
+@dataclass
+class MediaPeer:
+    """One participant: ``connect()`` with its room token, ``join(room_id)``, then
+    ``start_sending()`` and/or ``start_receiving()``.  New producers of others are
+    consumed as they appear (``auto_consume``); ``received`` holds what was
+    decoded per consumer, ``events`` every server push, ``timings`` each
+    signaling step.  ``leave()`` then ``close()``."""
+
+    url: str
+    token: str
+    send_audio: bool = True
+    # "synthetic": a tone and a moving pattern; "silent": producers without frames.
+    media: str = "synthetic"
+    send_video: bool = True
+    video_size: tuple[int, int] = (320, 240)
+    auto_consume: bool = True
+    request_timeout: float = 10.0
+    sio: socketio.AsyncClient = field(init=False)
+    device: Device | None = field(init=False, default=None)
+    send_transport: Transport | None = field(init=False, default=None)
+    recv_transport: Transport | None = field(init=False, default=None)
+    producers: dict[str, Producer] = field(init=False, default_factory=dict)  # source -> producer
+    consumers: dict[str, Consumer] = field(init=False, default_factory=dict)
+    received: dict[str, ReceivedTrack] = field(init=False, default_factory=dict)
+    events: list[PeerEvent] = field(init=False, default_factory=list)
+    errors: list[str] = field(init=False, default_factory=list)
+    timings: dict[str, float] = field(init=False, default_factory=dict)
+    join_info: dict[str, Any] = field(init=False, default_factory=dict)
+    connect_error: Any = field(init=False, default=None)
+    join_started_at: float | None = field(init=False, default=None)
+    _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
+    _readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    _event_waiters: list[tuple[str, Callable[[Any], bool], asyncio.Future[Any]]] = field(
+        init=False, default_factory=list
+    )
+    _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on("*", self._on_any)
+
+    # ---- signaling -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        started = time.perf_counter()
+        await self.sio.connect(
+            self.url,
+            auth={"token": self.token},
+            transports=["websocket"],
+            socketio_path="socket.io",
+            wait_timeout=10,
+        )
+        self.timings["connect"] = time.perf_counter() - started
+
+    async def _on_connect_error(self, data: Any = None) -> None:
+        self.connect_error = data
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self.events.append(PeerEvent(event, data, time.monotonic()))
+        for waiter in list(self._event_waiters):
+            name, predicate, future = waiter
+            if name == event and not future.done() and predicate(data):
+                future.set_result(data)
+        if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
+            self._in_background(self._consume_quietly(data.get("producerId")))
+        elif event == "consumerClosed":
+            track = self.received.get(data.get("consumerId"))
+            if track is not None:
+                track.ended = True
+            self._in_background(self._close_consumer(data.get("consumerId")))
+
+    def _in_background(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _close_consumer(self, consumer_id: str | None) -> None:
+        """Forget a consumer the server closed, without an SDP renegotiation.
+
+        pymediasoup's close() marks the m-section closed and the next consume
+        recycles that section for a new mid, which aiortc does not support
+        ("Media sections in answer do not match offer").  The server has
+        already stopped the stream, so the local section is left inactive.
+        """
+        async with self._consume_lock:
+            consumer = self.consumers.pop(str(consumer_id), None)
+            if consumer is not None:
+                consumer.track.stop()
+
+    async def wait_for_event(
+        self, name: str, predicate: Callable[[Any], bool] = lambda _d: True, timeout: float = 10.0
+    ) -> Any:
+        for event in self.events:
+            if event.name == name and predicate(event.data):
+                return event.data
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter = (name, predicate, future)
+        self._event_waiters.append(waiter)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._event_waiters.remove(waiter)
+
+    async def request(self, event: str, payload: Any = None) -> dict[str, Any]:
+        """Send an event, wait for its ack; an error ack raises SignalingError."""
+        started = time.perf_counter()
+        ack = await self.sio.call(
+            event, payload if payload is not None else {}, timeout=self.request_timeout
+        )
+        self.timings[event] = self.timings.get(event, 0.0) + time.perf_counter() - started
+        if isinstance(ack, dict) and "error" in ack:
+            error = ack["error"]
+            raise SignalingError(event, error.get("code", "?"), error.get("message", ""))
+        if not isinstance(ack, dict):
+            raise SignalingError(event, "BAD_ACK", "acknowledgement is not an object")
+        return ack
+
+    # ---- media -----------------------------------------------------------------
+
+    async def join(self, consultation_id: str) -> dict[str, Any]:
+        self.join_started_at = time.monotonic()
+        self.join_info = await self.request("join", {"consultationId": consultation_id})
+        tracks: list[MediaStreamTrack] = []
+        silent = self.media == "silent"
+        if self.send_audio:
+            tracks.append(SilentTrack("audio") if silent else ToneAudioTrack())
+        if self.send_video:
+            tracks.append(SilentTrack("video") if silent else PatternVideoTrack(*self.video_size))
+        self._tracks = tracks
+        self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks))
+        caps = RtpCapabilities(**self.join_info["routerRtpCapabilities"])
+        started = time.perf_counter()
+        await self.device.load(caps)
+        self.timings["deviceLoad"] = time.perf_counter() - started
+        return self.join_info
+
+    def _wire_connect(self, transport: Transport) -> None:
+        async def on_connect(dtls: DtlsParameters) -> None:
+            try:
+                await self.request(
+                    "connectTransport",
+                    {
+                        "transportId": transport.id,
+                        "dtlsParameters": dtls.model_dump(exclude_none=True),
+                    },
+                )
+            except Exception as exc:  # pymediasoup does not propagate this: record it
+                self.errors.append(f"connectTransport: {exc}")
+
+        transport.on("connect", on_connect)
+
+    def _loaded_device(self) -> Device:
+        if self.device is None:
+            raise RuntimeError("join the consultation first")
+        return self.device
+
+    async def start_sending(self) -> None:
+        device = self._loaded_device()
+        info = await self.request("createTransport", {"direction": "send"})
+        transport = device.createSendTransport(**transport_options(info))
+        self.send_transport = transport
+        self._wire_connect(transport)
+
+        async def on_produce(kind: str, rtp: RtpParameters, app_data: dict[str, Any]) -> str:
+            ack = await self.request(
+                "produce",
+                {
+                    "transportId": transport.id,
+                    "kind": kind,
+                    "rtpParameters": rtp.model_dump(exclude_none=True),
+                    "appData": {"source": app_data["source"]},
+                },
+            )
+            return str(ack["id"])
+
+        transport.on("produce", on_produce)
+        for track in self._tracks:
+            source = "mic" if track.kind == "audio" else "camera"
+            started = time.perf_counter()
+            producer = await transport.produce(
+                track=track, stopTracks=False, appData={"source": source}
+            )
+            self.timings[f"produce.{track.kind}"] = time.perf_counter() - started
+            self.producers[source] = producer
+
+    async def start_receiving(self) -> list[ReceivedTrack]:
+        device = self._loaded_device()
+        info = await self.request("createTransport", {"direction": "recv"})
+        transport = device.createRecvTransport(**transport_options(info))
+        self.recv_transport = transport
+        self._wire_connect(transport)
+        return await self.consume()
+
+    async def consume(self, producer_id: str | None = None) -> list[ReceivedTrack]:
+        """Ask the server for consumers, attach them locally, then resume them."""
+        device = self._loaded_device()
+        recv_transport = self.recv_transport
+        if recv_transport is None:
+            raise RuntimeError("start receiving first")
+        async with self._consume_lock:
+            payload: dict[str, Any] = {
+                "rtpCapabilities": device.rtpCapabilities.model_dump(exclude_none=True)
+            }
+            if producer_id is not None:
+                if any(t.producer_id == producer_id for t in self.received.values()):
+                    return []
+                payload["producerId"] = producer_id
+            ack = await self.request("consume", payload)
+            created: list[ReceivedTrack] = []
+            for item in ack["consumers"]:
+                consumer = await recv_transport.consume(
+                    id=item["id"],
+                    producerId=item["producerId"],
+                    kind=item["kind"],
+                    rtpParameters=RtpParameters(**item["rtpParameters"]),
+                )
+                self.consumers[item["id"]] = consumer
+                track = ReceivedTrack(
+                    consumer_id=item["id"],
+                    producer_id=item["producerId"],
+                    peer_id=item["peerId"],
+                    kind=item["kind"],
+                    source=item["source"],
+                    created_at=time.monotonic(),
+                )
+                self.received[item["id"]] = track
+                self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))
+                await self.request("resumeConsumer", {"consumerId": item["id"]})
+                created.append(track)
+            return created
+
+    async def _consume_quietly(self, producer_id: str | None) -> None:
+        try:
+            await self.consume(producer_id)
+        except Exception as exc:
+            self.errors.append(f"consume {producer_id}: {exc}")
+
+    def set_network_delay(self, seconds: float) -> int:
+        """Delay every media datagram this peer sends by ``seconds`` (0 removes it).
+
+        Returns how many ICE connections it applies to.
+        """
+        connections = ice_connections(
+            t.handler._pc for t in (self.send_transport, self.recv_transport) if t is not None
+        )
+        set_send_delay(connections, seconds)
+        return len(connections)
+
+    def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
+        return [
+            t
+            for t in self.received.values()
+            if t.peer_id == peer_id and (kind is None or t.kind == kind)
+        ]
+
+    async def wait_for_frames(
+        self, peer_id: str, kind: str, count: int = 10, timeout: float = 15.0
+    ) -> ReceivedTrack:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for track in self.tracks_from(peer_id, kind):
+                if track.frames >= count:
+                    return track
+            await asyncio.sleep(0.05)
+        seen = {t.consumer_id: t.frames for t in self.tracks_from(peer_id, kind)}
+        raise TimeoutError(
+            f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}; "
+            f"errors: {self.errors}"
+        )
+
+    async def leave(self) -> None:
+        if self.sio.connected:
+            await self.request("leave")
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for transport in (self.send_transport, self.recv_transport):
+            if transport is not None and not transport.closed:
+                with contextlib.suppress(Exception):
+                    await transport.close()
+        for track in self._tracks:
+            track.stop()
+        if self.sio.connected:
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect()

@@ -1,0 +1,50 @@
+"""What a Python peer received: one record per consumer, filled in by decoding
+its track (frames decoded, video size, audio level)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, VideoFrame
+
+from telemed_client.media import audio_rms
+
+
+@dataclass
+class ReceivedTrack:
+    consumer_id: str
+    producer_id: str
+    peer_id: str
+    kind: str
+    source: str
+    created_at: float
+    frames: int = 0
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+    width: int = 0
+    height: int = 0
+    max_rms: float = 0.0
+    ended: bool = False
+
+
+async def read_frames(media: MediaStreamTrack, track: ReceivedTrack) -> None:
+    """Decode a received track until it ends, counting frames, size and audio level."""
+    while True:
+        try:
+            frame = await media.recv()
+        except (MediaStreamError, asyncio.CancelledError):
+            track.ended = True
+            return
+        now = time.monotonic()
+        if track.first_frame_at is None:
+            track.first_frame_at = now
+        track.last_frame_at = now
+        track.frames += 1
+        if isinstance(frame, VideoFrame):
+            track.width, track.height = frame.width, frame.height
+        elif isinstance(frame, AudioFrame) and track.frames % 5 == 0:
+            # Sampling is enough to tell a tone from silence.
+            track.max_rms = max(track.max_rms, audio_rms(frame))
