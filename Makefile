@@ -26,8 +26,11 @@ test-unit: setup
 test-integration: setup
 	@$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
+# Static checks alone (the test command runs them too, in tests/unit/test_static_checks.py).
 lint: setup
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports
 
 # Benchmarks against a system started with `make run` (see bench/README.md).
 bench: setup

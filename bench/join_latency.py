@@ -20,10 +20,8 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from controlplane.auth import TokenService  # noqa: E402
 from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
-from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.demo import create_demo_session  # noqa: E402
+from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
 from telemed_client import MediaPeer, restrict_ice_host_addresses  # noqa: E402
 
 STEPS = [
@@ -129,9 +127,9 @@ async def main() -> None:
     args = parser.parse_args()
     restrict_ice_host_addresses(["127.0.0.1"])
 
-    started: list[ls.ManagedProcess] = []
+    stack = start_local_stack(rtc_min_port=47000, rtc_max_port=47999) if args.start_stack else None
     try:
-        target = start_stack(started) if args.start_stack else local_target()
+        target = stack_target(stack) if stack else local_target()
 
         warm: dict[str, list[float]] = {k: [] for k in ["join->first video frame", *STEPS]}
         for _ in range(args.warmup):
@@ -157,47 +155,18 @@ async def main() -> None:
             )
         print(f"wall time: {wall:.1f} s ({wall / args.consultations:.2f} s per consultation)")
     finally:
-        for process in reversed(started):
-            process.stop()
+        if stack is not None:
+            stack.stop()
 
 
-def start_stack(started: list[ls.ManagedProcess]) -> Target:
-    """Redis, PostgreSQL, an SFU node and a control plane of the benchmark's own."""
-    data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
-    data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user
-    secret, sfu_secret = secrets.token_urlsafe(48), secrets.token_urlsafe(24)
-    keys = FieldCipher.generate_spec()
-    redis = ls.start_redis(data_dir / "redis")
-    started.append(redis)
-    postgres = ls.start_postgres(data_dir / "postgres")
-    started.append(postgres)
-    started.append(
-        ls.start_sfu_node(
-            data_dir,
-            redis_url=redis.url,
-            secret=sfu_secret,
-            rtc_min_port=47000,
-            rtc_max_port=47999,
-        )
-    )
-    control = ls.start_control_plane(
-        data_dir,
-        {
-            "REDIS_URL": redis.url,
-            "SFU_SECRET": sfu_secret,
-            "TELEMED_JWT_SECRET": secret,
-            "DATABASE_URL": postgres.url,
-            "DATABASE_ADMIN_URL": postgres.admin_url,
-            "TELEMED_DATA_KEYS": keys,
-            "TELEMED_LOG_LEVEL": "warning",
-        },
-    )
-    started.append(control)
+def stack_target(stack: LocalStack) -> Target:
+    """A control plane on the benchmark's own Redis, PostgreSQL and SFU node."""
+    control = stack.start_control_plane(TELEMED_LOG_LEVEL="warning")
     return Target(
         control.url,
-        postgres.url,
-        TokenService(secret, "telemed", "telemed-room", 600),
-        FieldCipher.from_config(keys),
+        stack.postgres.url,
+        TokenService(stack.jwt_secret, "telemed", "telemed-room", 600),
+        FieldCipher.from_config(stack.data_keys),
     )
 
 

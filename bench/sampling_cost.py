@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from controlplane.auth import TokenService  # noqa: E402
 from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.demo import create_demo_session  # noqa: E402
+from controlplane.devstack.stack import start_local_stack  # noqa: E402
 from telemed_client import MediaPeer, restrict_ice_host_addresses  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -135,36 +134,13 @@ async def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per run")
     args = parser.parse_args()
     restrict_ice_host_addresses(["127.0.0.1"])
-    data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
-    data_dir.chmod(0o755)
-    secret, sfu_secret, keys = (
-        secrets.token_urlsafe(48),
-        secrets.token_urlsafe(24),
-        FieldCipher.generate_spec(),
-    )
-    started: list[ls.ManagedProcess] = []
+    stack = start_local_stack(rtc_min_port=47000, rtc_max_port=47999)
     try:
-        redis = ls.start_redis(data_dir / "redis")
-        postgres = ls.start_postgres(data_dir / "postgres")
-        sfu = ls.start_sfu_node(
-            data_dir, redis_url=redis.url, secret=sfu_secret, rtc_min_port=47000, rtc_max_port=47999
-        )
-        started += [redis, postgres, sfu]
-        env = {
-            "REDIS_URL": redis.url,
-            "SFU_SECRET": sfu_secret,
-            "TELEMED_JWT_SECRET": secret,
-            "DATABASE_URL": postgres.url,
-            "DATABASE_ADMIN_URL": postgres.admin_url,
-            "TELEMED_DATA_KEYS": keys,
-            "TELEMED_LOG_LEVEL": "warning",
-            "TELEMED_MAX_PEERS_PER_ROOM": "4",
-        }
-        sampling = ls.start_control_plane(data_dir, {**env, "TELEMED_STATS_INTERVAL": "2"})
-        baseline = ls.start_control_plane(data_dir, {**env, "TELEMED_STATS_INTERVAL": "3600"})
-        started += [sampling, baseline]
-        tokens = TokenService(secret, "telemed", "telemed-room", 600)
-        cipher = FieldCipher.from_config(keys)
+        settings = {"TELEMED_LOG_LEVEL": "warning", "TELEMED_MAX_PEERS_PER_ROOM": "4"}
+        sampling = stack.start_control_plane(**settings, TELEMED_STATS_INTERVAL="2")
+        baseline = stack.start_control_plane(**settings, TELEMED_STATS_INTERVAL="3600")
+        tokens = TokenService(stack.jwt_secret, "telemed", "telemed-room", 600)
+        cipher = FieldCipher.from_config(stack.data_keys)
         results = []
         for label, control in (
             ("baseline (no sampling)", baseline),
@@ -174,8 +150,8 @@ async def main() -> None:
                 await run(
                     label,
                     control,
-                    sfu,
-                    postgres.url,
+                    stack.sfu,
+                    stack.postgres.url,
                     tokens,
                     cipher,
                     args.consultations,
@@ -198,8 +174,7 @@ async def main() -> None:
         extra_sfu = results[1]["sfu_cpu"] - results[0]["sfu_cpu"]
         print(f"sampling cost: control plane +{extra_cp:.1%} of a core, SFU node +{extra_sfu:.1%}")
     finally:
-        for process in reversed(started):
-            process.stop()
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ class SignalingServer:
                 exc.message, exc.to_payload()["error"]
             ) from None
         self._claims[sid] = claims
-        log.info("socket_connected", peer_id=claims.participant_id, role=claims.role)
+        log.info("socket_connected", participant_id=claims.participant_id, role=claims.role)
 
     async def _on_disconnect(self, sid: str, *_args: Any) -> None:
         try:

@@ -48,17 +48,15 @@ class Stack:
         return self.control_plane.url
 
     def control_plane_env(self, **overrides: str) -> dict[str, str]:
-        return {
-            **_control_plane_env(
-                self.redis_url,
-                self.sfu_secret,
-                self.jwt_secret,
-                self.database_url,
-                self.database_admin_url,
-                self.data_keys,
-            ),
+        return _control_plane_env(
+            self.redis_url,
+            self.sfu_secret,
+            self.jwt_secret,
+            self.database_url,
+            self.database_admin_url,
+            self.data_keys,
             **overrides,
-        }
+        )
 
     def token(self, consultation: str, participant: str, role: str, **kwargs: object) -> str:
         """A room token for an *active* session of this room (seeded in PostgreSQL).
@@ -157,17 +155,18 @@ def _control_plane_env(
     database_url: str,
     admin_url: str,
     data_keys: str,
+    **overrides: str,
 ) -> dict[str, str]:
-    return {
-        "REDIS_URL": redis_url,
-        "SFU_SECRET": sfu_secret,
-        "TELEMED_JWT_SECRET": jwt_secret,
-        "DATABASE_URL": database_url,
-        "DATABASE_ADMIN_URL": admin_url,
-        "TELEMED_DATA_KEYS": data_keys,
-        "TELEMED_LOG_FORMAT": "json",
-        "SFU_RPC_TIMEOUT": "5",
-    }
+    settings = {"TELEMED_LOG_FORMAT": "json", "SFU_RPC_TIMEOUT": "5", **overrides}
+    return ls.control_plane_env(
+        redis_url=redis_url,
+        sfu_secret=sfu_secret,
+        jwt_secret=jwt_secret,
+        database_url=database_url,
+        database_admin_url=admin_url,
+        data_keys=data_keys,
+        **settings,
+    )
 
 
 def _keep_logs(data_dir: Path) -> None:

@@ -31,7 +31,7 @@ class LiveRooms(Protocol):
 
     async def close_room_for_session(self, room_id: str, reason: str) -> None: ...
 
-    async def peer_count(self, room_id: str) -> int: ...
+    async def participant_count(self, room_id: str) -> int: ...
 
 
 class NoLiveRooms:
@@ -40,7 +40,7 @@ class NoLiveRooms:
     async def close_room_for_session(self, room_id: str, reason: str) -> None:
         return None
 
-    async def peer_count(self, room_id: str) -> int:
+    async def participant_count(self, room_id: str) -> int:
         return 0
 
 
@@ -145,7 +145,7 @@ class SessionLifecycle:
             limit = self.max_duration.get(row.session_type, MAX_DURATION["consultation"])
             if row.started_at and (now - row.started_at).total_seconds() > limit:
                 reason = "max_duration"
-            elif await self._rooms.peer_count(row.room_id) > 0:
+            elif await self._rooms.participant_count(row.room_id) > 0:
                 await self._store.touch(row.session_id)
             elif (
                 row.last_activity_at

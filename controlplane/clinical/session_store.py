@@ -72,13 +72,17 @@ class SessionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def load(self, session_id: str) -> SessionRow | None:
-        """The session and its participants; None for an unknown or malformed id."""
+    async def _row(self, session_id: str) -> Any:
+        """The session's row; None for an unknown or malformed id."""
         if not is_uuid(session_id):
             return None
-        row = await self._pool.fetchrow(
+        return await self._pool.fetchrow(
             "SELECT * FROM sessions WHERE id = $1", uuid.UUID(session_id)
         )
+
+    async def load(self, session_id: str) -> SessionRow | None:
+        """The session and its participants; None for an unknown or malformed id."""
+        row = await self._row(session_id)
         if row is None:
             return None
         parts = await self._pool.fetch(
@@ -97,11 +101,7 @@ class SessionStore:
 
     async def describe(self, session_id: str) -> dict[str, Any] | None:
         """The session as the API shows it (SessionSchema)."""
-        if not is_uuid(session_id):
-            return None
-        row = await self._pool.fetchrow(
-            "SELECT * FROM sessions WHERE id = $1", uuid.UUID(session_id)
-        )
+        row = await self._row(session_id)
         if row is None:
             return None
         return {

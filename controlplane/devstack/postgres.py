@@ -106,23 +106,16 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
     )
     wait_ready(process, lambda: tcp_open(port), 30)
     env = {**os.environ, "PGPASSWORD": password}
-    exists = subprocess.run(
-        [
-            _pg_bin("psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "telemed",
-            "-d",
-            "postgres",
-            "-tAc",
-            "SELECT 1 FROM pg_database WHERE datname = 'telemed'",
-        ],
-        capture_output=True,
-        env=env,
-        check=False,
+
+    def psql(database: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """psql as the owner role over TCP."""
+        argv = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "telemed"]
+        return subprocess.run(
+            [*argv, "-d", database, *args], capture_output=True, env=env, check=check
+        )
+
+    exists = psql(
+        "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'telemed'", check=False
     )
     if exists.stdout.strip() != b"1":
         subprocess.run(
@@ -131,30 +124,16 @@ def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
             capture_output=True,
             env=env,
         )
-    app_password_file = data_dir / "app-password"
-    app_password = _secret_file(app_password_file)
+    app_password = _secret_file(data_dir / "app-password")
     # The application role: no superuser, no ownership; migrations grant it what it needs.
-    subprocess.run(
-        [
-            _pg_bin("psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "telemed",
-            "-d",
-            "telemed",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemed_app') THEN "
-            f"CREATE ROLE telemed_app LOGIN PASSWORD '{app_password}'; END IF; END $$; "
-            "GRANT CONNECT ON DATABASE telemed TO telemed_app;",
-        ],
-        check=True,
-        capture_output=True,
-        env=env,
+    psql(
+        "telemed",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'telemed_app') THEN "
+        f"CREATE ROLE telemed_app LOGIN PASSWORD '{app_password}'; END IF; END $$; "
+        "GRANT CONNECT ON DATABASE telemed TO telemed_app;",
     )
     process.admin_url = f"postgresql://telemed:{password}@127.0.0.1:{port}/telemed"
     process.url = f"postgresql://telemed_app:{app_password}@127.0.0.1:{port}/telemed"

@@ -27,6 +27,7 @@ from controlplane.devstack.processes import (
 __all__ = [
     "ManagedProcess",
     "ServiceError",
+    "control_plane_env",
     "free_port",
     "start_control_plane",
     "start_postgres",
@@ -141,6 +142,28 @@ def start_sfu_node(
 
 
 # ---- control plane ------------------------------------------------------------------
+
+
+def control_plane_env(
+    *,
+    redis_url: str,
+    sfu_secret: str,
+    jwt_secret: str,
+    database_url: str,
+    database_admin_url: str,
+    data_keys: str,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a control plane on a local stack (``extra``: more settings)."""
+    return {
+        "REDIS_URL": redis_url,
+        "SFU_SECRET": sfu_secret,
+        "TELEMED_JWT_SECRET": jwt_secret,
+        "DATABASE_URL": database_url,
+        "DATABASE_ADMIN_URL": database_admin_url,
+        "TELEMED_DATA_KEYS": data_keys,
+        **extra,
+    }
 
 
 def start_control_plane(

@@ -98,13 +98,12 @@ class Consumers:
     async def set_paused(self, sid: str, consumer_id: str, paused: bool) -> dict[str, Any]:
         participant = self._participants.get(sid)
         participant.own_consumer(consumer_id)
-        room, client = await self._routers.of(participant)
-        try:
-            await client.request(
-                "pauseConsumer" if paused else "resumeConsumer", {"consumerId": consumer_id}
-            )
-        except SfuError as exc:
-            raise sfu_api_error(exc, "pause consumer" if paused else "resume consumer") from exc
+        room, _ = await self._routers.call(
+            participant,
+            "pauseConsumer" if paused else "resumeConsumer",
+            {"consumerId": consumer_id},
+            "pause consumer" if paused else "resume consumer",
+        )
         await self._state.set_consumer_paused(
             room.roomId, participant.participant_id, consumer_id, paused
         )

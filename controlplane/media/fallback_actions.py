@@ -51,7 +51,10 @@ class MediaFallback:
             skip_sid=participant.sid,
         )
         log.info(
-            "fallback_video", room_id=room.roomId, peer_id=participant.participant_id, mode=mode
+            "fallback_video",
+            room_id=room.roomId,
+            participant_id=participant.participant_id,
+            mode=mode,
         )
 
     async def set_send_cap(self, participant: Participant, reduced: bool, reason: str) -> None:

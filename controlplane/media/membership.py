@@ -17,7 +17,7 @@ from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.ports import JoinGate, Notifier
 from controlplane.media.profiles import profile_for
 from controlplane.media.room_state import (
-    PeerRecord,
+    ParticipantRecord,
     ProducerRecord,
     RoomRecord,
     RoomState,
@@ -62,21 +62,21 @@ class Membership:
         # An active session naming this participant, or no entry.
         call_type = await self._join_gate.authorize_join(claims)
         profile = profile_for(call_type)
-        replaced: PeerRecord | None = None
+        replaced: ParticipantRecord | None = None
         async with self._state.room_lock(room_id):
             room = await self._routers.ensure(room_id, call_type)
             # Fetched before anything is written, so a failure leaves no trace.
             rtp_capabilities = await self._routers.capabilities(room)
-            peer_ids = await self._state.peer_ids(room_id)
-            if claims.participant_id in peer_ids:
-                replaced = await self._state.get_peer(room_id, claims.participant_id)
-            elif len(peer_ids) >= self._max_peers_per_room:
+            participant_ids = await self._state.participant_ids(room_id)
+            if claims.participant_id in participant_ids:
+                replaced = await self._state.get_participant(room_id, claims.participant_id)
+            elif len(participant_ids) >= self._max_peers_per_room:
                 raise ApiError(ErrorCode.ROOM_FULL, "the consultation room is full")
             if replaced is not None:
                 await self._evict(room, replaced)
-            await self._state.add_peer(
+            await self._state.add_participant(
                 room_id,
-                PeerRecord(
+                ParticipantRecord(
                     peerId=claims.participant_id,
                     role=claims.role,
                     displayName=claims.display_name,
@@ -96,7 +96,9 @@ class Membership:
                 )
             )
             others = [
-                p for p in await self._state.peers(room_id) if p.peerId != claims.participant_id
+                p
+                for p in await self._state.participants(room_id)
+                if p.peerId != claims.participant_id
             ]
             producers = [
                 p
@@ -117,7 +119,7 @@ class Membership:
         log.info(
             "peer_joined",
             room_id=room_id,
-            peer_id=claims.participant_id,
+            participant_id=claims.participant_id,
             role=claims.role,
             replaced=replaced is not None,
         )
@@ -139,19 +141,19 @@ class Membership:
         room, _ = await self._routers.of(self._participants.get(sid))
         return {"routerRtpCapabilities": await self._routers.capabilities(room)}
 
-    async def _evict(self, room: RoomRecord, peer: PeerRecord) -> None:
+    async def _evict(self, room: RoomRecord, record: ParticipantRecord) -> None:
         """Remove an older connection of the same participant (a rejoin from a new socket)."""
-        log.info("peer_replaced", room_id=room.roomId, peer_id=peer.peerId)
-        await self._routers.close_participant_media(room, peer.peerId)
-        await self._state.remove_peer(room.roomId, peer.peerId)
-        self._participants.remove(peer.sid)
+        log.info("peer_replaced", room_id=room.roomId, participant_id=record.peerId)
+        await self._routers.close_participant_media(room, record.peerId)
+        await self._state.remove_participant(room.roomId, record.peerId)
+        self._participants.remove(record.sid)
         await self._notifier.to_peer(
-            peer.sid,
+            record.sid,
             "evicted",
             {"reason": "joined_elsewhere", "message": "you joined from another connection"},
         )
-        await self._notifier.leave_room(peer.sid, room.roomId)
-        await self._notifier.disconnect(peer.sid)
+        await self._notifier.leave_room(record.sid, room.roomId)
+        await self._notifier.disconnect(record.sid)
 
     async def leave(self, sid: str, reason: str = "left") -> dict[str, Any]:
         participant = self._participants.remove(sid)
@@ -162,14 +164,14 @@ class Membership:
         closed_room = False
         producers: list[ProducerRecord] = []
         async with self._state.room_lock(room_id):
-            current = await self._state.get_peer(room_id, participant_id)
+            current = await self._state.get_participant(room_id, participant_id)
             room = await self._state.get_room(room_id)
-            # Only remove the Redis peer if it is still this socket (not a newer rejoin).
+            # Only remove the Redis record if it is still this socket (not a newer rejoin).
             still_this_socket = current is not None and current.sid == sid
             if still_this_socket and room is not None:
-                producers = await self._state.producers_of_peer(room_id, participant_id)
+                producers = await self._state.producers_of(room_id, participant_id)
                 await self._routers.close_participant_media(room, participant_id)
-                remaining = await self._state.remove_peer(room_id, participant_id)
+                remaining = await self._state.remove_participant(room_id, participant_id)
                 if remaining == 0:
                     await self._routers.close(room)
                     closed_room = True
@@ -187,7 +189,7 @@ class Membership:
         log.info(
             "peer_left",
             room_id=room_id,
-            peer_id=participant_id,
+            participant_id=participant_id,
             reason=reason,
             room_closed=closed_room,
         )
@@ -211,8 +213,8 @@ class Membership:
         except Exception:
             log.exception("refusal_audit_failed", room_id=room_id)
 
-    async def peer_count(self, room_id: str) -> int:
-        return len(await self._state.peer_ids(room_id))
+    async def participant_count(self, room_id: str) -> int:
+        return len(await self._state.participant_ids(room_id))
 
     async def close_room_for_session(self, room_id: str, reason: str) -> None:
         """The session ended: tell everyone why, disconnect them, close the room."""
@@ -221,15 +223,15 @@ class Membership:
         )
         async with self._state.room_lock(room_id):
             room = await self._state.get_room(room_id)
-            peers = await self._state.peers(room_id)
+            records = await self._state.participants(room_id)
             for participant in self._participants.in_room(room_id):
                 self._participants.remove(participant.sid)
             if room is not None:
                 await self._routers.close(room)
-        for peer in peers:
-            await self._notifier.leave_room(peer.sid, room_id)
-            await self._notifier.disconnect(peer.sid)
-        log.info("room_closed_for_session", room_id=room_id, reason=reason, peers=len(peers))
+        for record in records:
+            await self._notifier.leave_room(record.sid, room_id)
+            await self._notifier.disconnect(record.sid)
+        log.info("room_closed_for_session", room_id=room_id, reason=reason, records=len(records))
 
     async def close(self) -> None:
         """Shutdown: every local participant leaves."""

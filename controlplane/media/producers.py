@@ -72,7 +72,7 @@ class Producers:
         log.info(
             "producer_created",
             room_id=room.roomId,
-            peer_id=participant.participant_id,
+            participant_id=participant.participant_id,
             kind=record.kind,
             source=source,
         )
@@ -81,13 +81,12 @@ class Producers:
     async def set_paused(self, sid: str, producer_id: str, paused: bool) -> dict[str, Any]:
         participant = self._participants.get(sid)
         participant.own_producer(producer_id)
-        room, client = await self._routers.of(participant)
-        try:
-            await client.request(
-                "pauseProducer" if paused else "resumeProducer", {"producerId": producer_id}
-            )
-        except SfuError as exc:
-            raise sfu_api_error(exc, "pause producer" if paused else "resume producer") from exc
+        room, _ = await self._routers.call(
+            participant,
+            "pauseProducer" if paused else "resumeProducer",
+            {"producerId": producer_id},
+            "pause producer" if paused else "resume producer",
+        )
         await self._state.set_producer_paused(
             room.roomId, participant.participant_id, producer_id, paused
         )
@@ -103,11 +102,9 @@ class Producers:
     async def close(self, sid: str, producer_id: str) -> dict[str, Any]:
         participant = self._participants.get(sid)
         participant.own_producer(producer_id)
-        room, client = await self._routers.of(participant)
-        try:
-            await client.request("closeProducer", {"producerId": producer_id})
-        except SfuError as exc:
-            raise sfu_api_error(exc, "close producer") from exc
+        room, _ = await self._routers.call(
+            participant, "closeProducer", {"producerId": producer_id}, "close producer"
+        )
         self._participants.remove_producer(participant, producer_id)
         await self._state.remove_producer(room.roomId, participant.participant_id, producer_id)
         await self._notifier.to_room(

@@ -1,5 +1,5 @@
 """Live room state in Redis: which SFU node and router hold each consultation
-room, its peers, and their transports, producers and consumers.
+room, its participants, and their transports, producers and consumers.
 
 Any control-plane instance can answer "who is in room X and what are they
 sending" from here.  Keys of one room share the hash tag ``{roomId}`` so they
@@ -18,7 +18,9 @@ stay on one Redis Cluster slot:
   telemed:sfu:node:N:rooms             set   room ids placed on node N
   telemed:router:X                     string room id of router X
 
-Everything of a room is deleted when its last peer leaves.
+The record classes keep the stored field names (camelCase, ``peerId`` as on the
+wire); the Python code calls a peer a participant.  Everything of a room is
+deleted when its last participant leaves.
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ def room_key(room_id: str) -> str:
     return f"telemed:room:{{{room_id}}}"
 
 
-def _peers_key(room_id: str) -> str:
+def _participants_key(room_id: str) -> str:
     return f"{room_key(room_id)}:peers"
 
 
-def _peer_key(room_id: str, peer_id: str) -> str:
-    return f"{room_key(room_id)}:peer:{peer_id}"
+def _participant_key(room_id: str, participant_id: str) -> str:
+    return f"{room_key(room_id)}:peer:{participant_id}"
 
 
 def _room_producers_key(room_id: str) -> str:
@@ -70,7 +72,7 @@ class RoomRecord:
 
 
 @dataclass(frozen=True)
-class PeerRecord:
+class ParticipantRecord:
     peerId: str
     role: str
     displayName: str
@@ -153,10 +155,10 @@ class RoomState:
     async def delete_room(self, room_id: str) -> None:
         """Remove a room and everything under it."""
         room = await self.get_room(room_id)
-        peer_ids = texts(await self._redis.smembers(_peers_key(room_id)))
-        keys = [room_key(room_id), _peers_key(room_id), _room_producers_key(room_id)]
-        for peer_id in peer_ids:
-            keys.extend(self._peer_keys(room_id, peer_id))
+        participant_ids = texts(await self._redis.smembers(_participants_key(room_id)))
+        keys = [room_key(room_id), _participants_key(room_id), _room_producers_key(room_id)]
+        for participant_id in participant_ids:
+            keys.extend(self._participant_keys(room_id, participant_id))
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.srem(ROOMS_KEY, room_id)
@@ -165,11 +167,11 @@ class RoomState:
             pipe.delete(_router_key(room.routerId))
         await pipe.execute()
 
-    # ---- peers -------------------------------------------------------------
+    # ---- participants -------------------------------------------------------------
 
     @staticmethod
-    def _peer_keys(room_id: str, peer_id: str) -> list[str]:
-        base = _peer_key(room_id, peer_id)
+    def _participant_keys(room_id: str, participant_id: str) -> list[str]:
+        base = _participant_key(room_id, participant_id)
         return [
             base,
             f"{base}:transports",
@@ -179,19 +181,20 @@ class RoomState:
             f"{base}:quality",
         ]
 
-    async def add_peer(self, room_id: str, peer: PeerRecord) -> None:
+    async def add_participant(self, room_id: str, record: ParticipantRecord) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(
-            _peer_key(room_id, peer.peerId), mapping={k: str(v) for k, v in asdict(peer).items()}
+            _participant_key(room_id, record.peerId),
+            mapping={k: str(v) for k, v in asdict(record).items()},
         )
-        pipe.sadd(_peers_key(room_id), peer.peerId)
+        pipe.sadd(_participants_key(room_id), record.peerId)
         await pipe.execute()
 
-    async def get_peer(self, room_id: str, peer_id: str) -> PeerRecord | None:
-        raw = text_map(await self._redis.hgetall(_peer_key(room_id, peer_id)))
+    async def get_participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
+        raw = text_map(await self._redis.hgetall(_participant_key(room_id, participant_id)))
         if not raw:
             return None
-        return PeerRecord(
+        return ParticipantRecord(
             peerId=raw["peerId"],
             role=raw["role"],
             displayName=raw["displayName"],
@@ -200,24 +203,27 @@ class RoomState:
             joinedAt=float(raw["joinedAt"]),
         )
 
-    async def peer_ids(self, room_id: str) -> list[str]:
-        return texts(await self._redis.smembers(_peers_key(room_id)))
+    async def participant_ids(self, room_id: str) -> list[str]:
+        return texts(await self._redis.smembers(_participants_key(room_id)))
 
-    async def peers(self, room_id: str) -> list[PeerRecord]:
+    async def participants(self, room_id: str) -> list[ParticipantRecord]:
         records = [
-            await self.get_peer(room_id, peer_id) for peer_id in await self.peer_ids(room_id)
+            await self.get_participant(room_id, participant_id)
+            for participant_id in await self.participant_ids(room_id)
         ]
         return [record for record in records if record is not None]
 
-    async def remove_peer(self, room_id: str, peer_id: str) -> int:
-        """Remove a peer and everything it owns; returns how many peers remain."""
-        producer_ids = await self._redis.hkeys(f"{_peer_key(room_id, peer_id)}:producers")
+    async def remove_participant(self, room_id: str, participant_id: str) -> int:
+        """Remove a participant and everything it owns; returns how many remain."""
+        producer_ids = await self._redis.hkeys(
+            f"{_participant_key(room_id, participant_id)}:producers"
+        )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(*self._peer_keys(room_id, peer_id))
-        pipe.srem(_peers_key(room_id), peer_id)
+        pipe.delete(*self._participant_keys(room_id, participant_id))
+        pipe.srem(_participants_key(room_id), participant_id)
         if producer_ids:
             pipe.hdel(_room_producers_key(room_id), *producer_ids)
-        pipe.scard(_peers_key(room_id))
+        pipe.scard(_participants_key(room_id))
         results = await pipe.execute()
         remaining: int = results[-1]
         return remaining
@@ -225,15 +231,21 @@ class RoomState:
     # ---- transports ----------------------------------------------------------
 
     async def add_transport(
-        self, room_id: str, peer_id: str, transport_id: str, direction: str
+        self, room_id: str, participant_id: str, transport_id: str, direction: str
     ) -> None:
-        await self._redis.hset(f"{_peer_key(room_id, peer_id)}:transports", transport_id, direction)
+        await self._redis.hset(
+            f"{_participant_key(room_id, participant_id)}:transports", transport_id, direction
+        )
 
-    async def transports(self, room_id: str, peer_id: str) -> dict[str, str]:
-        return text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:transports"))
+    async def transports(self, room_id: str, participant_id: str) -> dict[str, str]:
+        return text_map(
+            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:transports")
+        )
 
-    async def remove_transport(self, room_id: str, peer_id: str, transport_id: str) -> None:
-        await self._redis.hdel(f"{_peer_key(room_id, peer_id)}:transports", transport_id)
+    async def remove_transport(self, room_id: str, participant_id: str, transport_id: str) -> None:
+        await self._redis.hdel(
+            f"{_participant_key(room_id, participant_id)}:transports", transport_id
+        )
 
     # ---- producers -----------------------------------------------------------
 
@@ -242,14 +254,16 @@ class RoomState:
             {"kind": producer.kind, "source": producer.source, "paused": producer.paused}
         )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(f"{_peer_key(room_id, producer.peerId)}:producers", producer.producerId, body)
+        pipe.hset(
+            f"{_participant_key(room_id, producer.peerId)}:producers", producer.producerId, body
+        )
         pipe.hset(_room_producers_key(room_id), producer.producerId, producer.peerId)
         await pipe.execute()
 
     async def set_producer_paused(
-        self, room_id: str, peer_id: str, producer_id: str, paused: bool
+        self, room_id: str, participant_id: str, producer_id: str, paused: bool
     ) -> None:
-        key = f"{_peer_key(room_id, peer_id)}:producers"
+        key = f"{_participant_key(room_id, participant_id)}:producers"
         raw = optional_text(await self._redis.hget(key, producer_id))
         if raw is None:
             return
@@ -257,25 +271,27 @@ class RoomState:
         body["paused"] = paused
         await self._redis.hset(key, producer_id, json.dumps(body))
 
-    async def producers_of_peer(self, room_id: str, peer_id: str) -> list[ProducerRecord]:
-        raw = text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:producers"))
+    async def producers_of(self, room_id: str, participant_id: str) -> list[ProducerRecord]:
+        raw = text_map(
+            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:producers")
+        )
         return [
-            ProducerRecord(producerId=pid, peerId=peer_id, **_producer_fields(body))
+            ProducerRecord(producerId=pid, peerId=participant_id, **_producer_fields(body))
             for pid, body in sorted(raw.items())
         ]
 
     async def producers_in_room(self, room_id: str) -> list[ProducerRecord]:
         records: list[ProducerRecord] = []
-        for peer_id in await self.peer_ids(room_id):
-            records.extend(await self.producers_of_peer(room_id, peer_id))
+        for participant_id in await self.participant_ids(room_id):
+            records.extend(await self.producers_of(room_id, participant_id))
         return records
 
     async def producer_owner(self, room_id: str, producer_id: str) -> str | None:
         return optional_text(await self._redis.hget(_room_producers_key(room_id), producer_id))
 
-    async def remove_producer(self, room_id: str, peer_id: str, producer_id: str) -> None:
+    async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(f"{_peer_key(room_id, peer_id)}:producers", producer_id)
+        pipe.hdel(f"{_participant_key(room_id, participant_id)}:producers", producer_id)
         pipe.hdel(_room_producers_key(room_id), producer_id)
         await pipe.execute()
 
@@ -286,18 +302,20 @@ class RoomState:
             {"producerId": consumer.producerId, "kind": consumer.kind, "paused": consumer.paused}
         )
         await self._redis.hset(
-            f"{_peer_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
+            f"{_participant_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
         )
 
-    async def consumers_of_peer(self, room_id: str, peer_id: str) -> list[ConsumerRecord]:
-        raw = text_map(await self._redis.hgetall(f"{_peer_key(room_id, peer_id)}:consumers"))
+    async def consumers_of(self, room_id: str, participant_id: str) -> list[ConsumerRecord]:
+        raw = text_map(
+            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:consumers")
+        )
         records = []
         for cid, body in sorted(raw.items()):
             data = json.loads(body)
             records.append(
                 ConsumerRecord(
                     consumerId=cid,
-                    peerId=peer_id,
+                    peerId=participant_id,
                     producerId=data["producerId"],
                     kind=data["kind"],
                     paused=bool(data["paused"]),
@@ -306,9 +324,9 @@ class RoomState:
         return records
 
     async def set_consumer_paused(
-        self, room_id: str, peer_id: str, consumer_id: str, paused: bool
+        self, room_id: str, participant_id: str, consumer_id: str, paused: bool
     ) -> None:
-        key = f"{_peer_key(room_id, peer_id)}:consumers"
+        key = f"{_participant_key(room_id, participant_id)}:consumers"
         raw = optional_text(await self._redis.hget(key, consumer_id))
         if raw is None:
             return
@@ -316,17 +334,23 @@ class RoomState:
         body["paused"] = paused
         await self._redis.hset(key, consumer_id, json.dumps(body))
 
-    async def remove_consumer(self, room_id: str, peer_id: str, consumer_id: str) -> None:
-        await self._redis.hdel(f"{_peer_key(room_id, peer_id)}:consumers", consumer_id)
+    async def remove_consumer(self, room_id: str, participant_id: str, consumer_id: str) -> None:
+        await self._redis.hdel(
+            f"{_participant_key(room_id, participant_id)}:consumers", consumer_id
+        )
 
     # ---- client stats ----------------------------------------------------------
 
-    async def set_client_stats(self, room_id: str, peer_id: str, report: dict[str, Any]) -> None:
+    async def set_client_stats(
+        self, room_id: str, participant_id: str, report: dict[str, Any]
+    ) -> None:
         """Keep the latest stats report of a participant (overwrites the previous one)."""
-        await self._redis.set(f"{_peer_key(room_id, peer_id)}:stats", json.dumps(report))
+        await self._redis.set(
+            f"{_participant_key(room_id, participant_id)}:stats", json.dumps(report)
+        )
 
-    async def client_stats(self, room_id: str, peer_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(f"{_peer_key(room_id, peer_id)}:stats")
+    async def client_stats(self, room_id: str, participant_id: str) -> dict[str, Any] | None:
+        raw = await self._redis.get(f"{_participant_key(room_id, participant_id)}:stats")
         if raw is None:
             return None
         report: dict[str, Any] = json.loads(raw)
@@ -335,19 +359,19 @@ class RoomState:
     # ---- snapshot ------------------------------------------------------------
 
     async def snapshot(self, room_id: str) -> dict[str, Any] | None:
-        """Who is in the room and what each peer sends and receives."""
+        """Who is in the room and what each participant sends and receives."""
         room = await self.get_room(room_id)
         if room is None:
             return None
-        peers = []
-        for peer in await self.peers(room_id):
-            peers.append(
+        participants = []
+        for record in await self.participants(room_id):
+            participants.append(
                 {
-                    "peerId": peer.peerId,
-                    "role": peer.role,
-                    "displayName": peer.displayName,
-                    "joinedAt": peer.joinedAt,
-                    "transports": await self.transports(room_id, peer.peerId),
+                    "peerId": record.peerId,
+                    "role": record.role,
+                    "displayName": record.displayName,
+                    "joinedAt": record.joinedAt,
+                    "transports": await self.transports(room_id, record.peerId),
                     "producers": [
                         {
                             "producerId": p.producerId,
@@ -355,7 +379,7 @@ class RoomState:
                             "source": p.source,
                             "paused": p.paused,
                         }
-                        for p in await self.producers_of_peer(room_id, peer.peerId)
+                        for p in await self.producers_of(room_id, record.peerId)
                     ],
                     "consumers": [
                         {
@@ -364,11 +388,11 @@ class RoomState:
                             "kind": c.kind,
                             "paused": c.paused,
                         }
-                        for c in await self.consumers_of_peer(room_id, peer.peerId)
+                        for c in await self.consumers_of(room_id, record.peerId)
                     ],
                 }
             )
-        return {**asdict(room), "peers": peers}
+        return {**asdict(room), "peers": participants}
 
 
 def _producer_fields(body: str) -> dict[str, Any]:

@@ -35,6 +35,17 @@ class RoomRouters:
             raise sfu_api_error(exc, "connect") from exc
         return room, client
 
+    async def call(
+        self, participant: Participant, method: str, params: dict[str, Any], action: str
+    ) -> tuple[RoomRecord, Any]:
+        """One request to the node of the participant's room: (room, result); an SFU
+        failure becomes the error code clients see."""
+        room, client = await self.of(participant)
+        try:
+            return room, await client.request(method, params)
+        except SfuError as exc:
+            raise sfu_api_error(exc, action) from exc
+
     async def ensure(self, room_id: str, call_type: str) -> RoomRecord:
         """The room, its router created on the least-loaded SFU node if needed.
 

@@ -67,21 +67,18 @@ class Transports:
     async def connect(self, sid: str, transport_id: str, dtls: dict[str, Any]) -> dict[str, Any]:
         participant = self._participants.get(sid)
         participant.own_transport(transport_id)
-        _, client = await self._routers.of(participant)
-        try:
-            await client.request(
-                "connectWebRtcTransport", {"transportId": transport_id, "dtlsParameters": dtls}
-            )
-        except SfuError as exc:
-            raise sfu_api_error(exc, "connect transport") from exc
+        await self._routers.call(
+            participant,
+            "connectWebRtcTransport",
+            {"transportId": transport_id, "dtlsParameters": dtls},
+            "connect transport",
+        )
         return {"connected": True}
 
     async def restart_ice(self, sid: str, transport_id: str) -> dict[str, Any]:
         participant = self._participants.get(sid)
         participant.own_transport(transport_id)
-        _, client = await self._routers.of(participant)
-        try:
-            result = await client.request("restartIce", {"transportId": transport_id})
-        except SfuError as exc:
-            raise sfu_api_error(exc, "restart ICE") from exc
+        _, result = await self._routers.call(
+            participant, "restartIce", {"transportId": transport_id}, "restart ICE"
+        )
         return {"iceParameters": result["iceParameters"]}

@@ -112,7 +112,7 @@ class QualityMonitor:
         self._metrics.consultations.set(len(room_ids))
         count = 0
         for room_id in room_ids:
-            count += len(await self._state.peer_ids(room_id))
+            count += len(await self._state.participant_ids(room_id))
         self._metrics.participants.set(count)
         nodes = await self._registry.live_nodes()
         self._metrics.sfu_nodes.set(len(nodes))
@@ -159,7 +159,7 @@ class QualityMonitor:
                 "fallback_action",
                 action=action.kind,
                 room_id=participant.room_id,
-                peer_id=participant.participant_id,
+                participant_id=participant.participant_id,
             )
             if action.kind in ("audio_only", "restore_video"):
                 await self._fallback.set_video_received(

@@ -87,7 +87,7 @@ async def test_bandwidth_cap_goes_audio_only_and_back(
             timeout=5,
         )
         assert told["mode"] == "audio_only"
-        consumers = await RoomState(redis).consumers_of_peer(room, "pt-joao")
+        consumers = await RoomState(redis).consumers_of(room, "pt-joao")
         assert {c.kind: c.paused for c in consumers} == {"audio": False, "video": True}
         video = patient.tracks_from("dr-ana", "video")[0]
         await asyncio.sleep(1.0)
@@ -106,5 +106,5 @@ async def test_bandwidth_cap_goes_audio_only_and_back(
             break
         await asyncio.sleep(0.1)
     assert video.frames >= resumed_from + 15, "video did not come back"
-    consumers = await RoomState(redis).consumers_of_peer(room, "pt-joao")
+    consumers = await RoomState(redis).consumers_of(room, "pt-joao")
     assert all(not c.paused for c in consumers)

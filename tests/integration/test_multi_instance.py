@@ -45,7 +45,7 @@ async def test_peers_on_different_instances_share_a_consultation(
     snapshot = await RoomState(redis).snapshot(room)
     instances = {p["peerId"]: p for p in snapshot["peers"]}
     assert set(instances) == {"dr-one", "pt-two"}
-    peer_rows = [await RoomState(redis).get_peer(room, pid) for pid in instances]
+    peer_rows = [await RoomState(redis).get_participant(room, pid) for pid in instances]
     assert len({row.instance for row in peer_rows}) == 2  # really on two instances
 
     # A pause on one instance reaches the other instance's participant.

@@ -110,7 +110,7 @@ async def test_pausing_a_producer_stops_its_frames_at_the_receiver(
     paused = await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera_id)
     assert paused["peerId"] == "dr-ana"
     await patient.wait_for_event("consumerPaused", lambda d: d["producerId"] == camera_id)
-    producers = await RoomState(redis).producers_of_peer(room, "dr-ana")
+    producers = await RoomState(redis).producers_of(room, "dr-ana")
     assert {p.source: p.paused for p in producers} == {"camera": True, "mic": False}
 
     await asyncio.sleep(0.5)  # frames in flight drain
@@ -142,12 +142,8 @@ async def test_closing_a_producer_closes_remote_consumers(
     await patient.wait_for_event(
         "consumerClosed", lambda d: d["consumerId"] == consumer.consumer_id
     )
-    assert [p.source for p in await RoomState(redis).producers_of_peer(room, "dr-ana")] == [
-        "camera"
-    ]
-    assert all(
-        c.producerId != mic_id for c in await RoomState(redis).consumers_of_peer(room, "pt-joao")
-    )
+    assert [p.source for p in await RoomState(redis).producers_of(room, "dr-ana")] == ["camera"]
+    assert all(c.producerId != mic_id for c in await RoomState(redis).consumers_of(room, "pt-joao"))
 
 
 async def test_late_joiner_receives_existing_producers(

@@ -286,9 +286,7 @@ async def test_api_token_rules(api: Api) -> None:
     no_mfa = api.token("dr-x", "physician", mfa=False)
     assert (await api.call("GET", "metrics/duration", no_mfa)).code == "FORBIDDEN"
     # A room token is not an API token (different audience).
-    room = api.stack.tokens.mint(
-        participant_id="coord-1", role="coordinator", room_id="c-1"
-    )
+    room = api.stack.tokens.mint(participant_id="coord-1", role="coordinator", room_id="c-1")
     assert (await api.call("GET", "metrics/duration", room)).code == "UNAUTHORIZED"
 
 

@@ -69,7 +69,7 @@ async def test_stats_of_a_live_call_show_media_flowing(
     assert producer_stats[0]["type"] == "inbound-rtp"
     assert producer_stats[0]["packetCount"] > 20
 
-    consumer = next(c for c in await state.consumers_of_peer(room, "pt-joao") if c.kind == "video")
+    consumer = next(c for c in await state.consumers_of(room, "pt-joao") if c.kind == "video")
     consumer_stats = (await rpc.request("getConsumerStats", {"consumerId": consumer.consumerId}))[
         "stats"
     ]
