@@ -130,18 +130,15 @@ class LicenceGate:
             else licence_problem(await self._registry.lookup(*crm), specialty)
         )
         if problem:
-            await self._audit.record(
+            raise await self._audit.deny(
                 actor,
                 "licence.check",
-                outcome="denied",
+                ErrorCode.PHYSICIAN_NOT_AUTHORIZED,
+                f"the physician may not hold this teleconsultation: {problem}",
                 resource_type="clinician",
                 resource_id=physician_id,
                 session_id=session_id,
                 details={"reason": problem, "during": action},
-            )
-            raise ApiError(
-                ErrorCode.PHYSICIAN_NOT_AUTHORIZED,
-                f"the physician may not hold this teleconsultation: {problem}",
             )
 
 
