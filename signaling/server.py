@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -34,6 +35,9 @@ def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio
     )
 
 
+# Events that only read: they need not wait for the connection's earlier events.
+READ_ONLY_EVENTS = frozenset({"getRouterRtpCapabilities", "reportStats"})
+
 STAFF_NAMESPACE = "/staff"
 STAFF_ROLES = frozenset({"admin"})
 
@@ -51,6 +55,10 @@ class SignalingServer:
         self._tokens = tokens
         self._membership = media.membership
         self._claims: dict[str, RoomClaims] = {}
+        # One connection, one order: its state-changing events (and its
+        # disconnect) run one after another, so every per-participant limit
+        # holds however many requests the client sends at once.
+        self._order: dict[str, asyncio.Lock] = {}
         self._ctx = Context(media=media, claims=self._claims_for)
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
@@ -95,24 +103,38 @@ class SignalingServer:
         self._claims[sid] = claims
         log.info("socket_connected", participant_id=claims.participant_id, role=claims.role)
 
+    def _lock(self, sid: str) -> asyncio.Lock:
+        lock = self._order.get(sid)
+        if lock is None:
+            lock = self._order[sid] = asyncio.Lock()
+        return lock
+
     async def _on_disconnect(self, sid: str, *_args: Any) -> None:
         try:
-            await self._membership.leave(sid, reason="disconnected")
+            async with self._lock(sid):
+                await self._membership.leave(sid, reason="disconnected")
         except Exception:
             log.exception("leave_on_disconnect_failed")
         finally:
             self._claims.pop(sid, None)
+            self._order.pop(sid, None)
 
     def _dispatcher(self, name: str) -> Any:
         schema_class, handler = EVENTS[name]
         schema = schema_class()
+        ordered = name not in READ_ONLY_EVENTS
 
         async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
             started = time.perf_counter()
             self.metrics.signaling_requests.labels(name).inc()
             try:
                 payload = load(schema, data)
-                return await handler(self._ctx, sid, payload)
+                if not ordered:
+                    return await handler(self._ctx, sid, payload)
+                if sid not in self._claims:
+                    raise ApiError(ErrorCode.UNAUTHORIZED, "not authenticated")
+                async with self._lock(sid):
+                    return await handler(self._ctx, sid, payload)
             except ValidationError as exc:
                 log.info("signaling_invalid_payload", signal=name, fields=sorted(_fields(exc)))
                 self._count_error(name, ErrorCode.VALIDATION_ERROR)
