@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 
 import asyncpg
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 
 from controlplane.api.context import ApiServices
@@ -44,6 +45,8 @@ from controlplane.telemetry.readiness import Readiness
 from signaling.notifier import SocketIONotifier
 from signaling.server import SignalingServer, create_sio
 
+log = structlog.get_logger(__name__)
+
 
 @dataclass
 class Runtime:
@@ -55,6 +58,7 @@ class Runtime:
     media: MediaServices
     lifecycle: SessionLifecycle
     monitor: QualityMonitor
+    signaling: SignalingServer
     webhook: AlertWebhook | None
     tasks: list[asyncio.Task[None]]
 
@@ -95,6 +99,7 @@ async def create_app(settings: Settings) -> web.Application:
         sfu_rpc_timeout=settings.sfu_rpc_timeout,
         instance_id=settings.instance_id,
         max_peers_per_room=settings.max_peers_per_room,
+        resume_window=settings.resume_window,
         on_first_media=lambda call_type, seconds: metrics.join_to_media.labels(call_type).observe(
             seconds
         ),
@@ -152,8 +157,9 @@ async def create_app(settings: Settings) -> web.Application:
         ),
     )
     add_web_routes(app, settings.web_dir)
-    app[RUNTIME] = Runtime(settings, pool, redis, media, lifecycle, monitor, webhook, [])
+    app[RUNTIME] = Runtime(settings, pool, redis, media, lifecycle, monitor, signaling, webhook, [])
     app.on_startup.append(_start_tasks)
+    app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     return app
 
@@ -164,6 +170,16 @@ async def _start_tasks(app: web.Application) -> None:
         asyncio.create_task(runtime.lifecycle.run(runtime.settings.lifecycle_interval))
     )
     runtime.tasks.append(asyncio.create_task(runtime.monitor.run()))
+    runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
+
+
+async def _drain(app: web.Application) -> None:
+    """SIGTERM: calls keep their media; clients reconnect and resume elsewhere."""
+    runtime = app[RUNTIME]
+    try:
+        await runtime.signaling.drain()
+    except Exception:
+        log.exception("drain_failed")
 
 
 async def _close(app: web.Application) -> None:
@@ -175,5 +191,7 @@ async def _close(app: web.Application) -> None:
     if runtime.webhook is not None:
         await runtime.webhook.close()
     await runtime.media.close()
+    with contextlib.suppress(Exception):
+        await runtime.media.presence.stop()
     await runtime.redis.aclose()
     await runtime.pool.close()

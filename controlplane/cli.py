@@ -37,7 +37,12 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
     web.run_app(
-        create_app(settings), host=settings.host, port=settings.port, print=None, access_log=None
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
     )
     return 0
 

@@ -66,6 +66,8 @@ class Settings:
     log_level: str = "info"
     # Identifies this control-plane process in Redis room state.
     instance_id: str = field(default_factory=lambda: f"cp-{secrets.token_hex(4)}")
+    # Seconds a participant whose connection dropped keeps its media and may resume.
+    resume_window: float = 30.0
     # Max peers in one consultation room (emergency: up to 8 clinicians + patient).
     max_peers_per_room: int = 12
     cors_origins: tuple[str, ...] = ()
@@ -101,6 +103,7 @@ class Settings:
             log_level=env.get("TELEMED_LOG_LEVEL", "info"),
             instance_id=env.get("TELEMED_INSTANCE_ID") or f"cp-{secrets.token_hex(4)}",
             max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
+            resume_window=_float(env, "TELEMED_RESUME_WINDOW", 30.0),
             web_dir=Path(env.get("TELEMED_WEB_DIR") or _WEB_DIR),
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
@@ -130,5 +133,7 @@ class Settings:
             raise ConfigError("TELEMED_DATA_KEYS must be set (AES-256 keys for clinical text)")
         if self.log_format not in ("console", "json"):
             raise ConfigError("TELEMED_LOG_FORMAT must be 'console' or 'json'")
+        if not 1 <= self.resume_window <= 600:
+            raise ConfigError("TELEMED_RESUME_WINDOW must be between 1 and 600 seconds")
         if self.sfu_rpc_timeout <= 0:
             raise ConfigError("SFU_RPC_TIMEOUT must be positive")

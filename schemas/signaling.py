@@ -49,6 +49,17 @@ class JoinSchema(_Strict):
     )
 
 
+class ResumeSchema(_Strict):
+    consultationId = fields.String(
+        required=True, validate=validate.Regexp(ID_PATTERN, error="invalid consultation id")
+    )
+    # "<epoch>.<random>" as given in the join or resume ack.
+    resumeToken = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^[0-9]{1,9}\.[A-Za-z0-9_-]{16,64}$", error="invalid token"),
+    )
+
+
 class CreateTransportSchema(_Strict):
     direction = fields.String(required=True, validate=validate.OneOf(("send", "recv")))
     # Force TCP candidates only (clients behind UDP-blocking firewalls).

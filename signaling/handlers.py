@@ -43,6 +43,13 @@ async def join(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.membership.join(sid, ctx.claims(sid), p["consultationId"])
 
 
+@event("resume", s.ResumeSchema)
+async def resume(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.media.resumption.resume(
+        sid, ctx.claims(sid), p["consultationId"], p["resumeToken"]
+    )
+
+
 @event("getRouterRtpCapabilities", s.EmptySchema)
 async def get_router_rtp_capabilities(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.membership.router_rtp_capabilities(sid)

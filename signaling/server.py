@@ -30,6 +30,9 @@ def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio
         client_manager=manager,
         cors_allowed_origins=list(cors_origins) if cors_origins else [],
         max_http_buffer_size=MAX_MESSAGE_BYTES,
+        # A silent client (network gone, no RST) is noticed within 20 s.
+        ping_interval=10,
+        ping_timeout=10,
         logger=False,
         engineio_logger=False,
     )
@@ -37,6 +40,8 @@ def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio
 
 # Events that only read: they need not wait for the connection's earlier events.
 READ_ONLY_EVENTS = frozenset({"getRouterRtpCapabilities", "reportStats"})
+# Refused while the instance drains (shuts down gracefully).
+ENTRY_EVENTS = frozenset({"join", "resume"})
 
 STAFF_NAMESPACE = "/staff"
 STAFF_ROLES = frozenset({"admin"})
@@ -54,6 +59,8 @@ class SignalingServer:
         self.sio = sio
         self._tokens = tokens
         self._membership = media.membership
+        self._resumption = media.resumption
+        self.draining = False
         self._claims: dict[str, RoomClaims] = {}
         # One connection, one order: its state-changing events (and its
         # disconnect) run one after another, so every per-participant limit
@@ -93,6 +100,8 @@ class SignalingServer:
     async def _on_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
+            if self.draining:
+                raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "the server is restarting; retry")
             claims = self._tokens.verify(token)
         except ApiError as exc:
             log.warning("connect_refused", code=str(exc.code))
@@ -109,15 +118,32 @@ class SignalingServer:
             lock = self._order[sid] = asyncio.Lock()
         return lock
 
-    async def _on_disconnect(self, sid: str, *_args: Any) -> None:
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        log.info("socket_disconnected", reason=str(reason))
         try:
             async with self._lock(sid):
-                await self._membership.leave(sid, reason="disconnected")
+                if reason == self.sio.reason.CLIENT_DISCONNECT:
+                    # The client closed its connection on purpose: it left.
+                    await self._membership.leave(sid, reason="disconnected")
+                else:
+                    # A dropped link: the participant may resume within the window.
+                    await self._resumption.suspend(sid, "connection_lost")
         except Exception:
             log.exception("leave_on_disconnect_failed")
         finally:
             self._claims.pop(sid, None)
             self._order.pop(sid, None)
+
+    async def drain(self) -> None:
+        """Graceful shutdown: refuse new connections and joins, keep every call's
+        media, and tell the clients to reconnect (to another instance, or to this
+        one once it is back) and resume."""
+        self.draining = True
+        sids = await self._resumption.drain()
+        for sid in sids:
+            await self.sio.emit("serverDraining", {"reconnect": True}, to=sid)
+            await self.sio.disconnect(sid)
+        log.info("signaling_drained", connections=len(sids))
 
     def _dispatcher(self, name: str) -> Any:
         schema_class, handler = EVENTS[name]
@@ -133,6 +159,8 @@ class SignalingServer:
                     return await handler(self._ctx, sid, payload)
                 if sid not in self._claims:
                     raise ApiError(ErrorCode.UNAUTHORIZED, "not authenticated")
+                if self.draining and name in ENTRY_EVENTS:
+                    raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "the server is restarting")
                 async with self._lock(sid):
                     return await handler(self._ctx, sid, payload)
             except ValidationError as exc:

@@ -7,9 +7,11 @@ synthetic quality probes and bots (a transcriber, a recorder) are built on it.
 See docs/python-client.md.
 """
 
+from telemed_client.events import PeerEvent
 from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack, audio_rms
 from telemed_client.network import restrict_ice_host_addresses
-from telemed_client.peer import MediaPeer, PeerEvent, SignalingError
+from telemed_client.peer import MediaPeer
+from telemed_client.protocol import SignalingError
 from telemed_client.receiving import ReceivedTrack
 
 __all__ = [

@@ -19,46 +19,17 @@ import socketio
 from aiortc.mediastreams import MediaStreamTrack
 from pymediasoup import AiortcHandler, Device
 from pymediasoup.consumer import Consumer
-from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
+from pymediasoup.models.transport import DtlsParameters
 from pymediasoup.producer import Producer
 from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
 from pymediasoup.transport import Transport
 
+from telemed_client.events import EventLog, PeerEvent
 from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack
 from telemed_client.network import ice_connections, set_send_delay
-from telemed_client.receiving import ReceivedTrack, read_frames
-
-
-class SignalingError(Exception):
-    """An error acknowledgement: ``code`` is one of the documented error codes."""
-
-    def __init__(self, event: str, code: str, message: str) -> None:
-        super().__init__(f"{event}: {code}: {message}")
-        self.event = event
-        self.code = code
-        self.message = message
-
-
-@dataclass
-class PeerEvent:
-    """An event the server pushed (``at``: time.monotonic() when it arrived)."""
-
-    name: str
-    data: Any
-    at: float
-
-
-def transport_options(info: dict[str, Any]) -> dict[str, Any]:
-    """pymediasoup transport options from a ``createTransport`` ack."""
-    return {
-        "id": info["id"],
-        "iceParameters": IceParameters(**info["iceParameters"]),
-        "iceCandidates": [IceCandidate(**c) for c in info["iceCandidates"]],
-        "dtlsParameters": DtlsParameters(**info["dtlsParameters"]),
-        "sctpParameters": None,
-        # An empty list: otherwise aiortc adds a public STUN server.
-        "iceServers": [],
-    }
+from telemed_client.protocol import SignalingError, transport_options
+from telemed_client.receiving import ReceivedTrack, read_frames, tracks_from, wait_for_frames
+from telemed_client.resume import Resumer
 
 
 @dataclass
@@ -67,7 +38,12 @@ class MediaPeer:
     ``start_sending()`` and/or ``start_receiving()``.  New producers of others are
     consumed as they appear (``auto_consume``); ``received`` holds what was
     decoded per consumer, ``events`` every server push, ``timings`` each
-    signaling step.  ``leave()`` then ``close()``."""
+    signaling step.  ``leave()`` then ``close()``.
+
+    With ``auto_resume`` (the default) a dropped signaling connection is
+    reconnected and the call resumed with its media untouched (see
+    telemed_client.resume); local events ``disconnected``, ``resumed`` and
+    ``rejoined`` are recorded in ``events`` too."""
 
     url: str
     token: str
@@ -77,6 +53,7 @@ class MediaPeer:
     send_video: bool = True
     video_size: tuple[int, int] = (320, 240)
     auto_consume: bool = True
+    auto_resume: bool = True
     request_timeout: float = 10.0
     sio: socketio.AsyncClient = field(init=False)
     device: Device | None = field(init=False, default=None)
@@ -85,24 +62,34 @@ class MediaPeer:
     producers: dict[str, Producer] = field(init=False, default_factory=dict)  # source -> producer
     consumers: dict[str, Consumer] = field(init=False, default_factory=dict)
     received: dict[str, ReceivedTrack] = field(init=False, default_factory=dict)
-    events: list[PeerEvent] = field(init=False, default_factory=list)
+    event_log: EventLog = field(init=False, default_factory=EventLog)
     errors: list[str] = field(init=False, default_factory=list)
     timings: dict[str, float] = field(init=False, default_factory=dict)
     join_info: dict[str, Any] = field(init=False, default_factory=dict)
     connect_error: Any = field(init=False, default=None)
     join_started_at: float | None = field(init=False, default=None)
+    room_id: str = field(init=False, default="")
+    resume_token: str = field(init=False, default="")
+    resumer: Resumer | None = field(init=False, default=None)
+    closing: bool = field(init=False, default=False)
+    sending: bool = field(init=False, default=False)
+    receiving: bool = field(init=False, default=False)
     _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
     _readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
-    _event_waiters: list[tuple[str, Callable[[Any], bool], asyncio.Future[Any]]] = field(
-        init=False, default_factory=list
-    )
     _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+        self.sio = socketio.AsyncClient(
+            reconnection=self.auto_resume,
+            reconnection_delay=0.1,
+            reconnection_delay_max=1.0,
+            randomization_factor=0.2,
+        )
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on("*", self._on_any)
+        if self.auto_resume:
+            self.resumer = Resumer(self)
 
     # ---- signaling -----------------------------------------------------------
 
@@ -120,21 +107,27 @@ class MediaPeer:
     async def _on_connect_error(self, data: Any = None) -> None:
         self.connect_error = data
 
-    async def _on_any(self, event: str, data: Any = None) -> None:
-        self.events.append(PeerEvent(event, data, time.monotonic()))
-        for waiter in list(self._event_waiters):
-            name, predicate, future = waiter
-            if name == event and not future.done() and predicate(data):
-                future.set_result(data)
-        if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
-            self._in_background(self._consume_quietly(data.get("producerId")))
-        elif event == "consumerClosed":
-            track = self.received.get(data.get("consumerId"))
-            if track is not None:
-                track.ended = True
-            self._in_background(self._close_consumer(data.get("consumerId")))
+    @property
+    def events(self) -> list[PeerEvent]:
+        return self.event_log.events
 
-    def _in_background(self, coroutine: Any) -> None:
+    def record_event(self, event: str, data: Any = None) -> None:
+        self.event_log.record(event, data)
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self.record_event(event, data)
+        if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
+            self.in_background(self._consume_quietly(data.get("producerId")))
+        elif event == "consumerClosed":
+            await self.drop_consumer(str(data.get("consumerId")))
+
+    async def drop_consumer(self, consumer_id: str) -> None:
+        track = self.received.get(consumer_id)
+        if track is not None:
+            track.ended = True
+        self.in_background(self._close_consumer(consumer_id))
+
+    def in_background(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -155,16 +148,7 @@ class MediaPeer:
     async def wait_for_event(
         self, name: str, predicate: Callable[[Any], bool] = lambda _d: True, timeout: float = 10.0
     ) -> Any:
-        for event in self.events:
-            if event.name == name and predicate(event.data):
-                return event.data
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        waiter = (name, predicate, future)
-        self._event_waiters.append(waiter)
-        try:
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            self._event_waiters.remove(waiter)
+        return await self.event_log.wait_for(name, predicate, timeout)
 
     async def request(self, event: str, payload: Any = None) -> dict[str, Any]:
         """Send an event, wait for its ack; an error ack raises SignalingError."""
@@ -185,6 +169,8 @@ class MediaPeer:
     async def join(self, consultation_id: str) -> dict[str, Any]:
         self.join_started_at = time.monotonic()
         self.join_info = await self.request("join", {"consultationId": consultation_id})
+        self.room_id = consultation_id
+        self.resume_token = str(self.join_info.get("resumeToken", ""))
         tracks: list[MediaStreamTrack] = []
         silent = self.media == "silent"
         if self.send_audio:
@@ -220,6 +206,7 @@ class MediaPeer:
         return self.device
 
     async def start_sending(self) -> None:
+        self.sending = True
         device = self._loaded_device()
         info = await self.request("createTransport", {"direction": "send"})
         transport = device.createSendTransport(**transport_options(info))
@@ -249,6 +236,7 @@ class MediaPeer:
             self.producers[source] = producer
 
     async def start_receiving(self) -> list[ReceivedTrack]:
+        self.receiving = True
         device = self._loaded_device()
         info = await self.request("createTransport", {"direction": "recv"})
         transport = device.createRecvTransport(**transport_options(info))
@@ -312,43 +300,39 @@ class MediaPeer:
         return len(connections)
 
     def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
-        return [
-            t
-            for t in self.received.values()
-            if t.peer_id == peer_id and (kind is None or t.kind == kind)
-        ]
+        return tracks_from(self.received.values(), peer_id, kind)
 
     async def wait_for_frames(
         self, peer_id: str, kind: str, count: int = 10, timeout: float = 15.0
     ) -> ReceivedTrack:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for track in self.tracks_from(peer_id, kind):
-                if track.frames >= count:
-                    return track
-            await asyncio.sleep(0.05)
-        seen = {t.consumer_id: t.frames for t in self.tracks_from(peer_id, kind)}
-        raise TimeoutError(
-            f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}; "
-            f"errors: {self.errors}"
-        )
+        """A track from ``peer_id`` with at least ``count`` decoded frames."""
+        return await wait_for_frames(self.received, peer_id, kind, count, timeout, self.errors)
 
     async def leave(self) -> None:
         if self.sio.connected:
             await self.request("leave")
 
-    async def close(self) -> None:
+    async def close_media(self) -> None:
         for task in self._readers:
             task.cancel()
         for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._readers.clear()
         for transport in (self.send_transport, self.recv_transport):
             if transport is not None and not transport.closed:
                 with contextlib.suppress(Exception):
                     await transport.close()
+        self.send_transport = self.recv_transport = None
         for track in self._tracks:
             track.stop()
-        if self.sio.connected:
+
+    async def close(self) -> None:
+        """Leave (if still in the call), stop media, disconnect."""
+        self.closing = True
+        if self.sio.connected and self.room_id:
             with contextlib.suppress(Exception):
-                await self.sio.disconnect()
+                await asyncio.wait_for(self.sio.call("leave", {}), 2.0)
+        await self.close_media()
+        with contextlib.suppress(Exception):
+            await self.sio.shutdown()

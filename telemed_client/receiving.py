@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -28,6 +29,8 @@ class ReceivedTrack:
     height: int = 0
     max_rms: float = 0.0
     ended: bool = False
+    # Longest wait between two decoded frames (set to 0 to measure from now on).
+    max_gap: float = 0.0
 
 
 async def read_frames(media: MediaStreamTrack, track: ReceivedTrack) -> None:
@@ -41,6 +44,8 @@ async def read_frames(media: MediaStreamTrack, track: ReceivedTrack) -> None:
         now = time.monotonic()
         if track.first_frame_at is None:
             track.first_frame_at = now
+        elif track.last_frame_at is not None:
+            track.max_gap = max(track.max_gap, now - track.last_frame_at)
         track.last_frame_at = now
         track.frames += 1
         if isinstance(frame, VideoFrame):
@@ -48,3 +53,31 @@ async def read_frames(media: MediaStreamTrack, track: ReceivedTrack) -> None:
         elif isinstance(frame, AudioFrame) and track.frames % 5 == 0:
             # Sampling is enough to tell a tone from silence.
             track.max_rms = max(track.max_rms, audio_rms(frame))
+
+
+def tracks_from(
+    tracks: Iterable[ReceivedTrack], peer_id: str, kind: str | None
+) -> list[ReceivedTrack]:
+    return [t for t in tracks if t.peer_id == peer_id and (kind is None or t.kind == kind)]
+
+
+async def wait_for_frames(
+    received: dict[str, ReceivedTrack],
+    peer_id: str,
+    kind: str,
+    count: int,
+    timeout: float,
+    errors: list[str],
+) -> ReceivedTrack:
+    """Poll ``received`` (filled in as frames decode) until a track of ``peer_id``
+    has ``count`` frames; TimeoutError says what was seen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for track in tracks_from(received.values(), peer_id, kind):
+            if track.frames >= count:
+                return track
+        await asyncio.sleep(0.05)
+    seen = {t.consumer_id: t.frames for t in tracks_from(received.values(), peer_id, kind)}
+    raise TimeoutError(
+        f"fewer than {count} decoded {kind} frames from {peer_id}: {seen}; errors: {errors}"
+    )

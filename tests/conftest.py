@@ -157,7 +157,13 @@ def _control_plane_env(
     data_keys: str,
     **overrides: str,
 ) -> dict[str, str]:
-    settings = {"TELEMED_LOG_FORMAT": "json", "SFU_RPC_TIMEOUT": "5", **overrides}
+    # A short resume window, so tests see participants that dropped out go.
+    settings = {
+        "TELEMED_LOG_FORMAT": "json",
+        "SFU_RPC_TIMEOUT": "5",
+        "TELEMED_RESUME_WINDOW": "3",
+        **overrides,
+    }
     return ls.control_plane_env(
         redis_url=redis_url,
         sfu_secret=sfu_secret,

@@ -1,5 +1,6 @@
-"""Room membership: join (through the join gate), leave, replacing an older
-connection of the same participant, and closing a room when its session ends.
+"""Room membership: join (through the join gate), leave, removal (a leave, or a
+resume window that passed), replacing an older connection of the same
+participant, and closing a room when its session ends.
 
 Membership changes of one room are serialised across instances by the room
 lock in Redis.
@@ -15,7 +16,9 @@ import structlog
 from controlplane.auth import RoomClaims
 from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.presence import Presence
 from controlplane.media.profiles import profile_for
+from controlplane.media.resume_credentials import new_credential
 from controlplane.media.room_state import (
     ParticipantRecord,
     ProducerRecord,
@@ -37,10 +40,12 @@ class Membership:
         routers: RoomRouters,
         notifier: Notifier,
         join_gate: JoinGate,
+        presence: Presence,
         *,
         instance_id: str,
         max_peers_per_room: int,
     ) -> None:
+        self._presence = presence
         self._participants = participants
         self._state = state
         self._routers = routers
@@ -74,6 +79,7 @@ class Membership:
                 raise ApiError(ErrorCode.ROOM_FULL, "the consultation room is full")
             if replaced is not None:
                 await self._evict(room, replaced)
+            resume_token, resume_hash = new_credential(1)
             await self._state.add_participant(
                 room_id,
                 ParticipantRecord(
@@ -83,8 +89,12 @@ class Membership:
                     sid=sid,
                     instance=self._instance_id,
                     joinedAt=time.time(),
+                    epoch=1,
+                    resumeHash=resume_hash,
+                    resumeWindow=self._presence.window,
                 ),
             )
+            await self._presence.attach(room_id, claims.participant_id)
             self._participants.add(
                 Participant(
                     sid=sid,
@@ -135,6 +145,8 @@ class Membership:
                 {"peerId": p.peerId, "role": p.role, "displayName": p.displayName} for p in others
             ],
             "producers": [producer_payload(p) for p in producers],
+            "resumeToken": resume_token,
+            "resumeWindow": self._presence.window,
         }
 
     async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
@@ -146,6 +158,9 @@ class Membership:
         log.info("peer_replaced", room_id=room.roomId, participant_id=record.peerId)
         await self._routers.close_participant_media(room, record.peerId)
         await self._state.remove_participant(room.roomId, record.peerId)
+        await self._presence.forget(room.roomId, record.peerId, record.instance)
+        if not record.sid:
+            return  # it was disconnected, waiting to resume
         self._participants.remove(record.sid)
         await self._notifier.to_peer(
             record.sid,
@@ -159,33 +174,38 @@ class Membership:
         participant = self._participants.remove(sid)
         if participant is None:
             return {"left": False}
-        room_id = participant.room_id
-        participant_id = participant.participant_id
+        await self._notifier.leave_room(sid, participant.room_id)
+        await self.remove(participant.room_id, participant.participant_id, reason, sid=sid)
+        return {"left": True}
+
+    async def remove(self, room_id: str, participant_id: str, reason: str, *, sid: str) -> bool:
+        """Remove a participant whose record still belongs to connection ``sid`` (``""``:
+        one that is disconnected): close its media, tell the room, audit; the room
+        goes when its last participant does.  False if it was not there (any more)."""
         closed_room = False
         producers: list[ProducerRecord] = []
         async with self._state.room_lock(room_id):
             current = await self._state.get_participant(room_id, participant_id)
+            if current is None or current.sid != sid:
+                return False  # gone, replaced by a newer connection, or resumed
             room = await self._state.get_room(room_id)
-            # Only remove the Redis record if it is still this socket (not a newer rejoin).
-            still_this_socket = current is not None and current.sid == sid
-            if still_this_socket and room is not None:
+            if room is not None:
                 producers = await self._state.producers_of(room_id, participant_id)
                 await self._routers.close_participant_media(room, participant_id)
-                remaining = await self._state.remove_participant(room_id, participant_id)
-                if remaining == 0:
-                    await self._routers.close(room)
-                    closed_room = True
-        await self._notifier.leave_room(sid, room_id)
-        if still_this_socket:
-            for producer in producers:
-                await self._notifier.to_room(
-                    room_id,
-                    "producerClosed",
-                    {"peerId": participant_id, "producerId": producer.producerId},
-                )
+            remaining = await self._state.remove_participant(room_id, participant_id)
+            if remaining == 0 and room is not None:
+                await self._routers.close(room)
+                closed_room = True
+        await self._presence.forget(room_id, participant_id, current.instance)
+        for producer in producers:
             await self._notifier.to_room(
-                room_id, "peerLeft", {"peerId": participant_id, "reason": reason}
+                room_id,
+                "producerClosed",
+                {"peerId": participant_id, "producerId": producer.producerId},
             )
+        await self._notifier.to_room(
+            room_id, "peerLeft", {"peerId": participant_id, "reason": reason}
+        )
         log.info(
             "peer_left",
             room_id=room_id,
@@ -193,14 +213,11 @@ class Membership:
             reason=reason,
             room_closed=closed_room,
         )
-        if still_this_socket:
-            try:
-                await self._join_gate.record_leave(
-                    room_id, participant_id, participant.claims.role, reason
-                )
-            except Exception:
-                log.exception("leave_audit_failed", room_id=room_id)
-        return {"left": True}
+        try:
+            await self._join_gate.record_leave(room_id, participant_id, current.role, reason)
+        except Exception:
+            log.exception("leave_audit_failed", room_id=room_id)
+        return True
 
     async def audit_refusal(self, sid: str, claims: RoomClaims, event: str, code: str) -> None:
         """A refused signaling action (someone else's object, another consultation)."""
@@ -229,11 +246,15 @@ class Membership:
             if room is not None:
                 await self._routers.close(room)
         for record in records:
-            await self._notifier.leave_room(record.sid, room_id)
-            await self._notifier.disconnect(record.sid)
+            await self._presence.forget(room_id, record.peerId, record.instance)
+            if record.sid:
+                await self._notifier.leave_room(record.sid, room_id)
+                await self._notifier.disconnect(record.sid)
         log.info("room_closed_for_session", room_id=room_id, reason=reason, records=len(records))
 
-    async def close(self) -> None:
-        """Shutdown: every local participant leaves."""
-        for participant in self._participants.all():
-            await self.leave(participant.sid, reason="server_shutdown")
+    async def expire(self, room_id: str, participant_id: str) -> bool:
+        """A disconnected participant did not resume within its window."""
+        removed = await self.remove(room_id, participant_id, "timeout", sid="")
+        if not removed:
+            await self._presence.forget(room_id, participant_id)
+        return removed

@@ -26,13 +26,30 @@ deleted when its last participant leaves.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 
+from controlplane.media.room_records import (
+    ConsumerRecord,
+    ParticipantRecord,
+    ProducerRecord,
+    RoomRecord,
+    producer_payload,
+)
 from controlplane.redis_text import optional_text, text_map, texts
+
+__all__ = [
+    "ConsumerRecord",
+    "ParticipantRecord",
+    "ProducerRecord",
+    "RoomRecord",
+    "RoomState",
+    "producer_payload",
+    "room_key",
+]
 
 ROOMS_KEY = "telemed:rooms"
 
@@ -59,55 +76,6 @@ def _node_rooms_key(node_id: str) -> str:
 
 def _router_key(router_id: str) -> str:
     return f"telemed:router:{router_id}"
-
-
-@dataclass(frozen=True)
-class RoomRecord:
-    roomId: str
-    nodeId: str
-    routerId: str
-    callType: str
-    createdAt: float
-    workerPid: int = 0
-
-
-@dataclass(frozen=True)
-class ParticipantRecord:
-    peerId: str
-    role: str
-    displayName: str
-    sid: str
-    instance: str
-    joinedAt: float
-
-
-@dataclass(frozen=True)
-class ProducerRecord:
-    producerId: str
-    peerId: str
-    kind: str
-    source: str
-    paused: bool
-
-
-def producer_payload(record: ProducerRecord) -> dict[str, Any]:
-    """A producer as the signaling protocol describes it."""
-    return {
-        "peerId": record.peerId,
-        "producerId": record.producerId,
-        "kind": record.kind,
-        "source": record.source,
-        "paused": record.paused,
-    }
-
-
-@dataclass(frozen=True)
-class ConsumerRecord:
-    consumerId: str
-    peerId: str
-    producerId: str
-    kind: str
-    paused: bool
 
 
 class RoomState:
@@ -192,16 +160,32 @@ class RoomState:
 
     async def get_participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
         raw = text_map(await self._redis.hgetall(_participant_key(room_id, participant_id)))
-        if not raw:
+        if "peerId" not in raw:
             return None
-        return ParticipantRecord(
-            peerId=raw["peerId"],
-            role=raw["role"],
-            displayName=raw["displayName"],
-            sid=raw["sid"],
-            instance=raw["instance"],
-            joinedAt=float(raw["joinedAt"]),
+        return ParticipantRecord.from_stored(raw)
+
+    async def update_participant(
+        self, room_id: str, participant_id: str, fields: dict[str, str | int | float]
+    ) -> None:
+        """Change some fields of a participant's record (the room lock is held)."""
+        await self._redis.hset(
+            _participant_key(room_id, participant_id),
+            mapping={k: str(v) for k, v in fields.items()},
         )
+
+    async def refresh_ttl(self, room_id: str, participant_ids: list[str], ttl: int) -> None:
+        """Give a room's keys (and those of the given participants) ``ttl`` more seconds:
+        live state nobody serves any more expires on its own."""
+        room = await self.get_room(room_id)
+        keys = [room_key(room_id), _participants_key(room_id), _room_producers_key(room_id)]
+        if room is not None:
+            keys.append(_router_key(room.routerId))
+        for participant_id in participant_ids:
+            keys.extend(self._participant_keys(room_id, participant_id))
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.expire(key, ttl)
+        await pipe.execute()
 
     async def participant_ids(self, room_id: str) -> list[str]:
         return texts(await self._redis.smembers(_participants_key(room_id)))

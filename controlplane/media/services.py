@@ -13,7 +13,10 @@ from controlplane.media.fallback_actions import MediaFallback
 from controlplane.media.membership import Membership
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.presence import Presence
+from controlplane.media.presence_keeper import PresenceKeeper
 from controlplane.media.producers import Producers
+from controlplane.media.resumption import Resumption
 from controlplane.media.room_failures import RoomFailures
 from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
@@ -28,6 +31,8 @@ class MediaServices:
     state: RoomState
     registry: SfuRegistry
     membership: Membership
+    resumption: Resumption
+    presence: PresenceKeeper
     transports: Transports
     producers: Producers
     consumers: Consumers
@@ -45,6 +50,7 @@ class MediaServices:
         sfu_rpc_timeout: float,
         instance_id: str,
         max_peers_per_room: int,
+        resume_window: float,
         on_first_media: FirstMediaObserver | None = None,
     ) -> MediaServices:
         participants = LocalParticipants()
@@ -57,19 +63,25 @@ class MediaServices:
             listener=SfuEvents(participants, state, notifier, failures),
         )
         routers = RoomRouters(state, registry, failures)
+        presence = Presence(redis, instance_id, resume_window)
+        membership = Membership(
+            participants,
+            state,
+            routers,
+            notifier,
+            join_gate,
+            presence,
+            instance_id=instance_id,
+            max_peers_per_room=max_peers_per_room,
+        )
+        resumption = Resumption(participants, state, presence, notifier)
         return cls(
             participants=participants,
             state=state,
             registry=registry,
-            membership=Membership(
-                participants,
-                state,
-                routers,
-                notifier,
-                join_gate,
-                instance_id=instance_id,
-                max_peers_per_room=max_peers_per_room,
-            ),
+            membership=membership,
+            resumption=resumption,
+            presence=PresenceKeeper(presence, resumption, membership, participants, state),
             transports=Transports(participants, routers, state),
             producers=Producers(participants, routers, state, notifier),
             consumers=Consumers(participants, routers, state),
@@ -78,5 +90,5 @@ class MediaServices:
         )
 
     async def close(self) -> None:
-        await self.membership.close()
+        """Stop talking to the SFU nodes; participants keep their media (see drain)."""
         await self.registry.close()

@@ -1,0 +1,83 @@
+"""The background task that keeps presence true: this instance's heartbeat,
+removal of participants whose resume window passed, take-over of the
+participants of instances that died, and TTLs on the live state this instance
+serves (so state nobody serves any more expires on its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from controlplane.media.membership import Membership
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.presence import HEARTBEAT_INTERVAL, Presence
+from controlplane.media.resumption import Resumption
+from controlplane.media.room_state import RoomState
+
+log = structlog.get_logger(__name__)
+
+TAKE_OVER_INTERVAL = 3.0
+TTL_REFRESH_INTERVAL = 10.0
+
+
+class PresenceKeeper:
+    def __init__(
+        self,
+        presence: Presence,
+        resumption: Resumption,
+        membership: Membership,
+        participants: LocalParticipants,
+        state: RoomState,
+    ) -> None:
+        self._presence = presence
+        self._resumption = resumption
+        self._membership = membership
+        self._participants = participants
+        self._state = state
+        # Live state outlives any resume window, and is refreshed far more often.
+        self.key_ttl = int(max(120.0, 3 * presence.window + 60))
+        self._next: dict[str, float] = {}
+
+    async def run(self, interval: float = 0.5) -> None:
+        while True:
+            await self.tick(time.time())
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        """This instance is going away on purpose (after draining)."""
+        await self._presence.stop_beating()
+
+    async def tick(self, now: float) -> None:
+        await self._every("beat", HEARTBEAT_INTERVAL, now, self._presence.beat)
+        await self._every("expire", 0.0, now, lambda: self._expire(now))
+        await self._every("take_over", TAKE_OVER_INTERVAL, now, self._take_over)
+        await self._every("ttl", TTL_REFRESH_INTERVAL, now, self._refresh_ttls)
+
+    async def _every(
+        self, name: str, period: float, now: float, step: Callable[[], Awaitable[object]]
+    ) -> None:
+        if now < self._next.get(name, 0.0):
+            return
+        try:
+            await step()
+            self._next[name] = now + period
+        except Exception as exc:  # Redis away: try again on the next tick
+            log.warning("presence_step_failed", step=name, error=type(exc).__name__)
+
+    async def _expire(self, now: float) -> None:
+        for room_id, participant_id in await self._presence.due(now):
+            await self._membership.expire(room_id, participant_id)
+
+    async def _take_over(self) -> None:
+        for instance_id in await self._presence.dead_instances():
+            await self._resumption.take_over(instance_id)
+
+    async def _refresh_ttls(self) -> None:
+        rooms: dict[str, list[str]] = {}
+        for participant in self._participants.all():
+            rooms.setdefault(participant.room_id, []).append(participant.participant_id)
+        for room_id, participant_ids in rooms.items():
+            await self._state.refresh_ttl(room_id, participant_ids, self.key_ttl)

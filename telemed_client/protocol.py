@@ -1,0 +1,31 @@
+"""The signaling protocol as the Python client speaks it: error acks and the
+transport options a ``createTransport`` ack gives pymediasoup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
+
+
+class SignalingError(Exception):
+    """An error acknowledgement: ``code`` is one of the documented error codes."""
+
+    def __init__(self, event: str, code: str, message: str) -> None:
+        super().__init__(f"{event}: {code}: {message}")
+        self.event = event
+        self.code = code
+        self.message = message
+
+
+def transport_options(info: dict[str, Any]) -> dict[str, Any]:
+    """pymediasoup transport options from a ``createTransport`` ack."""
+    return {
+        "id": info["id"],
+        "iceParameters": IceParameters(**info["iceParameters"]),
+        "iceCandidates": [IceCandidate(**c) for c in info["iceCandidates"]],
+        "dtlsParameters": DtlsParameters(**info["dtlsParameters"]),
+        "sctpParameters": None,
+        # An empty list: otherwise aiortc adds a public STUN server.
+        "iceServers": [],
+    }

@@ -1,0 +1,264 @@
+"""Resume: a dropped signaling connection, a control plane killed with -9 or
+stopped with SIGTERM, and the call goes on.  Media never stops (no gap longer
+than 0.5 s in the decoded video), the other side sees ``peerReconnecting`` /
+``peerReconnected`` and never ``peerLeft``; after the window a participant that
+did not come back is removed, its SFU objects closed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from controlplane.devstack import services as ls
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
+
+pytestmark = pytest.mark.integration
+
+MAX_GAP = 0.5
+
+
+class Instance:
+    """A control plane of its own (same Redis, PostgreSQL and SFU node), on a port
+    that survives a restart, so faults never touch the shared one."""
+
+    def __init__(self, stack: Stack, **env: str) -> None:
+        self._stack = stack
+        self._env = stack.control_plane_env(**{"TELEMED_RESUME_WINDOW": "30", **env})
+        self.port = ls.free_port()
+        self.process = self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ls.ManagedProcess:
+        self.process = ls.start_control_plane(self._stack.data_dir, self._env, port=self.port)
+        return self.process
+
+    def kill(self) -> None:
+        self.process.proc.kill()
+        self.process.proc.wait(5)
+
+    def cut_client_sockets(self) -> None:
+        """Kill every TCP connection made to this instance (the clients' sockets)."""
+        subprocess.run(["ss", "-K", "dport", "=", f":{self.port}"], check=True, capture_output=True)
+
+
+def cut_socket_of(peer: MediaPeer) -> None:
+    """Kill one peer's signaling socket (a dropped link: no goodbye on either side)."""
+    local_port = peer.sio.eio.ws.get_extra_info("sockname")[1]
+    subprocess.run(["ss", "-K", "sport", "=", f":{local_port}"], check=True, capture_output=True)
+
+
+@pytest.fixture
+def instance(stack: Stack) -> Iterator[Callable[..., Instance]]:
+    made: list[Instance] = []
+
+    def make(**env: str) -> Instance:
+        made.append(Instance(stack, **env))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.process.stop()
+
+
+@pytest.fixture
+async def rpc(stack: Stack) -> AsyncIterator[SfuClient]:
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    yield client
+    await client.close()
+
+
+async def _pair(
+    stack: Stack, peers: list[MediaPeer], url: str, room: str, **patient_options: bool
+) -> tuple[MediaPeer, MediaPeer]:
+    doctor = MediaPeer(url, stack.token(room, "dr-res", "physician"))
+    patient = MediaPeer(url, stack.token(room, "pt-res", "patient"), **patient_options)  # type: ignore[arg-type]
+    peers.extend([doctor, patient])
+    for peer in (doctor, patient):
+        await peer.connect()
+        await peer.join(room)
+        await peer.start_sending()
+    for peer in (doctor, patient):
+        await peer.start_receiving()
+    await doctor.wait_for_frames("pt-res", "video", count=10)
+    await patient.wait_for_frames("dr-res", "video", count=10)
+    return doctor, patient
+
+
+def _watch_video(doctor: MediaPeer, patient: MediaPeer) -> list:
+    """The two video tracks, with their gap measurement starting now."""
+    tracks = [patient.tracks_from("dr-res", "video")[0], doctor.tracks_from("pt-res", "video")[0]]
+    for track in tracks:
+        track.max_gap = 0.0
+    return tracks
+
+
+async def _assert_media_went_on(doctor: MediaPeer, patient: MediaPeer, tracks: list) -> None:
+    counts = [t.frames for t in tracks]
+    await asyncio.sleep(1.0)
+    assert [t.frames for t in tracks] > counts and all(
+        t.frames > c + 10 for t, c in zip(tracks, counts, strict=True)
+    ), "video stopped"
+    gaps = [round(t.max_gap, 3) for t in tracks]
+    assert max(gaps) < MAX_GAP, f"video gaps {gaps}"
+    for peer in (doctor, patient):
+        assert not [e for e in peer.events if e.name == "peerLeft"], "peerLeft inside the window"
+        assert peer.resumer is not None and peer.resumer.rejoins == 0
+
+
+async def _signaling_works(doctor: MediaPeer, patient: MediaPeer) -> None:
+    camera = patient.producers["camera"].id
+    await patient.request("pauseProducer", {"producerId": camera})
+    await doctor.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+    await patient.request("resumeProducer", {"producerId": camera})
+
+
+async def test_signaling_blip_resumes_without_a_media_gap(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    server = instance()
+    room = new_room_id()
+    doctor, patient = await _pair(stack, peers, server.url, room)
+    before = await RoomState(redis).snapshot(room)
+    tracks = _watch_video(doctor, patient)
+
+    server.cut_client_sockets()
+
+    for peer in (doctor, patient):
+        await peer.wait_for_event("resumed", timeout=10)
+    await _assert_media_went_on(doctor, patient, tracks)
+    after = await RoomState(redis).snapshot(room)
+    for key in ("routerId", "nodeId"):
+        assert after[key] == before[key]
+    # Same transports, producers and consumers: nothing was re-created.
+    assert {p["peerId"]: p["transports"] for p in after["peers"]} == {
+        p["peerId"]: p["transports"] for p in before["peers"]
+    }
+    await _signaling_works(doctor, patient)
+
+
+async def test_control_plane_kill_and_restart_resumes_without_a_media_gap(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    server = instance()
+    room = new_room_id()
+    doctor, patient = await _pair(stack, peers, server.url, room)
+    old_instance = (await RoomState(redis).get_participant(room, "dr-res")).instance
+    tracks = _watch_video(doctor, patient)
+
+    # Off the event loop: the peers in this process keep decoding meanwhile.
+    await asyncio.to_thread(server.kill)
+    await asyncio.sleep(1.0)  # media keeps flowing with no control plane at all
+    await asyncio.to_thread(server.start)
+
+    for peer in (doctor, patient):
+        await peer.wait_for_event("resumed", timeout=20)
+    await _assert_media_went_on(doctor, patient, tracks)
+    record = await RoomState(redis).get_participant(room, "dr-res")
+    assert record.instance != old_instance and record.sid and record.epoch == 2
+    await _signaling_works(doctor, patient)
+
+
+async def test_sigterm_drains_and_clients_resume_on_the_restarted_instance(
+    stack: Stack, instance, peers: list[MediaPeer]
+) -> None:
+    server = instance()
+    room = new_room_id()
+    doctor, patient = await _pair(stack, peers, server.url, room)
+    tracks = _watch_video(doctor, patient)
+
+    await asyncio.to_thread(server.process.stop)  # SIGTERM: drain
+    assert "signaling_drained" in server.process.log_path.read_text()
+    await asyncio.to_thread(server.start)
+
+    for peer in (doctor, patient):
+        await peer.wait_for_event("resumed", timeout=20)
+    await _assert_media_went_on(doctor, patient, tracks)
+    await _signaling_works(doctor, patient)
+
+
+async def test_a_participant_that_does_not_come_back_leaves_after_the_window(
+    stack: Stack, instance, peers: list[MediaPeer], redis, rpc: SfuClient
+) -> None:
+    server = instance(TELEMED_RESUME_WINDOW="2")
+    room = new_room_id()
+    before = (await rpc.request("getInfo"))["transports"]
+    doctor, patient = await _pair(stack, peers, server.url, room, auto_resume=False)
+    credential = patient.resume_token
+
+    cut_socket_of(patient)  # the link drops; no leave, and this client does not resume
+    reconnecting = await doctor.wait_for_event("peerReconnecting", timeout=5)
+    assert reconnecting["peerId"] == "pt-res" and reconnecting["resumeWindow"] == 2
+    left = await doctor.wait_for_event("peerLeft", timeout=10)
+    assert left == {"peerId": "pt-res", "reason": "timeout"}
+    assert await RoomState(redis).participant_ids(room) == ["dr-res"]
+    # The patient's two transports are closed on the SFU; the doctor's remain.
+    assert (await rpc.request("getInfo"))["transports"] == before + 2
+
+    late = MediaPeer(server.url, stack.token(room, "pt-res", "patient"), auto_resume=False)
+    peers.append(late)
+    await late.connect()
+    with pytest.raises(SignalingError) as refused:
+        await late.request("resume", {"consultationId": room, "resumeToken": credential})
+    assert refused.value.code == "RESUME_EXPIRED"
+
+
+async def test_resume_needs_the_current_credential_of_the_same_participant(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    server = instance()
+    room = new_room_id()
+    _doctor, patient = await _pair(stack, peers, server.url, room)
+    first = patient.resume_token
+    server.cut_client_sockets()
+    await patient.wait_for_event("resumed", timeout=10)
+    assert patient.resume_token != first  # rotated
+
+    async def attempt(participant: str, role: str, credential: str) -> str:
+        other = MediaPeer(server.url, stack.token(room, participant, role), auto_resume=False)
+        peers.append(other)
+        await other.connect()
+        with pytest.raises(SignalingError) as refused:
+            await other.request("resume", {"consultationId": room, "resumeToken": credential})
+        return refused.value.code
+
+    # The old credential, and the current one presented by someone else's token.
+    assert await attempt("pt-res", "patient", first) == "FORBIDDEN"
+    assert await attempt("dr-res", "physician", patient.resume_token) == "FORBIDDEN"
+    assert await attempt("pt-res", "patient", "1.not-the-credential-at-all") == "FORBIDDEN"
+    # Nothing changed for the real patient.
+    record = await RoomState(redis).get_participant(room, "pt-res")
+    assert record.sid and record.epoch == 2
+    await patient.wait_for_frames(
+        "dr-res", "video", count=patient.tracks_from("dr-res")[0].frames + 5
+    )
+
+
+async def test_participants_of_a_dead_instance_are_removed_after_the_window(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    survivor = instance(TELEMED_RESUME_WINDOW="2")
+    doomed = instance(TELEMED_RESUME_WINDOW="2")
+    room = new_room_id()
+    doctor = MediaPeer(survivor.url, stack.token(room, "dr-res", "physician"))
+    patient = MediaPeer(doomed.url, stack.token(room, "pt-res", "patient"), auto_resume=False)
+    peers.extend([doctor, patient])
+    for peer in (doctor, patient):
+        await peer.connect()
+        await peer.join(room)
+
+    await asyncio.to_thread(doomed.kill)  # no drain, no clean-up: its heartbeat stops
+
+    reconnecting = await doctor.wait_for_event("peerReconnecting", timeout=20)
+    assert reconnecting == {"peerId": "pt-res", "reason": "server_lost", "resumeWindow": 2.0}
+    left = await doctor.wait_for_event("peerLeft", timeout=10)
+    assert left["reason"] == "timeout"
+    assert await RoomState(redis).participant_ids(room) == ["dr-res"]
