@@ -138,6 +138,8 @@ async def create_app(settings: Settings) -> web.Application:
         interval=settings.stats_interval,
     )
 
+    media.membership.departure_listeners.append(monitor.participant_left)
+
     app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware])
     sio.attach(app, socketio_path="socket.io")
     add_rest_routes(

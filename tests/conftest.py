@@ -9,7 +9,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.session_types import SESSION_TYPES
 from controlplane.devstack import services as ls
 from telemed_client import MediaPeer, restrict_ice_host_addresses
+from tests.fault_injection import Instance
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -201,3 +202,17 @@ async def peers(stack: Stack) -> AsyncIterator[list[MediaPeer]]:
 
 def new_room_id(prefix: str = "c") -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def instance(stack: Stack) -> Iterator[Callable[..., Instance]]:
+    """Starts control planes of the test's own (see tests.fault_injection.Instance)."""
+    made: list[Instance] = []
+
+    def make(**env: str) -> Instance:
+        made.append(Instance(stack, **env))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.process.stop()

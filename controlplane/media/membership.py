@@ -9,6 +9,7 @@ lock in Redis.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -30,6 +31,9 @@ from controlplane.media.routers import RoomRouters
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
+
+# Told (room id, participant id) when a participant leaves, is removed or replaced.
+DepartureListener = Callable[[str, str], Awaitable[None]]
 
 
 class Membership:
@@ -53,6 +57,7 @@ class Membership:
         self._join_gate = join_gate
         self._instance_id = instance_id
         self._max_peers_per_room = max_peers_per_room
+        self.departure_listeners: list[DepartureListener] = []
 
     async def join(self, sid: str, claims: RoomClaims, room_id: str) -> dict[str, Any]:
         if room_id != claims.room_id:
@@ -159,6 +164,7 @@ class Membership:
         await self._routers.close_participant_media(room, record.peerId)
         await self._state.remove_participant(room.roomId, record.peerId)
         await self._presence.forget(room.roomId, record.peerId, record.instance)
+        await self._departed(room.roomId, record.peerId)
         if not record.sid:
             return  # it was disconnected, waiting to resume
         self._participants.remove(record.sid)
@@ -217,7 +223,15 @@ class Membership:
             await self._join_gate.record_leave(room_id, participant_id, current.role, reason)
         except Exception:
             log.exception("leave_audit_failed", room_id=room_id)
+        await self._departed(room_id, participant_id)
         return True
+
+    async def _departed(self, room_id: str, participant_id: str) -> None:
+        for listener in self.departure_listeners:
+            try:
+                await listener(room_id, participant_id)
+            except Exception:
+                log.exception("departure_listener_failed", room_id=room_id)
 
     async def audit_refusal(self, sid: str, claims: RoomClaims, event: str, code: str) -> None:
         """A refused signaling action (someone else's object, another consultation)."""

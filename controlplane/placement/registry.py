@@ -8,18 +8,23 @@ SFU nodes register themselves (see sfu_worker/src/registry.js):
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import structlog
 
-from controlplane.placement.sfu_client import SfuClient, SfuUnavailable
+from controlplane.placement.sfu_client import SfuClient, SfuRefused, SfuUnavailable
 from controlplane.redis_text import text_map, texts
 
 log = structlog.get_logger(__name__)
 
 NODES_KEY = "telemed:sfu:nodes"
+# Reconnecting a dropped RPC link: first retry after 50 ms, doubling up to 1 s.
+RECONNECT_FIRST_DELAY = 0.05
+RECONNECT_MAX_DELAY = 1.0
 
 
 def node_key(node_id: str) -> str:
@@ -52,6 +57,10 @@ class SfuRegistry:
         self._timeout = timeout
         self._listener = listener
         self._clients: dict[str, SfuClient] = {}
+        # When each node process started, as it registered: a change means a restart.
+        self._started: dict[str, str] = {}
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        self._closing = False
 
     async def live_nodes(self) -> list[SfuNode]:
         """Nodes whose heartbeat has not expired; stale ids are pruned from the set."""
@@ -88,6 +97,7 @@ class SfuRegistry:
             raise SfuUnavailable(f"SFU node {node_id} is not registered")
         if client is not None:
             await client.close()
+        self._started.setdefault(node_id, raw.get("startedAt", ""))
         client = SfuClient(
             node_id,
             raw["url"],
@@ -101,10 +111,60 @@ class SfuRegistry:
         return client
 
     async def _handle_disconnect(self, node_id: str) -> None:
+        """The RPC link dropped: a blip until proven otherwise (see _recover)."""
         self._clients.pop(node_id, None)
-        await self._listener.on_node_lost(node_id)
+        if self._closing or node_id in self._recovering:
+            return
+        task = asyncio.create_task(self._recover(node_id))
+        self._recovering[node_id] = task
+        task.add_done_callback(lambda _t: self._recovering.pop(node_id, None))
+
+    async def _recover(self, node_id: str) -> None:
+        """Reconnect with backoff.  The node is dead, and its rooms are failed, only
+        when its registry heartbeat expired, it restarted, or nothing listens on its
+        RPC port any more; a link that comes back leaves every room alone."""
+        delay = RECONNECT_FIRST_DELAY
+        started = time.monotonic()
+        while not self._closing:
+            await asyncio.sleep(delay)
+            verdict = await self._probe(node_id)
+            if verdict == "alive":
+                log.info(
+                    "sfu_link_restored",
+                    node_id=node_id,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+                return
+            if verdict == "dead":
+                log.error("sfu_node_dead", node_id=node_id)
+                self._started.pop(node_id, None)
+                await self._listener.on_node_lost(node_id)
+                return
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+
+    async def _probe(self, node_id: str) -> str:
+        """ "alive" (reconnected), "dead", or "unknown" (try again)."""
+        try:
+            raw = text_map(await self._redis.hgetall(node_key(node_id)))
+        except Exception:
+            return "unknown"  # Redis away: no verdict either way
+        if not raw or "url" not in raw:
+            return "dead"  # the heartbeat expired
+        known = self._started.get(node_id)
+        if known and raw.get("startedAt") and raw["startedAt"] != known:
+            return "dead"  # a new process: the old one's routers died with it
+        try:
+            await self.client(node_id)
+        except SfuRefused:
+            return "dead"
+        except SfuUnavailable:
+            return "unknown"
+        return "alive"
 
     async def close(self) -> None:
+        self._closing = True
+        for task in list(self._recovering.values()):
+            task.cancel()
         for client in list(self._clients.values()):
             await client.close()
         self._clients.clear()

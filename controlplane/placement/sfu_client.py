@@ -30,6 +30,10 @@ class SfuUnavailable(SfuError):
     """The SFU node cannot be reached or the connection was lost."""
 
 
+class SfuRefused(SfuUnavailable):
+    """Nothing listens on the node's RPC port: its process is gone."""
+
+
 class SfuTimeout(SfuError):
     """The SFU node did not answer in time."""
 
@@ -100,6 +104,10 @@ class SfuClient:
                         f"SFU node {self.node_id} refused our credentials"
                     ) from exc
                 raise SfuUnavailable(f"SFU node {self.node_id} handshake failed") from exc
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, ConnectionRefusedError):
+                    raise SfuRefused(f"SFU node {self.node_id} refuses connections") from exc
+                raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
             self._reader = asyncio.create_task(self._read_loop(self._ws))

@@ -71,6 +71,7 @@ class AlertDispatcher:
                 participant_id=participant_id,
             )
         else:
+            payload["reason"] = "resolved"
             await self._store.cleared(room_id, participant_id, transition.rule)
             log.info(
                 "alert_cleared",
@@ -79,6 +80,29 @@ class AlertDispatcher:
                 participant_id=participant_id,
             )
         event = "alert" if transition.raised else "alertCleared"
+        await self._publish(event, payload)
+
+    async def participant_left(self, room_id: str, participant_id: str) -> None:
+        """Close the participant's open alerts, reason ``participant_left``."""
+        rules = await self._store.clear_all(room_id, participant_id, "participant_left")
+        if not rules:
+            return
+        session_id = await self._sessions.id_for_room(room_id)
+        for rule in rules:
+            log.info("alert_cleared", rule=rule, room_id=room_id, participant_id=participant_id)
+            await self._publish(
+                "alertCleared",
+                {
+                    "rule": rule,
+                    "roomId": room_id,
+                    "participantId": participant_id,
+                    "sessionId": session_id,
+                    "reason": "participant_left",
+                    "at": time.time(),
+                },
+            )
+
+    async def _publish(self, event: str, payload: dict[str, Any]) -> None:
         if self._staff_push is not None:
             await self._staff_push(event, payload)
         if self._webhook is not None:

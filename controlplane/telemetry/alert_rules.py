@@ -162,14 +162,11 @@ class AlertEngine:
             if s.active and (key is None or k == key)
         ]
 
-    def forget(self, key: tuple[str, str], now: float) -> list[Transition]:
-        """The participant left: clear its active alerts."""
-        cleared = []
-        for (rule, k), state in list(self._states.items()):
+    def keys(self) -> set[tuple[str, str]]:
+        return {k for (_rule, k) in self._states}
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """The participant left: drop its state (its open alerts are closed in the store)."""
+        for rule, k in list(self._states):
             if k == key:
-                if state.active:
-                    cleared.append(
-                        Transition(rule, k, False, state.severity, "participant left", now)
-                    )
                 del self._states[(rule, k)]
-        return cleared

@@ -45,14 +45,28 @@ class AlertStore:
         )
         return int(alert_id)
 
-    async def cleared(self, room_id: str, participant_id: str, rule: str) -> None:
+    async def cleared(
+        self, room_id: str, participant_id: str, rule: str, reason: str = "resolved"
+    ) -> None:
         await self._pool.execute(
-            """UPDATE alerts SET cleared_at = now() WHERE room_id = $1 AND participant_id = $2
-               AND rule = $3 AND cleared_at IS NULL""",
+            """UPDATE alerts SET cleared_at = now(), clear_reason = $4 WHERE room_id = $1
+               AND participant_id = $2 AND rule = $3 AND cleared_at IS NULL""",
             room_id,
             participant_id,
             rule,
+            reason,
         )
+
+    async def clear_all(self, room_id: str, participant_id: str, reason: str) -> list[str]:
+        """Close every open alert of a participant (whichever instance raised it)."""
+        rows = await self._pool.fetch(
+            """UPDATE alerts SET cleared_at = now(), clear_reason = $3 WHERE room_id = $1
+               AND participant_id = $2 AND cleared_at IS NULL RETURNING rule""",
+            room_id,
+            participant_id,
+            reason,
+        )
+        return [str(r["rule"]) for r in rows]
 
     async def open_for(self, room_id: str, participant_id: str) -> list[OpenAlert]:
         rows = await self._pool.fetch(

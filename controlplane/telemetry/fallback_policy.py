@@ -54,6 +54,9 @@ class FallbackPolicy:
     def mode(self, key: tuple[str, str]) -> str:
         return self._peers.get(key, _PeerState()).mode
 
+    def keys(self) -> set[tuple[str, str]]:
+        return set(self._peers)
+
     def forget(self, key: tuple[str, str]) -> None:
         self._peers.pop(key, None)
 

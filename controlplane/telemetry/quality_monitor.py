@@ -104,8 +104,25 @@ class QualityMonitor:
             if isinstance(result, BaseException):
                 log.warning("peer_sampling_failed", room_id=participant.room_id, error=str(result))
         await self._gauges()
+        await self._prune()
         self._metrics.sample_seconds.observe(time.perf_counter() - started)
         return len(participants)
+
+    async def participant_left(self, room_id: str, participant_id: str) -> None:
+        """A participant left or was removed (on any instance): its alert and fallback
+        state goes, its open alerts are closed; if it joins again it starts afresh."""
+        key = (room_id, participant_id)
+        self.engine.forget(key)
+        self.policy.forget(key)
+        await self._alerts.participant_left(room_id, participant_id)
+
+    async def _prune(self) -> None:
+        """State of participants this instance no longer serves and that left."""
+        local = {(p.room_id, p.participant_id) for p in self._participants.all()}
+        for key in (self.engine.keys() | self.policy.keys()) - local:
+            if await self._state.get_participant(*key) is None:
+                self.engine.forget(key)
+                self.policy.forget(key)
 
     async def _gauges(self) -> None:
         room_ids = await self._state.room_ids()

@@ -62,6 +62,7 @@ class Pages:
         call_type: str = "consultation",
         viewport: dict[str, int] | None = None,
         wait_connected: bool = True,
+        base_url: str | None = None,
     ) -> Page:
         context = await self.browser.new_context(
             viewport=viewport or {"width": 1280, "height": 800}
@@ -72,7 +73,7 @@ class Pages:
         page.on("console", lambda message: log.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: log.append(f"pageerror: {error}"))
         token = self.stack.token(room, participant, role, display_name=name, call_type=call_type)
-        await page.goto(f"{self.stack.url}/consult/{room}#token={token}")
+        await page.goto(f"{base_url or self.stack.url}/consult/{room}#token={token}")
         if wait_connected:
             await page.wait_for_selector('#status[data-state="connected"]', timeout=15000)
         return page

@@ -146,3 +146,58 @@ async def test_alerts_are_posted_to_the_configured_webhook(
             await peer.close()
         await asyncio.to_thread(control.stop)
         await runner.cleanup()
+
+
+async def test_leaving_with_an_open_alert_clears_it_and_a_rejoin_starts_afresh(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id("er")
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-lv", "physician", call_type="emergency"))
+    patient = MediaPeer(stack.url, stack.token(room, "pt-lv", "patient", call_type="emergency"))
+    peers.extend([doctor, patient])
+    for peer in (doctor, patient):
+        await peer.connect()
+        await peer.join(room)
+        await peer.start_sending()
+    for peer in (doctor, patient):
+        await peer.start_receiving()
+    await patient.wait_for_frames("dr-lv", "video", count=10)
+    patient.set_network_delay(0.6)
+
+    def open_alerts() -> int:
+        return int(
+            stack.psql(
+                f"SELECT count(*) FROM alerts WHERE room_id = '{room}' "
+                "AND participant_id = 'pt-lv' AND cleared_at IS NULL"
+            )
+        )
+
+    for _ in range(150):
+        if open_alerts():
+            break
+        await asyncio.sleep(0.1)
+    assert open_alerts() >= 1, "no alert was raised for the delayed patient"
+
+    await patient.leave()  # still delayed: the condition never went away
+    await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-lv")
+    for _ in range(30):
+        if not open_alerts():
+            break
+        await asyncio.sleep(0.1)
+    assert open_alerts() == 0
+    reasons = stack.psql(
+        f"SELECT DISTINCT clear_reason FROM alerts WHERE room_id = '{room}' "
+        "AND participant_id = 'pt-lv'"
+    )
+    assert reasons == "participant_left"
+
+    # Back in the call with a clean path: no alert, nothing carried over.
+    again = MediaPeer(stack.url, stack.token(room, "pt-lv", "patient", call_type="emergency"))
+    peers.append(again)
+    await again.connect()
+    await again.join(room)
+    await again.start_sending()
+    await again.start_receiving()
+    await again.wait_for_frames("dr-lv", "video", count=10)
+    await asyncio.sleep(6.0)  # longer than any rule's hold time
+    assert open_alerts() == 0

@@ -7,66 +7,19 @@ did not come back is removed, its SFU objects closed."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from controlplane.devstack import services as ls
 from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack, new_room_id
+from tests.fault_injection import cut_socket_of
 
 pytestmark = pytest.mark.integration
 
 MAX_GAP = 0.5
-
-
-class Instance:
-    """A control plane of its own (same Redis, PostgreSQL and SFU node), on a port
-    that survives a restart, so faults never touch the shared one."""
-
-    def __init__(self, stack: Stack, **env: str) -> None:
-        self._stack = stack
-        self._env = stack.control_plane_env(**{"TELEMED_RESUME_WINDOW": "30", **env})
-        self.port = ls.free_port()
-        self.process = self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ls.ManagedProcess:
-        self.process = ls.start_control_plane(self._stack.data_dir, self._env, port=self.port)
-        return self.process
-
-    def kill(self) -> None:
-        self.process.proc.kill()
-        self.process.proc.wait(5)
-
-    def cut_client_sockets(self) -> None:
-        """Kill every TCP connection made to this instance (the clients' sockets)."""
-        subprocess.run(["ss", "-K", "dport", "=", f":{self.port}"], check=True, capture_output=True)
-
-
-def cut_socket_of(peer: MediaPeer) -> None:
-    """Kill one peer's signaling socket (a dropped link: no goodbye on either side)."""
-    local_port = peer.sio.eio.ws.get_extra_info("sockname")[1]
-    subprocess.run(["ss", "-K", "sport", "=", f":{local_port}"], check=True, capture_output=True)
-
-
-@pytest.fixture
-def instance(stack: Stack) -> Iterator[Callable[..., Instance]]:
-    made: list[Instance] = []
-
-    def make(**env: str) -> Instance:
-        made.append(Instance(stack, **env))
-        return made[-1]
-
-    yield make
-    for item in made:
-        item.process.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import pytest
 
@@ -18,6 +19,7 @@ from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack, new_room_id
+from tests.fault_injection import cut_connections_to
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -157,3 +159,40 @@ async def test_mediasoup_worker_death_tells_peers_and_rejoin_restores_media(
     doctor2, patient2 = await _start_pair(stack, peers, room)
     await patient2.wait_for_frames("dr-ana", "video", count=5)
     await doctor2.wait_for_frames("pt-joao", "audio", count=5)
+
+
+async def test_a_cut_rpc_link_is_reconnected_and_the_call_goes_on(
+    isolated: IsolatedStack, peers: list[MediaPeer]
+) -> None:
+    node = _start_node(isolated, f"sfu-blip-{secrets.token_hex(2)}")
+    try:
+        room = new_room_id()
+        stack = isolated.stack
+        doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-b", "physician"))
+        patient = MediaPeer(isolated.control.url, stack.token(room, "pt-b", "patient"))
+        peers.extend([doctor, patient])
+        for peer in (doctor, patient):
+            await peer.connect()
+            await peer.join(room)
+            await peer.start_sending()
+        for peer in (doctor, patient):
+            await peer.start_receiving()
+        video = await patient.wait_for_frames("dr-b", "video", count=10)
+        video.max_gap = 0.0
+        frames = video.frames
+
+        # Cut the control plane's RPC connection to the node (the node stays up).
+        port = urlparse(node.url).port
+        cut_connections_to(port)
+        await asyncio.sleep(2.0)
+
+        for peer in (doctor, patient):
+            assert [e.name for e in peer.events if e.name == "roomClosed"] == []
+        assert video.frames > frames + 30 and video.max_gap < 0.5, (video.frames, video.max_gap)
+        # Later signaling reaches the node again.
+        camera = doctor.producers["camera"].id
+        await doctor.request("pauseProducer", {"producerId": camera})
+        await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+        assert "sfu_link_restored" in isolated.control.log_path.read_text()
+    finally:
+        node.stop()

@@ -73,9 +73,11 @@ def test_connection_lost_during_emergency_is_immediate_and_critical() -> None:
     assert run(AlertEngine(), [(0, obs("consultation", connected=False))]) == []
 
 
-def test_forget_clears_a_leaving_participants_alerts() -> None:
+def test_forget_drops_a_leaving_participants_state() -> None:
     engine = AlertEngine()
     run(engine, [(t, obs(loss=0.2)) for t in range(0, 6, 2)])
-    cleared = engine.forget(KEY, 7)
-    assert [(t.rule, t.raised) for t in cleared] == [("packet_loss", False)]
-    assert engine.active() == []
+    assert engine.active(KEY) == [("packet_loss", KEY)]
+    engine.forget(KEY)
+    assert engine.active() == [] and engine.keys() == set()
+    # Back with the same loss: the rule needs its full hold time again.
+    assert run(engine, [(8, obs(loss=0.2))]) == []

@@ -4,6 +4,8 @@
 //   state        {state: 'connecting'|'connected'|'reconnecting'|'left'|'ended'|'failed', detail}
 //   peer         {peerId, role, displayName}            a participant joined
 //   peerleft     {peerId}
+//   peerreconnecting {peerId, reconnecting}             another participant's link dropped / is back
+//   fallback     {peerId|null, mode, reason}             audio-only fallback (peerId null: ours)
 //   track        {peerId, source, kind, track, consumerId, producerId, paused}
 //   trackended   {consumerId, producerId, peerId, source, kind}
 //   trackpaused  {producerId, paused}
@@ -13,6 +15,7 @@ import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
 
 const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
+const FATAL_CODES = new Set(['FORBIDDEN', 'SESSION_EXPIRED', 'UNAUTHORIZED']);
 
 export class SignalingError extends Error {
   constructor(event, code, message) {
@@ -43,6 +46,11 @@ export class Call {
     this.iceTimers = new Map();
     this.state = 'idle';
     this.everConnected = false;
+    // Resume credential of the last join/resume ack: after a dropped connection the
+    // server kept our transports, producers and consumers, so media never stopped.
+    this.resumeToken = null;
+    this.resuming = null;
+    this.connects = 0;
   }
 
   on(event, fn) {
@@ -108,13 +116,22 @@ export class Call {
     const s = this.socket;
     s.on('disconnect', (reason) => {
       if (this.leaving) return;
-      this.joined = false;
+      // Media goes on (the server keeps it for the resume window); only signaling is down.
       this.setState('reconnecting', 'connection to the server lost');
-      if (reason === 'io server disconnect') s.connect(); // server-side drop: retry ourselves
+      if (reason === 'io server disconnect') s.connect(); // e.g. the server restarts: come back
     });
-    s.io.on('reconnect', () => {
-      if (!this.leaving) this.rejoin('socket reconnected');
+    s.on('connect', () => {
+      this.connects += 1;
+      if (this.connects > 1 && !this.leaving && this.joined) this.resume();
     });
+    s.on('sessionEnded', ({ reason }) => {
+      const why = reason ? ` (${String(reason).replace(/_/g, ' ')})` : '';
+      this.end('ended', `The consultation has ended${why}.`);
+    });
+    s.on('peerReconnecting', ({ peerId }) => this.emit('peerreconnecting', { peerId, reconnecting: true }));
+    s.on('peerReconnected', ({ peerId }) => this.emit('peerreconnecting', { peerId, reconnecting: false }));
+    s.on('mediaFallback', ({ mode, reason }) => this.emit('fallback', { peerId: null, mode, reason }));
+    s.on('peerMediaFallback', ({ peerId, mode, reason }) => this.emit('fallback', { peerId, mode, reason }));
     s.on('peerJoined', (peer) => {
       this.peers.set(peer.peerId, peer);
       this.emit('peer', peer);
@@ -151,6 +168,7 @@ export class Call {
 
   async join() {
     const info = await this.request('join', { consultationId: this.consultationId });
+    this.resumeToken = info.resumeToken || null;
     this.profile = info.mediaProfile;
     this.role = info.role;
     this.displayName = info.displayName;
@@ -249,6 +267,52 @@ export class Call {
     }
   }
 
+  // Back on a new connection: take over our state on the server, and catch up
+  // with what happened meanwhile.  Only if the server no longer has it, rejoin.
+  resume() {
+    if (this.resuming || this.rejoining) return this.resuming || this.rejoining;
+    this.resuming = (async () => {
+      try {
+        const ack = await this.request('resume', { consultationId: this.consultationId, resumeToken: this.resumeToken });
+        this.resumeToken = ack.resumeToken;
+        this.catchUp(ack);
+        await this.consumeAll(); // producers that appeared while we were away
+        this.refreshState();
+      } catch (error) {
+        console.warn('resume failed', error.code);
+        if (FATAL_CODES.has(error.code) && error.code !== 'FORBIDDEN') this.end('failed', error.message);
+        else this.rejoin(error.code === 'RESUME_EXPIRED' ? 'the call had to be set up again' : 'could not resume');
+      }
+    })().finally(() => {
+      this.resuming = null;
+    });
+    return this.resuming;
+  }
+
+  catchUp(ack) {
+    const present = new Map(ack.peers.map((peer) => [peer.peerId, peer]));
+    for (const peerId of [...this.peers.keys()]) {
+      if (!present.has(peerId)) {
+        this.peers.delete(peerId);
+        this.emit('peerleft', { peerId });
+      }
+    }
+    for (const peer of present.values()) {
+      if (!this.peers.has(peer.peerId)) {
+        this.peers.set(peer.peerId, peer);
+        this.emit('peer', peer);
+      }
+      this.emit('peerreconnecting', { peerId: peer.peerId, reconnecting: Boolean(peer.reconnecting) });
+    }
+    const live = new Set(ack.consumers.map((consumer) => consumer.id));
+    for (const consumerId of [...this.consumers.keys()]) {
+      if (!live.has(consumerId)) this.dropConsumer(consumerId);
+    }
+    for (const producer of ack.producers) {
+      this.emit('trackpaused', { producerId: producer.producerId, paused: producer.paused });
+    }
+  }
+
   // Tear down media state and join again with the same local tracks (no reload).
   rejoin(reason) {
     if (this.leaving || this.rejoining) return this.rejoining;
@@ -265,7 +329,7 @@ export class Call {
           return;
         } catch (error) {
           console.warn('rejoin failed', error);
-          if (error.code === 'FORBIDDEN' || error.code === 'SESSION_EXPIRED' || error.code === 'UNAUTHORIZED') {
+          if (FATAL_CODES.has(error.code)) {
             this.end('failed', error.message);
             return;
           }

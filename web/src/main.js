@@ -41,6 +41,16 @@ async function main() {
   });
   call.on('peer', (peer) => ui.ensureTile(peer.peerId, 'camera', ui.captionFor(peer, 'camera'), peer.role));
   call.on('peerleft', ({ peerId }) => ui.removePeer(peerId));
+  call.on('peerreconnecting', ({ peerId, reconnecting }) => ui.setReconnecting(peerId, reconnecting));
+  call.on('fallback', ({ peerId, mode }) => {
+    const audioOnly = mode === 'audio_only';
+    if (peerId === null) {
+      ui.showNotice('self', audioOnly ? 'Your connection is weak: audio only for now.' : '');
+    } else {
+      const peer = call.peers.get(peerId) || { displayName: 'The other participant' };
+      ui.showNotice(peerId, audioOnly ? `${peer.displayName || 'The other participant'}'s connection is weak: audio only for now.` : '');
+    }
+  });
   call.on('local', ({ source, track }) => {
     if (source === 'mic') return;
     if (!track) {
@@ -113,6 +123,10 @@ async function main() {
     }
   });
   ui.buttons.leave.addEventListener('click', () => call.leave());
+  // Closing or leaving the page is leaving the call (not a dropped link to wait for).
+  window.addEventListener('pagehide', () => {
+    if (call.joined && call.socket && call.socket.connected) call.socket.emit('leave', {});
+  });
 
   let collecting = false;
   setInterval(async () => {
@@ -140,7 +154,10 @@ async function main() {
     try {
       await call.startMicAndCamera();
     } catch (error) {
-      ui.showError(`Camera or microphone unavailable (${error.name}); you can still see and hear the others.`);
+      // Not after the call is over (the end closed the transports under getUserMedia).
+      if (!call.leaving) {
+        ui.showError(`Camera or microphone unavailable (${error.name}); you can still see and hear the others.`);
+      }
     }
   } catch (error) {
     ui.setState('failed', error.message);

@@ -6,7 +6,7 @@ const STATE_TEXT = {
   connected: 'Connected',
   reconnecting: 'Reconnecting…',
   left: 'You left the consultation',
-  ended: 'The consultation ended',
+  ended: 'The consultation has ended',
   failed: 'Could not join',
 };
 
@@ -71,6 +71,10 @@ export class Ui {
     muted.className = 'muted-label';
     muted.textContent = 'Muted';
     tile.appendChild(muted);
+    const away = document.createElement('span');
+    away.className = 'reconnecting-label';
+    away.textContent = 'Reconnecting…';
+    tile.appendChild(away);
     const off = document.createElement('span');
     off.className = 'paused-label';
     off.textContent = source === 'screen' ? 'Screen share paused' : 'Camera off';
@@ -124,6 +128,28 @@ export class Ui {
       for (const media of tile.querySelectorAll('video, audio')) media.srcObject = null;
       tile.remove();
     }
+  }
+
+  setReconnecting(peerId, reconnecting) {
+    for (const tile of this.tiles.querySelectorAll(`.tile[data-peer-id="${CSS.escape(peerId)}"]`)) {
+      tile.dataset.reconnecting = String(reconnecting);
+    }
+  }
+
+  // One notice per subject (ourselves or a participant); an empty message removes it.
+  showNotice(key, message) {
+    const box = this.root.querySelector('#notices');
+    let item = box.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    if (!message) {
+      if (item) item.remove();
+      return;
+    }
+    if (!item) {
+      item = document.createElement('p');
+      item.dataset.key = key;
+      box.appendChild(item);
+    }
+    item.textContent = message;
   }
 
   showError(message) {
