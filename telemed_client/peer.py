@@ -289,13 +289,10 @@ class MediaPeer:
             self.errors.append(f"consume {producer_id}: {exc}")
 
     def set_network_delay(self, seconds: float) -> int:
-        """Delay every media datagram this peer sends by ``seconds`` (0 removes it).
-
-        Returns how many ICE connections it applies to.
-        """
-        connections = ice_connections(
-            t.handler._pc for t in (self.send_transport, self.recv_transport) if t is not None
-        )
+        """Delay every media datagram this peer sends by ``seconds`` (0 removes it);
+        returns how many ICE connections it applies to."""
+        pcs = [t.handler._pc for t in (self.send_transport, self.recv_transport) if t is not None]
+        connections = ice_connections(pcs)
         set_send_delay(connections, seconds)
         return len(connections)
 

@@ -106,7 +106,9 @@ class SfuClient:
                 raise SfuUnavailable(f"SFU node {self.node_id} handshake failed") from exc
             except aiohttp.ClientConnectorError as exc:
                 if isinstance(exc.os_error, ConnectionRefusedError):
-                    raise SfuRefused(f"SFU node {self.node_id} refuses connections") from exc
+                    raise SfuRefused(
+                        f"SFU node {self.node_id} is unreachable: connection refused"
+                    ) from exc
                 raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
