@@ -20,6 +20,7 @@ from controlplane.api.errors import error_middleware
 from controlplane.api.routes import add_routes as add_rest_routes
 from controlplane.api.web_page import add_routes as add_web_routes
 from controlplane.auth import TokenService
+from controlplane.backends import connect_redis
 from controlplane.clinical.audit import AuditLog
 from controlplane.clinical.consents import ConsentService, ConsentStore
 from controlplane.clinical.db import create_pool, migrate
@@ -70,7 +71,7 @@ async def create_app(settings: Settings) -> web.Application:
     if settings.database_admin_url:
         await migrate(settings.database_admin_url, urlparse(settings.database_url).username)
     pool = await create_pool(settings.database_url)
-    redis = aioredis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect_redis(settings.redis_url)
     tokens = TokenService(
         settings.jwt_secret,
         settings.jwt_issuer,

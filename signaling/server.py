@@ -11,6 +11,7 @@ import structlog
 from marshmallow import ValidationError
 
 from controlplane.auth import RoomClaims, TokenService
+from controlplane.backends import OUTAGE_ERRORS
 from controlplane.media.services import MediaServices
 from controlplane.telemetry.metrics import Metrics
 from schemas.errors import ApiError, ErrorCode
@@ -178,6 +179,13 @@ class SignalingServer:
                     if claims is not None:
                         await self._membership.audit_refusal(sid, claims, name, str(exc.code))
                 return exc.to_payload()
+            except OUTAGE_ERRORS as exc:
+                # Redis or PostgreSQL away: calls in progress keep their media.
+                log.warning("signaling_backend_unavailable", signal=name, error=type(exc).__name__)
+                self._count_error(name, ErrorCode.SERVICE_UNAVAILABLE)
+                return ApiError(
+                    ErrorCode.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry"
+                ).to_payload()
             except Exception:
                 # Never send internals to the client; the log has the trace.
                 log.exception("signaling_internal_error", signal=name)

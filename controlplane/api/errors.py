@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 from marshmallow import ValidationError
 
+from controlplane.backends import OUTAGE_ERRORS
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,8 @@ HTTP_STATUS = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.COMPLIANCE_VIOLATION: 409,
     ErrorCode.SFU_UNAVAILABLE: 503,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.RESUME_EXPIRED: 410,
 }
 
 
@@ -58,6 +61,11 @@ async def error_middleware(
                 ApiError(code, exc.reason or "error").to_payload(), status=exc.status
             )
         raise
+    except OUTAGE_ERRORS as exc:
+        log.warning("rest_backend_unavailable", path=request.path, error=type(exc).__name__)
+        return error_response(
+            ErrorCode.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry"
+        )
     except Exception:
         log.exception("rest_internal_error", path=request.path)
         return error_response(ErrorCode.INTERNAL_ERROR, "internal error")

@@ -116,7 +116,10 @@ async def grant_app_role(connection: asyncpg.Connection, role: str) -> None:
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=10)
+    # timeout: connecting (PostgreSQL away: fail in 2 s, not 60); command_timeout: each query.
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, timeout=2.0, command_timeout=5.0
+    )
     if pool is None:  # pragma: no cover - asyncpg returns a pool or raises
         raise RuntimeError("could not create the database pool")
     return pool

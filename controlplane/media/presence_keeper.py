@@ -40,6 +40,8 @@ class PresenceKeeper:
         # Live state outlives any resume window, and is refreshed far more often.
         self.key_ttl = int(max(120.0, 3 * presence.window + 60))
         self._next: dict[str, float] = {}
+        # Instances seen without a heartbeat, and since when (see _take_over).
+        self._suspects: dict[str, float] = {}
 
     async def run(self, interval: float = 0.5) -> None:
         while True:
@@ -72,8 +74,17 @@ class PresenceKeeper:
             await self._membership.expire(room_id, participant_id)
 
     async def _take_over(self) -> None:
-        for instance_id in await self._presence.dead_instances():
-            await self._resumption.take_over(instance_id)
+        """An instance is dead once it has had no heartbeat for two checks in a row:
+        after a Redis pause every heartbeat has expired at once, and live instances
+        beat again within HEARTBEAT_INTERVAL."""
+        now = time.monotonic()
+        dead = set(await self._presence.dead_instances())
+        self._suspects = {i: t for i, t in self._suspects.items() if i in dead}
+        for instance_id in dead:
+            since = self._suspects.setdefault(instance_id, now)
+            if now - since >= 1.5 * HEARTBEAT_INTERVAL:
+                await self._resumption.take_over(instance_id)
+                self._suspects.pop(instance_id, None)
 
     async def _refresh_ttls(self) -> None:
         rooms: dict[str, list[str]] = {}

@@ -81,6 +81,11 @@ class SfuRegistry:
             )
         return nodes
 
+    def reachable(self, node_id: str) -> bool:
+        """This instance holds a live RPC connection to the node."""
+        client = self._clients.get(node_id)
+        return client is not None and client.connected
+
     async def pick_node(self) -> SfuNode:
         """The live node with the lowest load per worker."""
         nodes = [node for node in await self.live_nodes() if node.workers > 0]

@@ -1,0 +1,170 @@
+"""Redis or PostgreSQL away: calls in progress keep their media, new joins get
+SERVICE_UNAVAILABLE quickly (not a hang, not INTERNAL_ERROR), and everything
+works again once the backend is back.  The outages are real: Redis is stopped
+with SIGSTOP for 10 s; PostgreSQL connections are refused at its port (nftables
+on loopback) and the open ones cut (ss -K)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pytest
+
+from controlplane.devstack import services as ls
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class OwnRedis:
+    """A Redis, SFU node and control plane of their own: this Redis can be stopped."""
+
+    stack: Stack
+    redis: ls.ManagedProcess
+    sfu: ls.ManagedProcess
+    control: ls.ManagedProcess
+
+
+@pytest.fixture(scope="module")
+def own(stack: Stack) -> Iterator[OwnRedis]:
+    redis = ls.start_redis(stack.data_dir / "redis-outage")
+    sfu = ls.start_sfu_node(
+        stack.data_dir,
+        redis_url=redis.url,
+        secret=stack.sfu_secret,
+        node_id=f"sfu-outage-{secrets.token_hex(2)}",
+        rtc_min_port=47000,
+        rtc_max_port=47999,
+        num_workers=1,
+    )
+    control = ls.start_control_plane(stack.data_dir, stack.control_plane_env(REDIS_URL=redis.url))
+    try:
+        yield OwnRedis(stack, redis, sfu, control)
+    finally:
+        for process in (control, sfu, redis):
+            process.stop()
+
+
+async def _call(own: OwnRedis, peers: list[MediaPeer], room: str) -> tuple[MediaPeer, MediaPeer]:
+    doctor = MediaPeer(own.control.url, own.stack.token(room, "dr-out", "physician"))
+    patient = MediaPeer(own.control.url, own.stack.token(room, "pt-out", "patient"))
+    peers.extend([doctor, patient])
+    for peer in (doctor, patient):
+        await peer.connect()
+        await peer.join(room)
+        await peer.start_sending()
+    for peer in (doctor, patient):
+        await peer.start_receiving()
+    await patient.wait_for_frames("dr-out", "video", count=10)
+    await doctor.wait_for_frames("pt-out", "video", count=10)
+    return doctor, patient
+
+
+async def _late_peer(own: OwnRedis, peers: list[MediaPeer], room: str) -> MediaPeer:
+    """Connected, not joined; its token (and the session it names) made beforehand."""
+    peer = MediaPeer(own.control.url, own.stack.token(room, "pt-late", "patient"))
+    peers.append(peer)
+    await peer.connect()
+    return peer
+
+
+async def _join_refused(peer: MediaPeer, room: str) -> tuple[str, float]:
+    started = time.monotonic()
+    with pytest.raises(SignalingError) as refused:
+        await peer.join(room)
+    return refused.value.code, time.monotonic() - started
+
+
+async def test_a_10s_redis_outage_keeps_calls_and_refuses_joins_clearly(
+    own: OwnRedis, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id()
+    doctor, patient = await _call(own, peers, room)
+    tracks = [patient.tracks_from("dr-out", "video")[0], doctor.tracks_from("pt-out", "video")[0]]
+    for track in tracks:
+        track.max_gap = 0.0
+
+    other_room = new_room_id()
+    late = await _late_peer(own, peers, other_room)
+    os.kill(own.redis.proc.pid, signal.SIGSTOP)
+    try:
+        code, seconds = await _join_refused(late, other_room)
+        assert code == "SERVICE_UNAVAILABLE"
+        assert seconds < 2.0, f"refused after {seconds:.2f} s"
+        await asyncio.sleep(max(0.0, 10.0 - seconds))
+    finally:
+        os.kill(own.redis.proc.pid, signal.SIGCONT)
+
+    gaps = [round(t.max_gap, 3) for t in tracks]
+    assert max(gaps) < 0.5, f"video gaps during the outage: {gaps}"
+    # Back: the call's signaling works, and a new participant joins and decodes it.
+    camera = doctor.producers["camera"].id
+    await doctor.request("pauseProducer", {"producerId": camera})
+    await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+    await doctor.request("resumeProducer", {"producerId": camera})
+    late = MediaPeer(own.control.url, own.stack.token(room, "pt-late2", "patient"))
+    peers.append(late)
+    await late.connect()
+    await late.join(room)
+    await late.start_receiving()
+    await late.wait_for_frames("dr-out", "video", count=10)
+    assert [e for e in patient.events if e.name in ("peerLeft", "roomClosed")] == []
+
+
+def _postgres_down(port: int) -> None:
+    """New connections to PostgreSQL are refused and the open ones are cut."""
+    rules = (
+        f"table inet {NFT_TABLE} {{\n  chain output {{\n"
+        f"    type filter hook output priority 0;\n"
+        f"    tcp dport {port} reject with tcp reset\n  }}\n}}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
+    subprocess.run(["ss", "-K", "dport", "=", f":{port}"], check=True, capture_output=True)
+
+
+def _postgres_up() -> None:
+    subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], check=False)
+
+
+NFT_TABLE = "telemed_pgdown"
+
+
+async def test_postgres_down_refuses_joins_and_keeps_calls(
+    own: OwnRedis, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id()
+    _doctor, patient = await _call(own, peers, room)
+    video = patient.tracks_from("dr-out", "video")[0]
+    video.max_gap = 0.0
+    port = urlparse(own.stack.database_url).port
+    assert port is not None
+
+    late = await _late_peer(own, peers, room)
+    _postgres_down(port)
+    try:
+        code, seconds = await _join_refused(late, room)
+        # No audit entry can be written, and an unaudited join is not allowed.
+        assert code == "SERVICE_UNAVAILABLE"
+        assert seconds < 3.0, f"refused after {seconds:.2f} s"
+        frames = video.frames
+        await asyncio.sleep(2.0)
+        assert video.frames > frames + 30 and video.max_gap < 0.5
+    finally:
+        _postgres_up()
+
+    late = MediaPeer(own.control.url, own.stack.token(room, "pt-late3", "patient"))
+    peers.append(late)
+    await late.connect()
+    await late.join(room)
+    await late.start_receiving()
+    await late.wait_for_frames("dr-out", "video", count=10)
