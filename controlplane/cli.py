@@ -42,7 +42,8 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         port=settings.port,
         print=None,
         access_log=None,
-        shutdown_timeout=5.0,
+        # After the drain only in-flight REST requests remain (milliseconds).
+        shutdown_timeout=1.5,
     )
     return 0
 
