@@ -16,7 +16,10 @@ loopback), never on `make run`'s.
 
 Faults: signaling_blip (ss -K on the control plane's port), control_plane_kill
 (kill -9, then started again), control_plane_sigterm (drain, then started again),
-rpc_blip (ss -K on the SFU node's RPC port), redis_pause (SIGSTOP for 3 s).
+rpc_blip (ss -K on the SFU node's RPC port), redis_pause (SIGSTOP for 3 s),
+worker_kill (kill -9 of the mediasoup worker holding the room: the room is made
+again and the clients rejoin, so the gap is from the last frame of the old
+consumer to the first frame of the new one).
 Figures, not pass/fail.
 """
 
@@ -33,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -42,7 +47,8 @@ from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.demo import create_demo_session  # noqa: E402
 from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
-from telemed_client import MediaPeer, restrict_ice_host_addresses  # noqa: E402
+from controlplane.media.room_state import room_key  # noqa: E402
+from telemed_client import MediaPeer, ReceivedTrack, restrict_ice_host_addresses  # noqa: E402
 
 FAULTS = [
     "signaling_blip",
@@ -50,6 +56,7 @@ FAULTS = [
     "control_plane_sigterm",
     "rpc_blip",
     "redis_pause",
+    "worker_kill",
 ]
 
 
@@ -67,6 +74,7 @@ class Bench:
             TELEMED_LOG_LEVEL="warning",
         )
         self.control = self.start()
+        self.room = ""
         self.tokens = TokenService(stack.jwt_secret, "telemed", "telemed-room", 600)
         self.cipher = FieldCipher.from_config(stack.data_keys)
 
@@ -102,6 +110,14 @@ class Bench:
         time.sleep(3.0)
         os.kill(self.stack.redis.proc.pid, signal.SIGCONT)
 
+    def worker_kill(self) -> None:
+        client = redis.Redis.from_url(self.stack.redis.url, decode_responses=True)
+        try:
+            pid = int(str(client.hget(room_key(self.room), "workerPid")))
+        finally:
+            client.close()
+        os.kill(pid, signal.SIGKILL)
+
     # ---- one run ---------------------------------------------------------------
 
     async def run_once(self, fault: Callable[[], None]) -> tuple[float, float]:
@@ -114,7 +130,7 @@ class Bench:
             patient_id="pt-fault",
             room_token_ttl=600,
         )
-        room = created["session"]["roomId"]
+        room = self.room = created["session"]["roomId"]
         doctor = MediaPeer(self.url, created["tokens"]["physician"])
         patient = MediaPeer(self.url, created["tokens"]["patient"])
         try:
@@ -134,6 +150,12 @@ class Bench:
             injected = asyncio.create_task(asyncio.to_thread(fault))
             back = await _signaling_back(doctor, started)
             await injected
+            if fault == self.worker_kill:
+                gaps = [
+                    await _rejoin_gap(patient, "dr-fault", tracks[0]),
+                    await _rejoin_gap(doctor, "pt-fault", tracks[1]),
+                ]
+                return max(gaps), back
             await asyncio.sleep(1.0)
             return max(t.max_gap for t in tracks), back
         finally:
@@ -152,6 +174,21 @@ async def _signaling_back(peer: MediaPeer, started: float, limit: float = 60.0) 
             return time.monotonic() - started
         except Exception:
             await asyncio.sleep(0.05)
+    return float("inf")
+
+
+async def _rejoin_gap(peer: MediaPeer, sender: str, old: ReceivedTrack) -> float:
+    """From the old consumer's last frame to the first frame of its replacement."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        new = [
+            t
+            for t in peer.tracks_from(sender, "video")
+            if t is not old and t.first_frame_at is not None
+        ]
+        if new and old.last_frame_at is not None:
+            return min(t.first_frame_at or 0.0 for t in new) - old.last_frame_at
+        await asyncio.sleep(0.02)
     return float("inf")
 
 

@@ -6,7 +6,8 @@ peer sends ``resume`` with the credential of its last join or resume ack: its
 transports, producers and consumers were kept by the server, so media never
 stopped.  The ack summarises what it missed: consumers that are gone are
 dropped, producers it does not consume yet are consumed.  Only when the server
-answers ``RESUME_EXPIRED`` does the peer join again from scratch.
+answers ``RESUME_EXPIRED``, or closes the room because its media server failed
+(``roomClosed`` with ``rejoin``), does the peer join again from scratch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Resumer:
         peer.sio.on("connect", self._on_connect)
         peer.sio.on("disconnect", self._on_disconnect)
         peer.sio.on("serverDraining", self._on_draining)
+        peer.sio.on("roomClosed", self._on_room_closed)
 
     async def _on_connect(self) -> None:
         self._connects += 1
@@ -38,6 +40,13 @@ class Resumer:
 
     async def _on_draining(self, _data: Any = None) -> None:
         self._drained = True
+
+    async def _on_room_closed(self, data: Any = None) -> None:
+        """The room's media server failed: join again at once (a new room is made)."""
+        peer = self._peer
+        peer.record_event("roomClosed", data)
+        if isinstance(data, dict) and data.get("rejoin") and not peer.closing:
+            peer.in_background(self._rejoin())
 
     async def _on_disconnect(self, _reason: Any = None) -> None:
         self._peer.record_event("disconnected", {"reason": str(_reason)})
@@ -79,6 +88,8 @@ class Resumer:
 
     async def _rejoin(self) -> None:
         peer = self._peer
+        if peer.closing:
+            return
         try:
             # New transports, and the same sending and receiving as before.
             sending, receiving = peer.sending, peer.receiving

@@ -194,6 +194,10 @@ class Membership:
             current = await self._state.get_participant(room_id, participant_id)
             if current is None or current.sid != sid:
                 return False  # gone, replaced by a newer connection, or resumed
+            if not sid and time.time() < current.disconnectedAt + (
+                current.resumeWindow or self._presence.window
+            ):
+                return False  # dropped again after a resume: a new window runs
             room = await self._state.get_room(room_id)
             if room is not None:
                 producers = await self._state.producers_of(room_id, participant_id)
@@ -266,9 +270,9 @@ class Membership:
                 await self._notifier.disconnect(record.sid)
         log.info("room_closed_for_session", room_id=room_id, reason=reason, records=len(records))
 
-    async def expire(self, room_id: str, participant_id: str) -> bool:
+    async def expire(self, room_id: str, participant_id: str, now: float) -> bool:
         """A disconnected participant did not resume within its window."""
         removed = await self.remove(room_id, participant_id, "timeout", sid="")
-        if not removed:
-            await self._presence.forget(room_id, participant_id)
+        if not removed:  # it resumed meanwhile, or is gone already
+            await self._presence.clear_deadline(room_id, participant_id, now)
         return removed

@@ -84,6 +84,13 @@ class Presence:
         pipe.srem(_served_key(instance_id or self.instance_id), member)
         await pipe.execute()
 
+    async def clear_deadline(self, room_id: str, participant_id: str, due_by: float) -> None:
+        """Drop a deadline that has passed (not a newer one set meanwhile)."""
+        member = _member(room_id, participant_id)
+        score = await self._redis.zscore(DEADLINES_KEY, member)
+        if score is not None and score <= due_by:
+            await self._redis.zrem(DEADLINES_KEY, member)
+
     async def due(self, now: float) -> list[tuple[str, str]]:
         """Disconnected participants whose resume window has passed."""
         members = await self._redis.zrangebyscore(DEADLINES_KEY, "-inf", now)

@@ -71,7 +71,7 @@ class PresenceKeeper:
 
     async def _expire(self, now: float) -> None:
         for room_id, participant_id in await self._presence.due(now):
-            await self._membership.expire(room_id, participant_id)
+            await self._membership.expire(room_id, participant_id, now)
 
     async def _take_over(self) -> None:
         """An instance is dead once it has had no heartbeat for two checks in a row:
