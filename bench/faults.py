@@ -165,10 +165,11 @@ class Bench:
 
 async def _signaling_back(peer: MediaPeer, started: float, limit: float = 60.0) -> float:
     """Seconds from ``started`` until a producer pause and resume are acknowledged."""
-    camera = peer.producers["camera"].id
     await asyncio.sleep(0.05)  # let the fault land first
     while time.monotonic() - started < limit:
         try:
+            # Read each time: a rejoin (worker_kill) makes new producers.
+            camera = peer.producers["camera"].id
             await asyncio.wait_for(peer.request("pauseProducer", {"producerId": camera}), 2.0)
             await asyncio.wait_for(peer.request("resumeProducer", {"producerId": camera}), 2.0)
             return time.monotonic() - started
