@@ -200,6 +200,17 @@ async def peers(stack: Stack) -> AsyncIterator[list[MediaPeer]]:
         await peer.close()
 
 
+async def start_call(room: str, *members: MediaPeer) -> None:
+    """Every member connects, joins ``room`` and sends; then every member receives
+    (so each finds the others' producers already there)."""
+    for peer in members:
+        await peer.connect()
+        await peer.join(room)
+        await peer.start_sending()
+    for peer in members:
+        await peer.start_receiving()
+
+
 def new_room_id(prefix: str = "c") -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 

@@ -20,7 +20,7 @@ import pytest
 
 from controlplane.devstack import services as ls
 from telemed_client import MediaPeer, SignalingError
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +59,7 @@ async def _call(own: OwnRedis, peers: list[MediaPeer], room: str) -> tuple[Media
     doctor = MediaPeer(own.control.url, own.stack.token(room, "dr-out", "physician"))
     patient = MediaPeer(own.control.url, own.stack.token(room, "pt-out", "patient"))
     peers.extend([doctor, patient])
-    for peer in (doctor, patient):
-        await peer.connect()
-        await peer.join(room)
-        await peer.start_sending()
-    for peer in (doctor, patient):
-        await peer.start_receiving()
+    await start_call(room, doctor, patient)
     await patient.wait_for_frames("dr-out", "video", count=10)
     await doctor.wait_for_frames("pt-out", "video", count=10)
     return doctor, patient

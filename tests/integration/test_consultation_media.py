@@ -9,7 +9,7 @@ import pytest
 
 from controlplane.media.room_state import RoomState
 from telemed_client import MediaPeer
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +20,7 @@ async def _start_pair(
     doctor = MediaPeer(stack.url, stack.token(room, "dr-ana", "physician", display_name="Dr. Ana"))
     patient = MediaPeer(stack.url, stack.token(room, "pt-joao", "patient", display_name="João"))
     peers.extend([doctor, patient])
-    for peer in (doctor, patient):
-        await peer.connect()
-        await peer.join(room)
-        await peer.start_sending()
-    for peer in (doctor, patient):
-        await peer.start_receiving()
+    await start_call(room, doctor, patient)
     return doctor, patient
 
 

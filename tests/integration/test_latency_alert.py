@@ -12,7 +12,7 @@ import pytest
 import socketio
 
 from telemed_client import MediaPeer
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 
 pytestmark = pytest.mark.integration
 
@@ -125,12 +125,7 @@ async def test_alerts_are_posted_to_the_configured_webhook(
             control.url, stack.token(room, "pt-wh", "patient", call_type="emergency")
         )
         peers.extend([doctor, patient])
-        for peer in (doctor, patient):
-            await peer.connect()
-            await peer.join(room)
-            await peer.start_sending()
-        for peer in (doctor, patient):
-            await peer.start_receiving()
+        await start_call(room, doctor, patient)
         await patient.wait_for_frames("dr-wh", "video", count=5)
         patient.set_network_delay(0.6)
         for _ in range(150):
@@ -155,12 +150,7 @@ async def test_leaving_with_an_open_alert_clears_it_and_a_rejoin_starts_afresh(
     doctor = MediaPeer(stack.url, stack.token(room, "dr-lv", "physician", call_type="emergency"))
     patient = MediaPeer(stack.url, stack.token(room, "pt-lv", "patient", call_type="emergency"))
     peers.extend([doctor, patient])
-    for peer in (doctor, patient):
-        await peer.connect()
-        await peer.join(room)
-        await peer.start_sending()
-    for peer in (doctor, patient):
-        await peer.start_receiving()
+    await start_call(room, doctor, patient)
     await patient.wait_for_frames("dr-lv", "video", count=10)
     patient.set_network_delay(0.6)
 

@@ -11,7 +11,7 @@ import pytest
 from controlplane.devstack import services as ls
 from controlplane.media.room_state import RoomState
 from telemed_client import MediaPeer
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,7 @@ async def test_peers_on_different_instances_share_a_consultation(
     doctor = MediaPeer(stack.url, stack.token(room, "dr-one", "physician"))
     patient = MediaPeer(second_instance.url, stack.token(room, "pt-two", "patient"))
     peers.extend([doctor, patient])
-    for peer in (doctor, patient):
-        await peer.connect()
-        await peer.join(room)
-        await peer.start_sending()
-    for peer in (doctor, patient):
-        await peer.start_receiving()
+    await start_call(room, doctor, patient)
 
     await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == "pt-two")
     await doctor.wait_for_frames("pt-two", "video", count=10)

@@ -14,7 +14,7 @@ import pytest
 from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 from tests.fault_injection import cut_socket_of
 
 pytestmark = pytest.mark.integration
@@ -35,12 +35,7 @@ async def _pair(
     doctor = MediaPeer(url, stack.token(room, "dr-res", "physician"))
     patient = MediaPeer(url, stack.token(room, "pt-res", "patient"), **patient_options)  # type: ignore[arg-type]
     peers.extend([doctor, patient])
-    for peer in (doctor, patient):
-        await peer.connect()
-        await peer.join(room)
-        await peer.start_sending()
-    for peer in (doctor, patient):
-        await peer.start_receiving()
+    await start_call(room, doctor, patient)
     await doctor.wait_for_frames("pt-res", "video", count=10)
     await patient.wait_for_frames("dr-res", "video", count=10)
     return doctor, patient

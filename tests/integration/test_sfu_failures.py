@@ -18,7 +18,7 @@ from controlplane.devstack import services as ls
 from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
-from tests.conftest import Stack, new_room_id
+from tests.conftest import Stack, new_room_id, start_call
 from tests.fault_injection import cut_connections_to
 from tests.integration.test_consultation_media import _start_pair
 
@@ -101,12 +101,7 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
         doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-x", "physician"))
         patient = MediaPeer(isolated.control.url, stack.token(room, "pt-x", "patient"))
         peers.extend([doctor, patient])
-        for peer in (doctor, patient):
-            await peer.connect()
-            await peer.join(room)
-            await peer.start_sending()
-        for peer in (doctor, patient):
-            await peer.start_receiving()
+        await start_call(room, doctor, patient)
         await patient.wait_for_frames("dr-x", "video", count=5)
 
         os.kill(node.proc.pid, signal.SIGKILL)
@@ -177,12 +172,7 @@ async def test_a_cut_rpc_link_is_reconnected_and_the_call_goes_on(
         doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-b", "physician"))
         patient = MediaPeer(isolated.control.url, stack.token(room, "pt-b", "patient"))
         peers.extend([doctor, patient])
-        for peer in (doctor, patient):
-            await peer.connect()
-            await peer.join(room)
-            await peer.start_sending()
-        for peer in (doctor, patient):
-            await peer.start_receiving()
+        await start_call(room, doctor, patient)
         video = await patient.wait_for_frames("dr-b", "video", count=10)
         video.max_gap = 0.0
         frames = video.frames
