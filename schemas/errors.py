@@ -49,7 +49,3 @@ class ApiError(Exception):
         if self.details:
             error["details"] = self.details
         return {"error": error}
-
-
-def error_payload(code: ErrorCode, message: str) -> dict[str, Any]:
-    return ApiError(code, message).to_payload()

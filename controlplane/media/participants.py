@@ -8,7 +8,6 @@ ownership before acting on an object and to route SFU notifications.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -32,7 +31,6 @@ class Participant:
     producers: dict[str, str] = field(default_factory=dict)  # id -> source
     consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
     consumer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def participant_id(self) -> str:

@@ -10,9 +10,7 @@ import structlog
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import Notifier
 from controlplane.media.room_state import ProducerRecord, RoomState, producer_payload
-from controlplane.media.routers import RoomRouters, quiet_close
-from controlplane.media.sfu_errors import sfu_api_error
-from controlplane.placement.sfu_client import SfuError
+from controlplane.media.routers import RoomRouters
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -40,23 +38,22 @@ class Producers:
         if source in participant.producers.values():
             raise ApiError(ErrorCode.CONFLICT, f"already producing {source}")
         room, client = await self._routers.of(participant)
-        try:
-            result = await client.request(
-                "produce",
-                {
-                    "transportId": transport_id,
-                    "kind": payload["kind"],
-                    "rtpParameters": payload["rtpParameters"],
-                    "paused": payload["paused"],
-                    "appData": {"peerId": participant.participant_id, "source": source},
-                },
-            )
-        except SfuError as exc:
-            raise sfu_api_error(exc, "produce") from exc
+        result = await self._routers.create_owned(
+            client,
+            "produce",
+            {
+                "transportId": transport_id,
+                "kind": payload["kind"],
+                "rtpParameters": payload["rtpParameters"],
+                "paused": payload["paused"],
+                "appData": {"peerId": participant.participant_id, "source": source},
+            },
+            "produce",
+            id_key="producerId",
+            close_method="closeProducer",
+            still_joined=lambda: self._participants.is_current(participant),
+        )
         producer_id = result["producerId"]
-        if not self._participants.is_current(participant):
-            await quiet_close(client, "closeProducer", {"producerId": producer_id})
-            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
         self._participants.add_producer(participant, producer_id, source)
         record = ProducerRecord(
             producerId=producer_id,

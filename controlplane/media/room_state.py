@@ -226,11 +226,6 @@ class RoomState:
             await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:transports")
         )
 
-    async def remove_transport(self, room_id: str, participant_id: str, transport_id: str) -> None:
-        await self._redis.hdel(
-            f"{_participant_key(room_id, participant_id)}:transports", transport_id
-        )
-
     # ---- producers -----------------------------------------------------------
 
     async def add_producer(self, room_id: str, producer: ProducerRecord) -> None:
@@ -269,9 +264,6 @@ class RoomState:
         for participant_id in await self.participant_ids(room_id):
             records.extend(await self.producers_of(room_id, participant_id))
         return records
-
-    async def producer_owner(self, room_id: str, producer_id: str) -> str | None:
-        return optional_text(await self._redis.hget(_room_producers_key(room_id), producer_id))
 
     async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -45,6 +46,32 @@ class RoomRouters:
             return room, await client.request(method, params)
         except SfuError as exc:
             raise sfu_api_error(exc, action) from exc
+
+    async def create_owned(
+        self,
+        client: SfuClient,
+        method: str,
+        params: dict[str, Any],
+        action: str,
+        *,
+        id_key: str,
+        close_method: str,
+        still_joined: Callable[[], bool],
+    ) -> dict[str, Any]:
+        """Create an object for a participant on the SFU (``method``); if the
+        participant left while it was being made, close it again and refuse, so the
+        SFU holds nothing the room state does not know."""
+        try:
+            created: dict[str, Any] = await client.request(method, params)
+        except SfuError as exc:
+            raise sfu_api_error(exc, action) from exc
+        if not still_joined():
+            try:
+                await client.request(close_method, {id_key: created[id_key]})
+            except SfuError:
+                pass  # its transport or router is gone already
+            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
+        return created
 
     async def ensure(self, room_id: str, call_type: str) -> RoomRecord:
         """The room, its router created on the least-loaded SFU node if needed.
@@ -115,11 +142,3 @@ class RoomRouters:
                 await client.request("closeTransport", {"transportId": transport_id})
             except SfuError as exc:
                 log.warning("close_transport_failed", room_id=room.roomId, error=str(exc))
-
-
-async def quiet_close(client: SfuClient, method: str, params: dict[str, Any]) -> None:
-    """Close an object that nobody will use (its owner left while it was created)."""
-    try:
-        await client.request(method, params)
-    except SfuError:
-        pass

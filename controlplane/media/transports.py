@@ -8,9 +8,7 @@ from typing import Any
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.profiles import profile_for
 from controlplane.media.room_state import RoomState
-from controlplane.media.routers import RoomRouters, quiet_close
-from controlplane.media.sfu_errors import sfu_api_error
-from controlplane.placement.sfu_client import SfuError
+from controlplane.media.routers import RoomRouters
 from schemas.errors import ApiError, ErrorCode
 
 MAX_TRANSPORTS_PER_PEER = 4
@@ -42,15 +40,16 @@ class Transports:
         }
         if direction == "send":
             params["maxIncomingBitrate"] = profile.max_incoming_bitrate
-        try:
-            created = await client.request("createWebRtcTransport", params)
-        except SfuError as exc:
-            raise sfu_api_error(exc, "create transport") from exc
+        created = await self._routers.create_owned(
+            client,
+            "createWebRtcTransport",
+            params,
+            "create transport",
+            id_key="transportId",
+            close_method="closeTransport",
+            still_joined=lambda: self._participants.is_current(participant),
+        )
         transport_id = created["transportId"]
-        if not self._participants.is_current(participant):
-            # The participant left while the transport was being created.
-            await quiet_close(client, "closeTransport", {"transportId": transport_id})
-            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
         self._participants.add_transport(participant, transport_id, direction)
         await self._state.add_transport(
             room.roomId, participant.participant_id, transport_id, direction

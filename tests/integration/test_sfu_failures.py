@@ -58,6 +58,18 @@ def _start_node(iso: IsolatedStack, node_id: str) -> ls.ManagedProcess:
     )
 
 
+async def _isolated_call(
+    iso: IsolatedStack, peers: list[MediaPeer], doctor_id: str, patient_id: str
+) -> tuple[str, MediaPeer, MediaPeer]:
+    """A 1:1 call on the isolated control plane, media flowing both ways."""
+    room = new_room_id()
+    doctor = MediaPeer(iso.control.url, iso.stack.token(room, doctor_id, "physician"))
+    patient = MediaPeer(iso.control.url, iso.stack.token(room, patient_id, "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor, patient)
+    return room, doctor, patient
+
+
 async def _join_error(url: str, stack: Stack, peers: list[MediaPeer]) -> tuple[str, float]:
     room = new_room_id()
     peer = MediaPeer(url, stack.token(room, "pt-wait", "patient"))
@@ -96,12 +108,7 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
 
     node = _start_node(isolated, f"sfu-dies-{secrets.token_hex(2)}")
     try:
-        room = new_room_id()
-        stack = isolated.stack
-        doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-x", "physician"))
-        patient = MediaPeer(isolated.control.url, stack.token(room, "pt-x", "patient"))
-        peers.extend([doctor, patient])
-        await start_call(room, doctor, patient)
+        room, doctor, patient = await _isolated_call(isolated, peers, "dr-x", "pt-x")
         await patient.wait_for_frames("dr-x", "video", count=5)
 
         os.kill(node.proc.pid, signal.SIGKILL)
@@ -167,12 +174,7 @@ async def test_a_cut_rpc_link_is_reconnected_and_the_call_goes_on(
 ) -> None:
     node = _start_node(isolated, f"sfu-blip-{secrets.token_hex(2)}")
     try:
-        room = new_room_id()
-        stack = isolated.stack
-        doctor = MediaPeer(isolated.control.url, stack.token(room, "dr-b", "physician"))
-        patient = MediaPeer(isolated.control.url, stack.token(room, "pt-b", "patient"))
-        peers.extend([doctor, patient])
-        await start_call(room, doctor, patient)
+        _room, doctor, patient = await _isolated_call(isolated, peers, "dr-b", "pt-b")
         video = await patient.wait_for_frames("dr-b", "video", count=10)
         video.max_gap = 0.0
         frames = video.frames
