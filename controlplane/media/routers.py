@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import structlog
 
 from controlplane.media.participants import Participant
 from controlplane.media.room_failures import RoomFailures
+from controlplane.media.room_placement import RoomPlacement
 from controlplane.media.room_state import RoomRecord, RoomState
 from controlplane.media.sfu_errors import sfu_api_error
 from controlplane.placement.registry import SfuRegistry
@@ -20,10 +20,17 @@ log = structlog.get_logger(__name__)
 
 
 class RoomRouters:
-    def __init__(self, state: RoomState, registry: SfuRegistry, failures: RoomFailures) -> None:
+    def __init__(
+        self,
+        state: RoomState,
+        registry: SfuRegistry,
+        failures: RoomFailures,
+        placement: RoomPlacement,
+    ) -> None:
         self._state = state
         self._registry = registry
         self._failures = failures
+        self._placement = placement
 
     async def of(self, participant: Participant) -> tuple[RoomRecord, SfuClient]:
         """The participant's room and an RPC client of the node that holds its router."""
@@ -87,27 +94,8 @@ class RoomRouters:
                 return room
             # The node that held the room is gone: its router died with it.
             log.warning("room_node_gone", room_id=room_id, node_id=room.nodeId)
-            await self._failures.fail_room(room_id, "media_server_failure")
-        try:
-            node = await self._registry.pick_node()
-            client = await self._registry.client(node.id)
-            created = await client.request(
-                "createRouter", {"profile": call_type, "appData": {"roomId": room_id}}
-            )
-        except SfuError as exc:
-            log.error("room_create_failed", room_id=room_id, error=str(exc))
-            raise sfu_api_error(exc, "create room") from exc
-        room = RoomRecord(
-            roomId=room_id,
-            nodeId=node.id,
-            routerId=created["routerId"],
-            callType=call_type,
-            createdAt=time.time(),
-            workerPid=int(created.get("workerPid") or 0),
-        )
-        await self._state.create_room(room)
-        log.info("room_created", room_id=room_id, node_id=node.id, call_type=call_type)
-        return room
+            await self._failures.fail_room(room_id)
+        return await self._placement.place(room_id, call_type)
 
     async def capabilities(self, room: RoomRecord) -> dict[str, Any]:
         try:

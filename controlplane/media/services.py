@@ -18,6 +18,7 @@ from controlplane.media.presence_keeper import PresenceKeeper
 from controlplane.media.producers import Producers
 from controlplane.media.resumption import Resumption
 from controlplane.media.room_failures import RoomFailures
+from controlplane.media.room_placement import RoomPlacement
 from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
 from controlplane.media.sfu_events import SfuEvents
@@ -55,14 +56,11 @@ class MediaServices:
     ) -> MediaServices:
         participants = LocalParticipants()
         state = RoomState(redis)
-        failures = RoomFailures(participants, state, notifier)
-        registry = SfuRegistry(
-            redis,
-            sfu_secret,
-            timeout=sfu_rpc_timeout,
-            listener=SfuEvents(participants, state, notifier, failures),
-        )
-        routers = RoomRouters(state, registry, failures)
+        registry = SfuRegistry(redis, sfu_secret, timeout=sfu_rpc_timeout)
+        placement = RoomPlacement(state, registry)
+        failures = RoomFailures(participants, state, notifier, placement)
+        registry.listen(SfuEvents(participants, state, notifier, failures))
+        routers = RoomRouters(state, registry, failures, placement)
         presence = Presence(redis, instance_id, resume_window)
         membership = Membership(
             participants,

@@ -56,7 +56,7 @@ class SfuEvents:
         room_ids = set(await self._state.rooms_on_node(node_id))
         room_ids.update(p.room_id for p in self._participants.all() if p.node_id == node_id)
         for room_id in sorted(room_ids):
-            await self._failures.fail_room(room_id, "media_server_failure")
+            await self._failures.move_room(room_id, lambda node, _router: node == node_id)
 
     async def _router_died(self, router_id: str) -> None:
         room_ids = {p.room_id for p in self._participants.all() if p.router_id == router_id}
@@ -64,7 +64,7 @@ class SfuEvents:
         if room_id is not None:
             room_ids.add(room_id)
         for affected in sorted(room_ids):
-            await self._failures.fail_room(affected, "media_server_failure")
+            await self._failures.move_room(affected, lambda _node, router: router == router_id)
 
     async def _consumer_closed(self, data: dict[str, Any]) -> None:
         consumer_id = str(data.get("consumerId"))

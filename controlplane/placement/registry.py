@@ -48,19 +48,30 @@ class NodeListener(Protocol):
     async def on_node_lost(self, node_id: str) -> None: ...
 
 
+class _Deaf:
+    async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
+        pass
+
+    async def on_node_lost(self, node_id: str) -> None:
+        pass
+
+
 class SfuRegistry:
-    def __init__(
-        self, redis: aioredis.Redis, secret: str, *, timeout: float, listener: NodeListener
-    ) -> None:
+    def __init__(self, redis: aioredis.Redis, secret: str, *, timeout: float) -> None:
         self._redis = redis
         self._secret = secret
         self._timeout = timeout
-        self._listener = listener
+        self._listener: NodeListener = _Deaf()
         self._clients: dict[str, SfuClient] = {}
         # When each node process started, as it registered: a change means a restart.
         self._started: dict[str, str] = {}
         self._recovering: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+
+    def listen(self, listener: NodeListener) -> None:
+        """Who hears what the nodes push (set once, before the first connection:
+        the listener acts on rooms, which are placed through this registry)."""
+        self._listener = listener
 
     async def live_nodes(self) -> list[SfuNode]:
         """Nodes whose heartbeat has not expired; stale ids are pruned from the set."""

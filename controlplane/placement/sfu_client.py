@@ -70,6 +70,11 @@ class SfuClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
+        # What the node pushes, handled in order by a task of its own, so that a
+        # handler may make requests to the node (the reader must go on reading
+        # their answers).  ``None`` stands for "the connection was lost".
+        self._inbox: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._connect_lock = asyncio.Lock()
@@ -113,6 +118,8 @@ class SfuClient:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise SfuUnavailable(f"SFU node {self.node_id} is unreachable") from exc
             self._reader = asyncio.create_task(self._read_loop(self._ws))
+            if self._dispatcher is None or self._dispatcher.done():
+                self._dispatcher = asyncio.create_task(self._dispatch_loop())
 
     async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
         if not self.connected:
@@ -151,19 +158,28 @@ class SfuClient:
                     self._resolve(body)
                 elif body.get("method") == "notify":
                     params = dict(body.get("params") or {})
-                    event = str(params.pop("event", ""))
-                    if self._on_notification is not None:
-                        try:
-                            await self._on_notification(self.node_id, event, params)
-                        except Exception:
-                            log.exception("sfu_notification_handler_failed", sfu_event=event)
+                    self._inbox.put_nowait((str(params.pop("event", "")), params))
         finally:
             self._fail_pending(SfuUnavailable(f"SFU node {self.node_id} connection lost"))
             if not self._closing:
                 log.warning("sfu_connection_lost", node_id=self.node_id)
-                if self._on_disconnect is not None:
-                    with contextlib.suppress(Exception):
+                self._inbox.put_nowait(None)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            item = await self._inbox.get()
+            try:
+                if item is None:
+                    if self._on_disconnect is not None:
                         await self._on_disconnect(self.node_id)
+                    if not self.connected:
+                        return  # a new connection starts a new dispatcher
+                elif self._on_notification is not None:
+                    await self._on_notification(self.node_id, *item)
+            except Exception:
+                log.exception(
+                    "sfu_notification_handler_failed", sfu_event=item[0] if item else "lost"
+                )
 
     def _resolve(self, body: dict[str, Any]) -> None:
         future = self._pending.get(body["id"])
@@ -191,5 +207,7 @@ class SfuClient:
         if self._reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
         if self._session is not None:
             await self._session.close()

@@ -136,13 +136,17 @@ async def test_mediasoup_worker_death_tells_peers_and_rejoin_restores_media(
     client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
     try:
         before = (await client.request("getWorkerResourceUsage"))["workers"]
-        worker_pid = (await RoomState(redis).get_room(room)).workerPid
-        assert worker_pid in [w["pid"] for w in before]
-        os.kill(worker_pid, signal.SIGKILL)  # the worker that holds this room
+        old_room = await RoomState(redis).get_room(room)
+        assert old_room is not None and old_room.workerPid in [w["pid"] for w in before]
+        os.kill(old_room.workerPid, signal.SIGKILL)  # the worker that holds this room
         for peer in (doctor, patient):
             closed = await peer.wait_for_event("roomClosed", timeout=10)
             assert closed["reason"] == "media_server_failure"
-        assert await RoomState(redis).get_room(room) is None
+        # Before the clients were told, the room was made again on the live worker.
+        moved = await RoomState(redis).get_room(room)
+        assert moved is not None and moved.routerId != old_room.routerId
+        live_pids = [w["pid"] for w in before if w["pid"] != old_room.workerPid]
+        assert moved.workerPid in live_pids
 
         # The node replaces the dead worker, keeping its capacity.
         for _ in range(50):
@@ -166,7 +170,8 @@ async def test_mediasoup_worker_death_tells_peers_and_rejoin_restores_media(
                 break
             await asyncio.sleep(0.1)
         assert fresh, f"no video from {sender} after the rejoin"
-    assert (await RoomState(redis).get_room(room)) is not None
+    # They joined the room made for them, not yet another one.
+    assert (await RoomState(redis).get_room(room)) == moved
 
 
 async def test_a_cut_rpc_link_is_reconnected_and_the_call_goes_on(

@@ -33,6 +33,7 @@ export class Call {
     this.listeners = new Map();
     this.socket = null;
     this.device = null;
+    this.deviceCapabilities = null; // JSON of the capabilities it was loaded with
     this.sendTransport = null;
     this.recvTransport = null;
     this.producers = new Map(); // source -> Producer
@@ -155,6 +156,8 @@ export class Call {
     });
     s.on('consumerClosed', ({ consumerId }) => this.dropConsumer(consumerId));
     s.on('roomClosed', ({ rejoin, message }) => {
+      // The server has already removed us: rejoin straight away, no leave first.
+      this.joined = false;
       if (rejoin) this.rejoin(message || 'room closed');
       else this.end('ended', message);
     });
@@ -173,14 +176,12 @@ export class Call {
     this.role = info.role;
     this.displayName = info.displayName;
     this.emit('profile', this.profile);
-    this.device = new Device();
-    await this.device.load({ routerRtpCapabilities: info.routerRtpCapabilities });
+    await this.loadDevice(info.routerRtpCapabilities);
     for (const peer of info.peers) {
       this.peers.set(peer.peerId, peer);
       this.emit('peer', peer);
     }
-    await this.createSendTransport();
-    await this.createRecvTransport();
+    await Promise.all([this.createSendTransport(), this.createRecvTransport()]);
     this.joined = true;
     // (Re)produce whatever local media is active.
     for (const [source, track] of this.localTracks) {
@@ -188,6 +189,17 @@ export class Call {
     }
     await this.consumeAll();
     this.refreshState();
+  }
+
+  // A rejoin (a room made again on another worker) keeps the loaded device when
+  // the router offers the same capabilities: loading one costs tens of ms.
+  async loadDevice(routerRtpCapabilities) {
+    const key = JSON.stringify(routerRtpCapabilities);
+    if (this.device && this.deviceCapabilities === key) return;
+    const device = new Device();
+    await device.load({ routerRtpCapabilities });
+    this.device = device;
+    this.deviceCapabilities = key;
   }
 
   // 'connected' only when signaling is up and every transport in use has its
