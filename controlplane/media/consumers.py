@@ -68,9 +68,16 @@ class Consumers:
             except SfuError as exc:
                 raise sfu_api_error(exc, "consume") from exc
             consumer_id = created["consumerId"]
+            await self._routers.close_if_left(
+                client,
+                "closeConsumer",
+                {"consumerId": consumer_id},
+                lambda: self._participants.is_current(participant),
+            )
             self._participants.add_consumer(
                 participant, consumer_id, producer.producerId, created["kind"]
             )
+            participant.set_paused(consumer_id, True)
             await self._state.add_consumer(
                 room.roomId,
                 ConsumerRecord(
@@ -104,6 +111,7 @@ class Consumers:
             {"consumerId": consumer_id},
             "pause consumer" if paused else "resume consumer",
         )
+        participant.set_paused(consumer_id, paused)
         await self._state.set_consumer_paused(
             room.roomId, participant.participant_id, consumer_id, paused
         )

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from controlplane.auth import RoomClaims
-from controlplane.media.participants import LocalParticipants, Participant
+from controlplane.media.participants import LocalParticipants, Participant, participant_record
 from controlplane.media.ports import JoinGate, Notifier
 from controlplane.media.presence import Presence
 from controlplane.media.profiles import profile_for
@@ -85,31 +85,18 @@ class Membership:
             if replaced is not None:
                 await self._evict(room, replaced)
             resume_token, resume_hash = new_credential(1)
+            participant = Participant(
+                sid=sid,
+                claims=claims,
+                room=room,
+                epoch=1,
+                resume_hash=resume_hash,
+            )
             await self._state.add_participant(
-                room_id,
-                ParticipantRecord(
-                    peerId=claims.participant_id,
-                    role=claims.role,
-                    displayName=claims.display_name,
-                    sid=sid,
-                    instance=self._instance_id,
-                    joinedAt=time.time(),
-                    epoch=1,
-                    resumeHash=resume_hash,
-                    resumeWindow=self._presence.window,
-                ),
+                room_id, participant_record(participant, self._instance_id, self._presence.window)
             )
             await self._presence.attach(room_id, claims.participant_id)
-            self._participants.add(
-                Participant(
-                    sid=sid,
-                    claims=claims,
-                    room_id=room_id,
-                    node_id=room.nodeId,
-                    router_id=room.routerId,
-                    call_type=call_type,
-                )
-            )
+            self._participants.add(participant)
             others = [
                 p
                 for p in await self._state.participants(room_id)
@@ -250,6 +237,23 @@ class Membership:
 
     async def participant_count(self, room_id: str) -> int:
         return len(await self._state.participant_ids(room_id))
+
+    async def close_if_abandoned(self, room_id: str, created_before: float) -> bool:
+        """Close a room nobody is in (made again after its worker died, and nobody
+        came back) once it is older than ``created_before``; drop the id of a room
+        whose state expired."""
+        if await self._state.participant_ids(room_id):
+            return False
+        async with self._state.room_lock(room_id):
+            room = await self._state.get_room(room_id)
+            if room is None:
+                await self._state.delete_room(room_id)  # its keys expired: the id goes
+                return False
+            if room.createdAt > created_before or await self._state.participant_ids(room_id):
+                return False
+            await self._routers.close(room)
+        log.info("abandoned_room_closed", room_id=room_id)
+        return True
 
     async def close_room_for_session(self, room_id: str, reason: str) -> None:
         """The session ended: tell everyone why, disconnect them, close the room."""

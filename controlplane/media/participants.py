@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from controlplane.auth import RoomClaims
+from controlplane.media.room_records import ParticipantRecord, RoomRecord
 from schemas.errors import ApiError, ErrorCode
 
 
@@ -21,20 +22,45 @@ class Participant:
 
     sid: str
     claims: RoomClaims
-    room_id: str
-    node_id: str
-    router_id: str
-    call_type: str = "consultation"
+    room: RoomRecord  # as when it joined or resumed
     joined_at: float = field(default_factory=time.monotonic)
+    # As in its Redis record (see reassertion: Redis may lose it).
+    joined_at_wall: float = field(default_factory=time.time)
+    epoch: int = 0
+    resume_hash: str = ""
     first_media_seen: bool = False
     transports: dict[str, str] = field(default_factory=dict)  # id -> direction
     producers: dict[str, str] = field(default_factory=dict)  # id -> source
     consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
     consumer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
+    producer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
+    paused: set[str] = field(default_factory=set)  # ids of paused producers and consumers
 
     @property
     def participant_id(self) -> str:
         return self.claims.participant_id
+
+    @property
+    def room_id(self) -> str:
+        return self.room.roomId
+
+    @property
+    def node_id(self) -> str:
+        return self.room.nodeId
+
+    @property
+    def router_id(self) -> str:
+        return self.room.routerId
+
+    @property
+    def call_type(self) -> str:
+        return self.room.callType
+
+    def set_paused(self, object_id: str, paused: bool) -> None:
+        if paused:
+            self.paused.add(object_id)
+        else:
+            self.paused.discard(object_id)
 
     def own_transport(self, transport_id: str) -> str:
         """The direction of one of this participant's transports (NOT_FOUND otherwise)."""
@@ -50,6 +76,23 @@ class Participant:
     def own_consumer(self, consumer_id: str) -> None:
         if consumer_id not in self.consumers:
             raise ApiError(ErrorCode.NOT_FOUND, "consumer not found")
+
+
+def participant_record(
+    participant: Participant, instance_id: str, window: float
+) -> ParticipantRecord:
+    """The Redis record of a connected participant, as this instance knows it."""
+    return ParticipantRecord(
+        peerId=participant.participant_id,
+        role=participant.claims.role,
+        displayName=participant.claims.display_name,
+        sid=participant.sid,
+        instance=instance_id,
+        joinedAt=participant.joined_at_wall,
+        epoch=participant.epoch,
+        resumeHash=participant.resume_hash,
+        resumeWindow=window,
+    )
 
 
 class LocalParticipants:
@@ -101,8 +144,11 @@ class LocalParticipants:
         participant.transports[transport_id] = direction
         self._transport_owner[transport_id] = participant.sid
 
-    def add_producer(self, participant: Participant, producer_id: str, source: str) -> None:
+    def add_producer(
+        self, participant: Participant, producer_id: str, source: str, kind: str
+    ) -> None:
         participant.producers[producer_id] = source
+        participant.producer_kinds[producer_id] = kind
         self._producer_owner[producer_id] = participant.sid
 
     def remove_producer(self, participant: Participant, producer_id: str) -> None:

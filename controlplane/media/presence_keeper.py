@@ -1,7 +1,8 @@
 """The background task that keeps presence true: this instance's heartbeat,
 removal of participants whose resume window passed, take-over of the
-participants of instances that died, and TTLs on the live state this instance
-serves (so state nobody serves any more expires on its own)."""
+participants of instances that died, live state put back after Redis lost it
+(see reassertion), TTLs on the live state this instance serves (so state
+nobody serves any more expires on its own), and rooms nobody is in closed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import structlog
 from controlplane.media.membership import Membership
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.presence import HEARTBEAT_INTERVAL, Presence
+from controlplane.media.reassertion import Reassertion
 from controlplane.media.resumption import Resumption
 from controlplane.media.room_state import RoomState
 
@@ -21,6 +23,7 @@ log = structlog.get_logger(__name__)
 
 TAKE_OVER_INTERVAL = 3.0
 TTL_REFRESH_INTERVAL = 10.0
+REASSERT_INTERVAL = 0.5
 
 
 class PresenceKeeper:
@@ -31,8 +34,10 @@ class PresenceKeeper:
         membership: Membership,
         participants: LocalParticipants,
         state: RoomState,
+        reassertion: Reassertion,
     ) -> None:
         self._presence = presence
+        self._reassertion = reassertion
         self._resumption = resumption
         self._membership = membership
         self._participants = participants
@@ -54,9 +59,11 @@ class PresenceKeeper:
 
     async def tick(self, now: float) -> None:
         await self._every("beat", HEARTBEAT_INTERVAL, now, self._presence.beat)
+        await self._every("reassert", REASSERT_INTERVAL, now, self._reassertion.check)
         await self._every("expire", 0.0, now, lambda: self._expire(now))
         await self._every("take_over", TAKE_OVER_INTERVAL, now, self._take_over)
         await self._every("ttl", TTL_REFRESH_INTERVAL, now, self._refresh_ttls)
+        await self._every("sweep", TTL_REFRESH_INTERVAL, now, lambda: self._sweep_rooms(now))
 
     async def _every(
         self, name: str, period: float, now: float, step: Callable[[], Awaitable[object]]
@@ -87,8 +94,13 @@ class PresenceKeeper:
                 self._suspects.pop(instance_id, None)
 
     async def _refresh_ttls(self) -> None:
-        rooms: dict[str, list[str]] = {}
+        rooms: dict[tuple[str, str], list[str]] = {}
         for participant in self._participants.all():
-            rooms.setdefault(participant.room_id, []).append(participant.participant_id)
-        for room_id, participant_ids in rooms.items():
-            await self._state.refresh_ttl(room_id, participant_ids, self.key_ttl)
+            room = (participant.room_id, participant.router_id)
+            rooms.setdefault(room, []).append(participant.participant_id)
+        for (room_id, router_id), participant_ids in rooms.items():
+            await self._state.refresh_ttl(room_id, router_id, participant_ids, self.key_ttl)
+
+    async def _sweep_rooms(self, now: float) -> None:
+        for room_id in await self._state.room_ids():
+            await self._membership.close_if_abandoned(room_id, now - self.key_ttl)

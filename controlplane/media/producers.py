@@ -54,7 +54,8 @@ class Producers:
             still_joined=lambda: self._participants.is_current(participant),
         )
         producer_id = result["producerId"]
-        self._participants.add_producer(participant, producer_id, source)
+        self._participants.add_producer(participant, producer_id, source, payload["kind"])
+        participant.set_paused(producer_id, payload["paused"])
         record = ProducerRecord(
             producerId=producer_id,
             peerId=participant.participant_id,
@@ -84,6 +85,7 @@ class Producers:
             {"producerId": producer_id},
             "pause producer" if paused else "resume producer",
         )
+        participant.set_paused(producer_id, paused)
         await self._state.set_producer_paused(
             room.roomId, participant.participant_id, producer_id, paused
         )

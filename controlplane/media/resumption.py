@@ -128,7 +128,9 @@ class Resumption:
             if record.instance != self._presence.instance_id:
                 await self._presence.forget(room_id, participant_id, record.instance)
             await self._presence.attach(room_id, participant_id)
-            summary = await self._adopt(sid, claims, room)
+            summary = await self._adopt(
+                sid, claims, room, epoch=epoch, resume_hash=resume_hash, joined_at=record.joinedAt
+            )
         if record.sid and record.sid != sid:
             # The old connection still looked alive (the client noticed first).
             self._participants.remove(record.sid)
@@ -151,18 +153,27 @@ class Resumption:
             **summary,
         }
 
-    async def _adopt(self, sid: str, claims: RoomClaims, room: RoomRecord) -> dict[str, Any]:
+    async def _adopt(
+        self,
+        sid: str,
+        claims: RoomClaims,
+        room: RoomRecord,
+        *,
+        epoch: int,
+        resume_hash: str,
+        joined_at: float,
+    ) -> dict[str, Any]:
         """Rebuild the participant on this instance from Redis, and summarise what
         it may have missed: who is there, what they send, what it still receives."""
         room_id, participant_id = room.roomId, claims.participant_id
         participant = Participant(
             sid=sid,
             claims=claims,
-            room_id=room_id,
-            node_id=room.nodeId,
-            router_id=room.routerId,
-            call_type=room.callType,
+            room=room,
             first_media_seen=True,
+            joined_at_wall=joined_at,
+            epoch=epoch,
+            resume_hash=resume_hash,
         )
         self._participants.add(participant)
         transports = await self._state.transports(room_id, participant_id)
@@ -170,7 +181,8 @@ class Resumption:
             self._participants.add_transport(participant, transport_id, direction)
         own = await self._state.producers_of(room_id, participant_id)
         for mine in own:
-            self._participants.add_producer(participant, mine.producerId, mine.source)
+            self._participants.add_producer(participant, mine.producerId, mine.source, mine.kind)
+            participant.set_paused(mine.producerId, mine.paused)
         others = [p for p in await self._state.participants(room_id) if p.peerId != participant_id]
         producers = [
             p for p in await self._state.producers_in_room(room_id) if p.peerId != participant_id
@@ -186,6 +198,7 @@ class Resumption:
             self._participants.add_consumer(
                 participant, consumer.consumerId, consumer.producerId, consumer.kind
             )
+            participant.set_paused(consumer.consumerId, consumer.paused)
             consumers.append(
                 {
                     "id": consumer.consumerId,

@@ -173,19 +173,34 @@ class RoomState:
             mapping={k: str(v) for k, v in fields.items()},
         )
 
-    async def refresh_ttl(self, room_id: str, participant_ids: list[str], ttl: int) -> None:
+    async def refresh_ttl(
+        self, room_id: str, router_id: str, participant_ids: list[str], ttl: int
+    ) -> None:
         """Give a room's keys (and those of the given participants) ``ttl`` more seconds:
         live state nobody serves any more expires on its own."""
-        room = await self.get_room(room_id)
-        keys = [room_key(room_id), _participants_key(room_id), _room_producers_key(room_id)]
-        if room is not None:
-            keys.append(_router_key(room.routerId))
+        keys = [
+            room_key(room_id),
+            _participants_key(room_id),
+            _room_producers_key(room_id),
+            _router_key(router_id),
+        ]
         for participant_id in participant_ids:
             keys.extend(self._participant_keys(room_id, participant_id))
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
             pipe.expire(key, ttl)
         await pipe.execute()
+
+    async def missing(self, rooms: dict[str, list[str]]) -> list[str]:
+        """Of these rooms (with some of their participants), those whose record or
+        one of those participants' records is gone (Redis lost its data)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for room_id, participant_ids in rooms.items():
+            pipe.exists(room_key(room_id), *(_participant_key(room_id, p) for p in participant_ids))
+        found = await pipe.execute()
+        return [
+            room_id for room_id, n in zip(rooms, found, strict=True) if n < 1 + len(rooms[room_id])
+        ]
 
     async def participant_ids(self, room_id: str) -> list[str]:
         return texts(await self._redis.smembers(_participants_key(room_id)))

@@ -72,13 +72,25 @@ class RoomRouters:
             created: dict[str, Any] = await client.request(method, params)
         except SfuError as exc:
             raise sfu_api_error(exc, action) from exc
-        if not still_joined():
-            try:
-                await client.request(close_method, {id_key: created[id_key]})
-            except SfuError:
-                pass  # its transport or router is gone already
-            raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
+        await self.close_if_left(client, close_method, {id_key: created[id_key]}, still_joined)
         return created
+
+    @staticmethod
+    async def close_if_left(
+        client: SfuClient,
+        close_method: str,
+        params: dict[str, Any],
+        still_joined: Callable[[], bool],
+    ) -> None:
+        """An object was just made for a participant: if it left meanwhile, close
+        the object again and refuse (NOT_JOINED)."""
+        if still_joined():
+            return
+        try:
+            await client.request(close_method, params)
+        except SfuError:
+            pass  # its transport or router is gone already
+        raise ApiError(ErrorCode.NOT_JOINED, "left the consultation")
 
     async def ensure(self, room_id: str, call_type: str) -> RoomRecord:
         """The room, its router created on the least-loaded SFU node if needed.

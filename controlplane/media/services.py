@@ -16,6 +16,7 @@ from controlplane.media.ports import JoinGate, Notifier
 from controlplane.media.presence import Presence
 from controlplane.media.presence_keeper import PresenceKeeper
 from controlplane.media.producers import Producers
+from controlplane.media.reassertion import Reassertion
 from controlplane.media.resumption import Resumption
 from controlplane.media.room_failures import RoomFailures
 from controlplane.media.room_placement import RoomPlacement
@@ -79,7 +80,14 @@ class MediaServices:
             registry=registry,
             membership=membership,
             resumption=resumption,
-            presence=PresenceKeeper(presence, resumption, membership, participants, state),
+            presence=PresenceKeeper(
+                presence,
+                resumption,
+                membership,
+                participants,
+                state,
+                Reassertion(redis, participants, state, presence),
+            ),
             transports=Transports(participants, routers, state),
             producers=Producers(participants, routers, state, notifier),
             consumers=Consumers(participants, routers, state),

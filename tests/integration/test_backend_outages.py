@@ -1,8 +1,9 @@
 """Redis or PostgreSQL away: calls in progress keep their media, new joins get
 SERVICE_UNAVAILABLE quickly (not a hang, not INTERNAL_ERROR), and everything
 works again once the backend is back.  The outages are real: Redis is stopped
-with SIGSTOP for 10 s; PostgreSQL connections are refused at its port (nftables
-on loopback) and the open ones cut (ss -K)."""
+with SIGSTOP for 10 s, or killed and replaced by an empty one; PostgreSQL
+connections are refused at its port (nftables on loopback) and the open ones
+cut (ss -K)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import pytest
+import redis.asyncio as aioredis
 
 from controlplane.devstack import services as ls
+from controlplane.media.room_state import RoomState
 from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack, new_room_id, start_call
 
@@ -163,3 +166,52 @@ async def test_postgres_down_refuses_joins_and_keeps_calls(
     await late.join(room)
     await late.start_receiving()
     await late.wait_for_frames("dr-out", "video", count=10)
+
+
+async def test_redis_restarted_without_its_data_keeps_the_call_and_its_room(
+    own: OwnRedis, peers: list[MediaPeer]
+) -> None:
+    """Redis keeps live state in memory only: kill -9 and a new, empty Redis on the
+    same port.  The media never stops; the instance puts the room back from what it
+    holds, so signaling goes on in the same room and a newcomer joins that room."""
+    room = new_room_id()
+    doctor, patient = await _call(own, peers, room)
+    tracks = [patient.tracks_from("dr-out", "video")[0], doctor.tracks_from("pt-out", "video")[0]]
+    for track in tracks:
+        track.max_gap = 0.0
+    client = aioredis.from_url(own.redis.url, decode_responses=True)
+    before = await RoomState(client).snapshot(room)
+    await client.set("telemed:test:marker", "1")
+    await client.aclose()
+    assert before is not None
+    port = urlparse(own.redis.url).port
+    own.redis.proc.kill()
+    own.redis.proc.wait(5)
+    own.redis = await asyncio.to_thread(ls.start_redis, own.stack.data_dir / "redis-outage", port)
+    client = aioredis.from_url(own.redis.url, decode_responses=True)
+    try:
+        # Really empty (the room itself may be back already).
+        assert await client.exists("telemed:test:marker") == 0
+        for _ in range(50):
+            after = await RoomState(client).snapshot(room)
+            if after is not None and len(after["peers"]) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert after == before, "the room was not put back as it was"
+    finally:
+        await client.aclose()
+
+    await asyncio.sleep(1.0)
+    gaps = [round(t.max_gap, 3) for t in tracks]
+    assert max(gaps) < 0.5, f"video gaps across the Redis restart: {gaps}"
+    camera = doctor.producers["camera"].id
+    await doctor.request("pauseProducer", {"producerId": camera})
+    await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+    await doctor.request("resumeProducer", {"producerId": camera})
+    late = MediaPeer(own.control.url, own.stack.token(room, "pt-late4", "patient"))
+    peers.append(late)
+    await late.connect()
+    await late.join(room)
+    await late.start_receiving()
+    await late.wait_for_frames("dr-out", "video", count=10)
+    assert [e for e in patient.events if e.name in ("peerLeft", "roomClosed")] == []

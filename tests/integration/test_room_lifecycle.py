@@ -4,10 +4,12 @@ room and its Redis state are gone once the consultation ends."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from controlplane.media.room_state import RoomState
+from controlplane.media.room_records import RoomRecord
+from controlplane.media.room_state import ROOMS_KEY, RoomState
 from controlplane.placement.sfu_client import SfuClient, SfuRequestError
 from telemed_client import MediaPeer
 from tests.conftest import Stack, new_room_id
@@ -172,3 +174,37 @@ async def test_late_joiner_receives_existing_producers(
     await patient.start_sending()
     await doctor.wait_for_frames("pt-late", "video", count=5)
     await doctor.wait_for_frames("pt-late", "audio", count=5)
+
+
+async def test_a_room_nobody_is_in_is_closed_and_stale_room_ids_are_dropped(
+    stack: Stack, redis
+) -> None:
+    """A room made again after its worker died, that nobody came back to, must not
+    hold a router for ever: the control plane closes empty rooms once they are
+    older than the live-state TTL, and drops ids of rooms whose state expired."""
+    state = RoomState(redis)
+    room, ghost = new_room_id("abandoned"), new_room_id("ghost")
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=5)
+    try:
+        created = await client.request("createRouter", {"profile": "consultation"})
+        await state.create_room(
+            RoomRecord(
+                roomId=room,
+                nodeId="sfu-test-1",
+                routerId=created["routerId"],
+                callType="consultation",
+                createdAt=time.time() - 3600,
+            )
+        )
+        await redis.sadd(ROOMS_KEY, ghost)
+        for _ in range(150):  # the sweep runs every 10 s
+            if await state.get_room(room) is None and ghost not in await state.room_ids():
+                break
+            await asyncio.sleep(0.1)
+        assert await state.get_room(room) is None
+        assert await _room_keys(redis, room) == []
+        assert ghost not in await state.room_ids()
+        with pytest.raises(SfuRequestError):  # the router is gone from the SFU too
+            await client.request("getRouterRtpCapabilities", {"routerId": created["routerId"]})
+    finally:
+        await client.close()
