@@ -1,17 +1,24 @@
-"""The page through faults: a dropped signaling connection is resumed (same
-consumers, video never stops), the other side's tile says "Reconnecting…" while
-it is away, and an ended session says so instead of reconnecting."""
+"""The page through faults: a dropped signaling connection or a killed and
+restarted control plane is resumed (same consumers, video never stops); a cut
+control-plane <-> SFU link goes unnoticed; a killed media worker moves the call
+to a new room that the page rejoins; the other side's tile says "Reconnecting…"
+while it is away; and an ended session says so instead of reconnecting."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+from urllib.parse import urlparse
 
 import aiohttp
 import pytest
 from playwright.async_api import Page, expect
 
+from controlplane.media.room_state import RoomState
 from tests.conftest import Stack
 from tests.e2e.conftest import Pages, room_id, stream_from
+from tests.fault_injection import cut_connections_to
 
 pytestmark = pytest.mark.e2e
 
@@ -81,6 +88,92 @@ async def test_signaling_blip_is_resumed_and_the_video_never_stops(pages: Pages,
     await expect(patient.locator('.tile[data-peer-id="dr-blip"]').first).to_have_attribute(
         "data-paused", "true", timeout=5000
     )
+
+
+async def test_a_killed_control_plane_is_resumed_on_its_restart_and_video_never_stops(
+    pages: Pages, instance
+) -> None:
+    server = instance()
+    room = room_id()
+    doctor = await pages.open(room, "dr-kill", "physician", "Dr. Kill", base_url=server.url)
+    patient = await pages.open(room, "pt-kill", "patient", "Ivo", base_url=server.url)
+    await asyncio.sleep(1.5)
+    consumers = {page: await _consumer_ids(page) for page in (doctor, patient)}
+
+    with VideoWatch(patient, "dr-kill") as at_patient, VideoWatch(doctor, "pt-kill") as at_doctor:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(server.kill)  # kill -9: no goodbye to anyone
+        await asyncio.to_thread(server.start)
+        for page in (doctor, patient):
+            await expect(page.locator("#status")).to_have_attribute(
+                "data-state", "connected", timeout=15000
+            )
+        await asyncio.sleep(1.0)
+
+    stalls = [round(w.longest_stall, 2) for w in (at_patient, at_doctor)]
+    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+    for page in (doctor, patient):
+        assert await _consumer_ids(page) == consumers[page]  # resumed, not rejoined
+    await doctor.click("#camera")
+    await expect(patient.locator('.tile[data-peer-id="dr-kill"]').first).to_have_attribute(
+        "data-paused", "true", timeout=5000
+    )
+
+
+async def test_a_cut_sfu_link_goes_unnoticed_by_the_pages(pages: Pages, stack: Stack) -> None:
+    room = room_id()
+    doctor = await pages.open(room, "dr-rpc", "physician", "Dr. Link")
+    patient = await pages.open(room, "pt-rpc", "patient", "Bia")
+    await asyncio.sleep(1.5)
+    port = urlparse(stack.sfu.url).port
+    assert port is not None
+
+    with VideoWatch(patient, "dr-rpc") as at_patient, VideoWatch(doctor, "pt-rpc") as at_doctor:
+        await asyncio.sleep(0.5)
+        cut_connections_to(port)  # every control plane's RPC link to the node
+        await asyncio.sleep(1.5)
+
+    stalls = [round(w.longest_stall, 2) for w in (at_patient, at_doctor)]
+    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+    for page in (doctor, patient):
+        await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    # Signaling through the re-made link: the camera goes off at the other side.
+    await doctor.click("#camera")
+    await expect(patient.locator('.tile[data-peer-id="dr-rpc"]').first).to_have_attribute(
+        "data-paused", "true", timeout=5000
+    )
+
+
+async def test_a_killed_media_worker_moves_the_call_and_video_comes_back(
+    pages: Pages, stack: Stack, redis
+) -> None:
+    room = room_id()
+    doctor = await pages.open(room, "dr-wk", "physician", "Dr. Worker")
+    patient = await pages.open(room, "pt-wk", "patient", "Eva")
+    await asyncio.sleep(1.5)
+    before = {page: await _consumer_ids(page) for page in (doctor, patient)}
+    old = await RoomState(redis).get_room(room)
+    assert old is not None
+
+    os.kill(old.workerPid, signal.SIGKILL)
+    for page, sender in ((doctor, "pt-wk"), (patient, "dr-wk")):
+        await expect(page.locator("#status")).to_have_attribute(
+            "data-state", "connected", timeout=10000
+        )
+        # New consumers, in the room made again on the live worker, decode video.
+        for _ in range(100):
+            ids = await _consumer_ids(page)
+            if ids and not set(ids) & set(before[page]):
+                try:
+                    if (await stream_from(page, sender, "video"))["framesDecoded"] > 10:
+                        break
+                except AssertionError:
+                    pass
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"no new video from {sender}")
+    moved = await RoomState(redis).get_room(room)
+    assert moved is not None and moved.routerId != old.routerId
 
 
 async def test_the_other_side_shows_reconnecting_while_a_participant_is_away(
