@@ -32,7 +32,7 @@ lint: setup
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/lint-imports
 
-# Benchmarks against a system started with `make run` (see bench/README.md).
+# Benchmarks (see README.md, "Benchmarks"); join_latency.py runs against `make run`.
 bench: setup
 	@$(PY) bench/join_latency.py $(BENCH_ARGS)
 

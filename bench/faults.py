@@ -17,9 +17,11 @@ loopback), never on `make run`'s.
 Faults: signaling_blip (ss -K on the control plane's port), control_plane_kill
 (kill -9, then started again), control_plane_sigterm (drain, then started again),
 rpc_blip (ss -K on the SFU node's RPC port), redis_pause (SIGSTOP for 3 s),
-worker_kill (kill -9 of the mediasoup worker holding the room: the room is made
-again and the clients rejoin, so the gap is from the last frame of the old
-consumer to the first frame of the new one).
+redis_restart (kill -9 and a new, empty Redis on the same port), worker_kill
+(kill -9 of the mediasoup worker holding the room: the room is made again on
+the live worker and the clients rejoin it, so the gap is from the last frame of
+the old consumer to the first frame of the new one; bench/browser_faults.py
+measures the same with browser pages).
 Figures, not pass/fail.
 """
 
@@ -56,6 +58,7 @@ FAULTS = [
     "control_plane_sigterm",
     "rpc_blip",
     "redis_pause",
+    "redis_restart",
     "worker_kill",
 ]
 
@@ -109,6 +112,16 @@ class Bench:
         os.kill(self.stack.redis.proc.pid, signal.SIGSTOP)
         time.sleep(3.0)
         os.kill(self.stack.redis.proc.pid, signal.SIGCONT)
+
+    def redis_restart(self) -> None:
+        """kill -9, then a new Redis on the same port: live state is lost (it is kept
+        in memory only) and the control plane puts its rooms back."""
+        old = self.stack.redis
+        old.proc.kill()
+        old.proc.wait(5)
+        port = urlparse(old.url).port
+        self.stack.redis = ls.start_redis(self.stack.data_dir / "redis", port)
+        self.stack.processes[self.stack.processes.index(old)] = self.stack.redis
 
     def worker_kill(self) -> None:
         client = redis.Redis.from_url(self.stack.redis.url, decode_responses=True)

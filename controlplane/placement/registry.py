@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 import structlog
 
-from controlplane.placement.sfu_client import SfuClient, SfuRefused, SfuUnavailable
+from controlplane.placement.sfu_client import SfuClient, SfuError, SfuRefused, SfuUnavailable
 from controlplane.redis_text import text_map, texts
 
 log = structlog.get_logger(__name__)
@@ -98,11 +98,35 @@ class SfuRegistry:
         return client is not None and client.connected
 
     async def pick_node(self) -> SfuNode:
-        """The live node with the lowest load per worker."""
+        """The live node with the lowest load per worker.  With none registered
+        (Redis just lost its data; nodes register again on their next heartbeat),
+        the nodes this instance is connected to, as they describe themselves."""
         nodes = [node for node in await self.live_nodes() if node.workers > 0]
+        if not nodes:
+            nodes = [node for node in await self._connected_nodes() if node.workers > 0]
         if not nodes:
             raise SfuUnavailable("no SFU node is registered")
         return min(nodes, key=lambda node: (node.load / node.workers, node.routers, node.id))
+
+    async def _connected_nodes(self) -> list[SfuNode]:
+        nodes = []
+        for node_id, client in list(self._clients.items()):
+            if not client.connected:
+                continue
+            try:
+                info = await client.request("getInfo")
+            except SfuError:
+                continue
+            nodes.append(
+                SfuNode(
+                    id=node_id,
+                    url=client.url,
+                    workers=int(info.get("workers", 0)),
+                    load=int(info.get("load", 0)),
+                    routers=int(info.get("routers", 0)),
+                )
+            )
+        return nodes
 
     async def client(self, node_id: str) -> SfuClient:
         client = self._clients.get(node_id)
