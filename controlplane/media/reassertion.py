@@ -17,7 +17,7 @@ import structlog
 from controlplane.media.participants import LocalParticipants, Participant, participant_record
 from controlplane.media.presence import Presence
 from controlplane.media.room_records import ConsumerRecord, ProducerRecord
-from controlplane.media.room_state import RoomState
+from controlplane.media.room_state import RoomState, participant_key, room_key
 
 log = structlog.get_logger(__name__)
 
@@ -54,9 +54,20 @@ class Reassertion:
             return 0
         ids = {room_id: [p.participant_id for p in members] for room_id, members in rooms.items()}
         restored = 0
-        for room_id in await self._state.missing(ids):
+        for room_id in await self._missing(ids):
             restored += await self._reassert(room_id, rooms[room_id])
         return restored
+
+    async def _missing(self, rooms: dict[str, list[str]]) -> list[str]:
+        """Of these rooms (with some of their participants), those whose record or
+        one of those participants' records is gone."""
+        pipe = self._redis.pipeline(transaction=False)
+        for room_id, participant_ids in rooms.items():
+            pipe.exists(room_key(room_id), *(participant_key(room_id, p) for p in participant_ids))
+        found = await pipe.execute()
+        return [
+            room_id for room_id, n in zip(rooms, found, strict=True) if n < 1 + len(rooms[room_id])
+        ]
 
     async def _reassert(self, room_id: str, members: list[Participant]) -> int:
         async with self._state.room_lock(room_id):

@@ -62,7 +62,7 @@ def _participants_key(room_id: str) -> str:
     return f"{room_key(room_id)}:peers"
 
 
-def _participant_key(room_id: str, participant_id: str) -> str:
+def participant_key(room_id: str, participant_id: str) -> str:
     return f"{room_key(room_id)}:peer:{participant_id}"
 
 
@@ -139,7 +139,7 @@ class RoomState:
 
     @staticmethod
     def _participant_keys(room_id: str, participant_id: str) -> list[str]:
-        base = _participant_key(room_id, participant_id)
+        base = participant_key(room_id, participant_id)
         return [
             base,
             f"{base}:transports",
@@ -152,14 +152,14 @@ class RoomState:
     async def add_participant(self, room_id: str, record: ParticipantRecord) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(
-            _participant_key(room_id, record.peerId),
+            participant_key(room_id, record.peerId),
             mapping={k: str(v) for k, v in asdict(record).items()},
         )
         pipe.sadd(_participants_key(room_id), record.peerId)
         await pipe.execute()
 
     async def get_participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
-        raw = text_map(await self._redis.hgetall(_participant_key(room_id, participant_id)))
+        raw = text_map(await self._redis.hgetall(participant_key(room_id, participant_id)))
         if "peerId" not in raw:
             return None
         return ParticipantRecord.from_stored(raw)
@@ -169,7 +169,7 @@ class RoomState:
     ) -> None:
         """Change some fields of a participant's record (the room lock is held)."""
         await self._redis.hset(
-            _participant_key(room_id, participant_id),
+            participant_key(room_id, participant_id),
             mapping={k: str(v) for k, v in fields.items()},
         )
 
@@ -191,17 +191,6 @@ class RoomState:
             pipe.expire(key, ttl)
         await pipe.execute()
 
-    async def missing(self, rooms: dict[str, list[str]]) -> list[str]:
-        """Of these rooms (with some of their participants), those whose record or
-        one of those participants' records is gone (Redis lost its data)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for room_id, participant_ids in rooms.items():
-            pipe.exists(room_key(room_id), *(_participant_key(room_id, p) for p in participant_ids))
-        found = await pipe.execute()
-        return [
-            room_id for room_id, n in zip(rooms, found, strict=True) if n < 1 + len(rooms[room_id])
-        ]
-
     async def participant_ids(self, room_id: str) -> list[str]:
         return texts(await self._redis.smembers(_participants_key(room_id)))
 
@@ -215,7 +204,7 @@ class RoomState:
     async def remove_participant(self, room_id: str, participant_id: str) -> int:
         """Remove a participant and everything it owns; returns how many remain."""
         producer_ids = await self._redis.hkeys(
-            f"{_participant_key(room_id, participant_id)}:producers"
+            f"{participant_key(room_id, participant_id)}:producers"
         )
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(*self._participant_keys(room_id, participant_id))
@@ -233,12 +222,12 @@ class RoomState:
         self, room_id: str, participant_id: str, transport_id: str, direction: str
     ) -> None:
         await self._redis.hset(
-            f"{_participant_key(room_id, participant_id)}:transports", transport_id, direction
+            f"{participant_key(room_id, participant_id)}:transports", transport_id, direction
         )
 
     async def transports(self, room_id: str, participant_id: str) -> dict[str, str]:
         return text_map(
-            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:transports")
+            await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:transports")
         )
 
     # ---- producers -----------------------------------------------------------
@@ -249,7 +238,7 @@ class RoomState:
         )
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(
-            f"{_participant_key(room_id, producer.peerId)}:producers", producer.producerId, body
+            f"{participant_key(room_id, producer.peerId)}:producers", producer.producerId, body
         )
         pipe.hset(_room_producers_key(room_id), producer.producerId, producer.peerId)
         await pipe.execute()
@@ -257,7 +246,7 @@ class RoomState:
     async def set_producer_paused(
         self, room_id: str, participant_id: str, producer_id: str, paused: bool
     ) -> None:
-        key = f"{_participant_key(room_id, participant_id)}:producers"
+        key = f"{participant_key(room_id, participant_id)}:producers"
         raw = optional_text(await self._redis.hget(key, producer_id))
         if raw is None:
             return
@@ -267,7 +256,7 @@ class RoomState:
 
     async def producers_of(self, room_id: str, participant_id: str) -> list[ProducerRecord]:
         raw = text_map(
-            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:producers")
+            await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:producers")
         )
         return [
             ProducerRecord(producerId=pid, peerId=participant_id, **_producer_fields(body))
@@ -282,7 +271,7 @@ class RoomState:
 
     async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(f"{_participant_key(room_id, participant_id)}:producers", producer_id)
+        pipe.hdel(f"{participant_key(room_id, participant_id)}:producers", producer_id)
         pipe.hdel(_room_producers_key(room_id), producer_id)
         await pipe.execute()
 
@@ -293,12 +282,12 @@ class RoomState:
             {"producerId": consumer.producerId, "kind": consumer.kind, "paused": consumer.paused}
         )
         await self._redis.hset(
-            f"{_participant_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
+            f"{participant_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
         )
 
     async def consumers_of(self, room_id: str, participant_id: str) -> list[ConsumerRecord]:
         raw = text_map(
-            await self._redis.hgetall(f"{_participant_key(room_id, participant_id)}:consumers")
+            await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:consumers")
         )
         records = []
         for cid, body in sorted(raw.items()):
@@ -317,7 +306,7 @@ class RoomState:
     async def set_consumer_paused(
         self, room_id: str, participant_id: str, consumer_id: str, paused: bool
     ) -> None:
-        key = f"{_participant_key(room_id, participant_id)}:consumers"
+        key = f"{participant_key(room_id, participant_id)}:consumers"
         raw = optional_text(await self._redis.hget(key, consumer_id))
         if raw is None:
             return
@@ -326,9 +315,7 @@ class RoomState:
         await self._redis.hset(key, consumer_id, json.dumps(body))
 
     async def remove_consumer(self, room_id: str, participant_id: str, consumer_id: str) -> None:
-        await self._redis.hdel(
-            f"{_participant_key(room_id, participant_id)}:consumers", consumer_id
-        )
+        await self._redis.hdel(f"{participant_key(room_id, participant_id)}:consumers", consumer_id)
 
     # ---- client stats ----------------------------------------------------------
 
@@ -337,11 +324,11 @@ class RoomState:
     ) -> None:
         """Keep the latest stats report of a participant (overwrites the previous one)."""
         await self._redis.set(
-            f"{_participant_key(room_id, participant_id)}:stats", json.dumps(report)
+            f"{participant_key(room_id, participant_id)}:stats", json.dumps(report)
         )
 
     async def client_stats(self, room_id: str, participant_id: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(f"{_participant_key(room_id, participant_id)}:stats")
+        raw = await self._redis.get(f"{participant_key(room_id, participant_id)}:stats")
         if raw is None:
             return None
         report: dict[str, Any] = json.loads(raw)

@@ -60,6 +60,19 @@ class VideoWatch:
             self._task.cancel()
 
 
+def _assert_no_stall(*watches: VideoWatch) -> None:
+    stalls = [round(w.longest_stall, 2) for w in watches]
+    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+
+
+async def _camera_off_reaches(doctor: Page, patient: Page, doctor_id: str) -> None:
+    """Signaling works: the doctor turns the camera off and the patient's page shows it."""
+    await doctor.click("#camera")
+    await expect(patient.locator(f'.tile[data-peer-id="{doctor_id}"]').first).to_have_attribute(
+        "data-paused", "true", timeout=5000
+    )
+
+
 async def test_signaling_blip_is_resumed_and_the_video_never_stops(pages: Pages, instance) -> None:
     server = instance()
     room = room_id()
@@ -78,16 +91,11 @@ async def test_signaling_blip_is_resumed_and_the_video_never_stops(pages: Pages,
             )
         await asyncio.sleep(1.0)
 
-    stalls = [round(w.longest_stall, 2) for w in (at_patient, at_doctor)]
-    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+    _assert_no_stall(at_patient, at_doctor)
     # Resumed, not rejoined: the same consumers still carry the media.
     for page in (doctor, patient):
         assert await _consumer_ids(page) == consumers[page]
-    # Signaling works again: the doctor turns the camera off and the patient sees it.
-    await doctor.click("#camera")
-    await expect(patient.locator('.tile[data-peer-id="dr-blip"]').first).to_have_attribute(
-        "data-paused", "true", timeout=5000
-    )
+    await _camera_off_reaches(doctor, patient, "dr-blip")
 
 
 async def test_a_killed_control_plane_is_resumed_on_its_restart_and_video_never_stops(
@@ -110,14 +118,10 @@ async def test_a_killed_control_plane_is_resumed_on_its_restart_and_video_never_
             )
         await asyncio.sleep(1.0)
 
-    stalls = [round(w.longest_stall, 2) for w in (at_patient, at_doctor)]
-    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+    _assert_no_stall(at_patient, at_doctor)
     for page in (doctor, patient):
         assert await _consumer_ids(page) == consumers[page]  # resumed, not rejoined
-    await doctor.click("#camera")
-    await expect(patient.locator('.tile[data-peer-id="dr-kill"]').first).to_have_attribute(
-        "data-paused", "true", timeout=5000
-    )
+    await _camera_off_reaches(doctor, patient, "dr-kill")
 
 
 async def test_a_cut_sfu_link_goes_unnoticed_by_the_pages(pages: Pages, stack: Stack) -> None:
@@ -133,15 +137,11 @@ async def test_a_cut_sfu_link_goes_unnoticed_by_the_pages(pages: Pages, stack: S
         cut_connections_to(port)  # every control plane's RPC link to the node
         await asyncio.sleep(1.5)
 
-    stalls = [round(w.longest_stall, 2) for w in (at_patient, at_doctor)]
-    assert max(stalls) < 0.5, f"video stalled {stalls} s"
+    _assert_no_stall(at_patient, at_doctor)
     for page in (doctor, patient):
         await expect(page.locator("#status")).to_have_attribute("data-state", "connected")
-    # Signaling through the re-made link: the camera goes off at the other side.
-    await doctor.click("#camera")
-    await expect(patient.locator('.tile[data-peer-id="dr-rpc"]').first).to_have_attribute(
-        "data-paused", "true", timeout=5000
-    )
+    # Signaling goes through the re-made link.
+    await _camera_off_reaches(doctor, patient, "dr-rpc")
 
 
 async def test_a_killed_media_worker_moves_the_call_and_video_comes_back(

@@ -76,6 +76,29 @@ async def _late_peer(own: OwnRedis, peers: list[MediaPeer], room: str) -> MediaP
     return peer
 
 
+async def _call_goes_on(
+    own: OwnRedis,
+    peers: list[MediaPeer],
+    room: str,
+    doctor: MediaPeer,
+    patient: MediaPeer,
+    newcomer: str,
+) -> None:
+    """The call's signaling works (a pause reaches the other side), a new
+    participant joins the same room and decodes it, and nobody was dropped."""
+    camera = doctor.producers["camera"].id
+    await doctor.request("pauseProducer", {"producerId": camera})
+    await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
+    await doctor.request("resumeProducer", {"producerId": camera})
+    late = MediaPeer(own.control.url, own.stack.token(room, newcomer, "patient"))
+    peers.append(late)
+    await late.connect()
+    await late.join(room)
+    await late.start_receiving()
+    await late.wait_for_frames("dr-out", "video", count=10)
+    assert [e for e in patient.events if e.name in ("peerLeft", "roomClosed")] == []
+
+
 async def _join_refused(peer: MediaPeer, room: str) -> tuple[str, float]:
     started = time.monotonic()
     with pytest.raises(SignalingError) as refused:
@@ -105,18 +128,7 @@ async def test_a_10s_redis_outage_keeps_calls_and_refuses_joins_clearly(
 
     gaps = [round(t.max_gap, 3) for t in tracks]
     assert max(gaps) < 0.5, f"video gaps during the outage: {gaps}"
-    # Back: the call's signaling works, and a new participant joins and decodes it.
-    camera = doctor.producers["camera"].id
-    await doctor.request("pauseProducer", {"producerId": camera})
-    await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
-    await doctor.request("resumeProducer", {"producerId": camera})
-    late = MediaPeer(own.control.url, own.stack.token(room, "pt-late2", "patient"))
-    peers.append(late)
-    await late.connect()
-    await late.join(room)
-    await late.start_receiving()
-    await late.wait_for_frames("dr-out", "video", count=10)
-    assert [e for e in patient.events if e.name in ("peerLeft", "roomClosed")] == []
+    await _call_goes_on(own, peers, room, doctor, patient, "pt-late2")
 
 
 def _postgres_down(port: int) -> None:
@@ -204,14 +216,4 @@ async def test_redis_restarted_without_its_data_keeps_the_call_and_its_room(
     await asyncio.sleep(1.0)
     gaps = [round(t.max_gap, 3) for t in tracks]
     assert max(gaps) < 0.5, f"video gaps across the Redis restart: {gaps}"
-    camera = doctor.producers["camera"].id
-    await doctor.request("pauseProducer", {"producerId": camera})
-    await patient.wait_for_event("producerPaused", lambda d: d["producerId"] == camera)
-    await doctor.request("resumeProducer", {"producerId": camera})
-    late = MediaPeer(own.control.url, own.stack.token(room, "pt-late4", "patient"))
-    peers.append(late)
-    await late.connect()
-    await late.join(room)
-    await late.start_receiving()
-    await late.wait_for_frames("dr-out", "video", count=10)
-    assert [e for e in patient.events if e.name in ("peerLeft", "roomClosed")] == []
+    await _call_goes_on(own, peers, room, doctor, patient, "pt-late4")
