@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.faults import Bench, _row  # noqa: E402
+from controlplane.devstack.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from controlplane.devstack.demo import create_demo_session  # noqa: E402
 from controlplane.devstack.stack import start_local_stack  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 # Runs in every page before its scripts: remember each rendered frame of every
 # remote video element, with its track id and the wall clock (ms).

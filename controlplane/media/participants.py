@@ -116,6 +116,12 @@ class LocalParticipants:
     def all(self) -> list[Participant]:
         return list(self._by_sid.values())
 
+    def by_room(self) -> dict[str, list[Participant]]:
+        rooms: dict[str, list[Participant]] = {}
+        for participant in self._by_sid.values():
+            rooms.setdefault(participant.room_id, []).append(participant)
+        return rooms
+
     def in_room(self, room_id: str) -> list[Participant]:
         return [p for p in self._by_sid.values() if p.room_id == room_id]
 

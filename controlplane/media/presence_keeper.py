@@ -94,12 +94,10 @@ class PresenceKeeper:
                 self._suspects.pop(instance_id, None)
 
     async def _refresh_ttls(self) -> None:
-        rooms: dict[tuple[str, str], list[str]] = {}
-        for participant in self._participants.all():
-            room = (participant.room_id, participant.router_id)
-            rooms.setdefault(room, []).append(participant.participant_id)
-        for (room_id, router_id), participant_ids in rooms.items():
-            await self._state.refresh_ttl(room_id, router_id, participant_ids, self.key_ttl)
+        for room_id, members in self._participants.by_room().items():
+            for router_id in {p.router_id for p in members}:
+                participant_ids = [p.participant_id for p in members if p.router_id == router_id]
+                await self._state.refresh_ttl(room_id, router_id, participant_ids, self.key_ttl)
 
     async def _sweep_rooms(self, now: float) -> None:
         for room_id in await self._state.room_ids():

@@ -47,9 +47,7 @@ class Reassertion:
         return restored
 
     async def _reassert_all(self) -> int:
-        rooms: dict[str, list[Participant]] = {}
-        for participant in self._participants.all():
-            rooms.setdefault(participant.room_id, []).append(participant)
+        rooms = self._participants.by_room()
         if not rooms:
             return 0
         ids = {room_id: [p.participant_id for p in members] for room_id, members in rooms.items()}

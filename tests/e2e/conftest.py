@@ -13,23 +13,9 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from controlplane.devstack.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.conftest import ARTIFACTS, Stack
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    # WebRTC host candidates on loopback (the SFU announces 127.0.0.1).
-    "--allow-loopback-in-peer-connection",
-]
 SCREENSHOTS = ARTIFACTS / "screenshots"
 
 
