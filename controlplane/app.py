@@ -1,7 +1,8 @@
 """aiohttp application factory: builds every service once, in dependency order
 (each gets its collaborators through its constructor), and mounts Socket.IO
 signaling, the REST API, health and metrics, and the web client.  Background
-tasks: the session lifecycle check and the quality monitor."""
+tasks: the session lifecycle check, the quality monitor, presence and the TURN
+health check."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from controlplane.clinical.session_access import SessionAccess
 from controlplane.clinical.session_store import SessionStore
 from controlplane.clinical.sessions import SessionService
 from controlplane.config import Settings
+from controlplane.media.ice_servers import IceServers, TurnConfig
 from controlplane.media.services import MediaServices
 from controlplane.telemetry.alert_dispatch import AlertDispatcher
 from controlplane.telemetry.alert_store import AlertStore
@@ -43,6 +45,7 @@ from controlplane.telemetry.quality_history import QualityHistory
 from controlplane.telemetry.quality_monitor import QualityMonitor
 from controlplane.telemetry.quality_reports import QualityReports
 from controlplane.telemetry.readiness import Readiness
+from controlplane.telemetry.turn_health import TurnCheck, TurnHealth
 from signaling.notifier import SocketIONotifier
 from signaling.server import SignalingServer, create_sio
 
@@ -61,6 +64,7 @@ class Runtime:
     monitor: QualityMonitor
     signaling: SignalingServer
     webhook: AlertWebhook | None
+    turn: TurnHealth
     tasks: list[asyncio.Task[None]]
 
 
@@ -91,6 +95,16 @@ async def create_app(settings: Settings) -> web.Application:
     licences = LicenceGate(licence_registry, audit)
 
     # media
+    ice_servers = IceServers(turn_config(settings))
+
+    def turn_checked(check: TurnCheck) -> None:
+        metrics.turn_up.labels(f"{check.host}:{check.port}", check.transport).set(
+            1 if check.status == "ok" else 0
+        )
+
+    turn = TurnHealth(
+        ice_servers, interval=settings.turn_check_interval, on_result=turn_checked
+    )
     sio = create_sio(settings.redis_url, settings.cors_origins)
     media = MediaServices.build(
         redis,
@@ -101,6 +115,7 @@ async def create_app(settings: Settings) -> web.Application:
         instance_id=settings.instance_id,
         max_peers_per_room=settings.max_peers_per_room,
         resume_window=settings.resume_window,
+        ice_servers=ice_servers,
         on_first_media=lambda call_type, seconds: metrics.join_to_media.labels(call_type).observe(
             seconds
         ),
@@ -155,16 +170,30 @@ async def create_app(settings: Settings) -> web.Application:
             consent=ConsentService(consents, audit, lifecycle),
             clinicians=ClinicianAdmin(licence_registry, audit),
             quality=QualityReports(access, history, alert_store),
-            readiness=Readiness(redis, pool, media.registry, audit),
+            readiness=Readiness(redis, pool, media.registry, audit, turn),
             metrics=metrics,
         ),
     )
     add_web_routes(app, settings.web_dir)
-    app[RUNTIME] = Runtime(settings, pool, redis, media, lifecycle, monitor, signaling, webhook, [])
+    app[RUNTIME] = Runtime(
+        settings, pool, redis, media, lifecycle, monitor, signaling, webhook, turn, []
+    )
     app.on_startup.append(_start_tasks)
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     return app
+
+
+def turn_config(settings: Settings) -> TurnConfig | None:
+    if not settings.turn_hosts:
+        return None
+    return TurnConfig(
+        hosts=settings.turn_hosts,
+        secret=settings.turn_secret,
+        port=settings.turn_port,
+        tls_port=settings.turn_tls_port,
+        ttl=settings.turn_credential_ttl or settings.room_token_ttl,
+    )
 
 
 async def _start_tasks(app: web.Application) -> None:
@@ -174,6 +203,7 @@ async def _start_tasks(app: web.Application) -> None:
     )
     runtime.tasks.append(asyncio.create_task(runtime.monitor.run()))
     runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
+    runtime.tasks.append(asyncio.create_task(runtime.turn.run()))
 
 
 async def _drain(app: web.Application) -> None:

@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--sfu-port", type=int, default=int(os.environ.get("SFU_LISTEN_PORT", "4443")))
     dev.add_argument("--redis-port", type=int, default=6390)
     dev.add_argument("--postgres-port", type=int, default=5490)
+    # Not 3478: a coturn installed from Debian may already run there as a system service.
+    dev.add_argument("--turn-port", type=int, default=3479)
     dev.add_argument("--only-sfu", action="store_true", help="start only Redis and the SFU node")
 
     mint = sub.add_parser(

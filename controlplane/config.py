@@ -73,16 +73,29 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # The built browser client (web/dist).
     web_dir: Path = _WEB_DIR
+    # TURN relay (coturn with use-auth-secret): host names or addresses clients use,
+    # the shared secret of the REST credentials, ports (turns: only when tls port > 0)
+    # and the credentials' lifetime (0: the room token's).
+    turn_hosts: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_port: int = 3478
+    turn_tls_port: int = 0
+    turn_credential_ttl: int = 0
+    turn_check_interval: float = 15.0  # seconds between TURN health checks
+    # HTTPS: serve TLS with this certificate chain and key (PEM files).
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         host = env.get("TELEMED_HOST", "127.0.0.1")
         port = _int(env, "TELEMED_PORT", 8080)
+        scheme = "https" if env.get("TELEMED_TLS_CERT") else "http"
         settings = cls(
             host=host,
             port=port,
-            public_url=env.get("TELEMED_PUBLIC_URL", f"http://{host}:{port}"),
+            public_url=env.get("TELEMED_PUBLIC_URL", f"{scheme}://{host}:{port}"),
             redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             database_url=env.get("DATABASE_URL", ""),
             database_admin_url=env.get("DATABASE_ADMIN_URL", ""),
@@ -105,6 +118,16 @@ class Settings:
             max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
             resume_window=_float(env, "TELEMED_RESUME_WINDOW", 30.0),
             web_dir=Path(env.get("TELEMED_WEB_DIR") or _WEB_DIR),
+            turn_hosts=tuple(
+                h.strip() for h in env.get("TELEMED_TURN_HOSTS", "").split(",") if h.strip()
+            ),
+            turn_secret=env.get("TELEMED_TURN_SECRET", ""),
+            turn_port=_int(env, "TELEMED_TURN_PORT", 3478),
+            turn_tls_port=_int(env, "TELEMED_TURN_TLS_PORT", 0),
+            turn_credential_ttl=_int(env, "TELEMED_TURN_CREDENTIAL_TTL", 0),
+            turn_check_interval=_float(env, "TELEMED_TURN_CHECK_INTERVAL", 15.0),
+            tls_cert=env.get("TELEMED_TLS_CERT", ""),
+            tls_key=env.get("TELEMED_TLS_KEY", ""),
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),
@@ -137,3 +160,17 @@ class Settings:
             raise ConfigError("TELEMED_RESUME_WINDOW must be between 1 and 600 seconds")
         if self.sfu_rpc_timeout <= 0:
             raise ConfigError("SFU_RPC_TIMEOUT must be positive")
+        if self.turn_hosts and len(self.turn_secret) < 16:
+            raise ConfigError("TELEMED_TURN_SECRET must be set (at least 16 characters)")
+        for name, value in (("PORT", self.turn_port), ("TLS_PORT", self.turn_tls_port)):
+            if not 0 <= value <= 65535 or (name == "PORT" and value == 0):
+                raise ConfigError(f"TELEMED_TURN_{name} must be a port number")
+        if self.turn_check_interval < 0.5:
+            raise ConfigError("TELEMED_TURN_CHECK_INTERVAL must be at least 0.5 seconds")
+        if self.turn_credential_ttl < 0:
+            raise ConfigError("TELEMED_TURN_CREDENTIAL_TTL must not be negative")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TELEMED_TLS_CERT and TELEMED_TLS_KEY go together")
+        for path in (self.tls_cert, self.tls_key):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{path} (TLS certificate or key) is not a readable file")

@@ -17,7 +17,7 @@ from typing import Any
 
 import socketio
 from aiortc.mediastreams import MediaStreamTrack
-from pymediasoup import AiortcHandler, Device
+from pymediasoup import Device
 from pymediasoup.consumer import Consumer
 from pymediasoup.models.transport import DtlsParameters
 from pymediasoup.producer import Producer
@@ -25,15 +25,15 @@ from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
 from pymediasoup.transport import Transport
 
 from telemed_client.events import EventLog, PeerEvent
+from telemed_client.ice_policy import IceControls, IcePolicy, PolicyAiortcHandler
 from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack
-from telemed_client.network import ice_connections, set_send_delay
 from telemed_client.protocol import SignalingError, transport_options
 from telemed_client.receiving import ReceivedTrack, read_frames, tracks_from, wait_for_frames
 from telemed_client.resume import Resumer
 
 
 @dataclass
-class MediaPeer:
+class MediaPeer(IceControls):
     """One participant: ``connect()`` with its room token, ``join(room_id)``, then
     ``start_sending()`` and/or ``start_receiving()``.  New producers of others are
     consumed as they appear (``auto_consume``); ``received`` holds what was
@@ -55,6 +55,8 @@ class MediaPeer:
     auto_consume: bool = True
     auto_resume: bool = True
     request_timeout: float = 10.0
+    # "relay": media only through the TURN servers the server offers (never direct).
+    ice_transport_policy: IcePolicy = "all"
     sio: socketio.AsyncClient = field(init=False)
     device: Device | None = field(init=False, default=None)
     send_transport: Transport | None = field(init=False, default=None)
@@ -178,7 +180,7 @@ class MediaPeer:
         if self.send_video:
             tracks.append(SilentTrack("video") if silent else PatternVideoTrack(*self.video_size))
         self._tracks = tracks
-        self.device = Device(handlerFactory=AiortcHandler.createFactory(tracks=tracks))
+        self.device = Device(handlerFactory=PolicyAiortcHandler.createFactory(tracks=tracks))
         caps = RtpCapabilities(**self.join_info["routerRtpCapabilities"])
         started = time.perf_counter()
         await self.device.load(caps)
@@ -209,7 +211,7 @@ class MediaPeer:
         self.sending = True
         device = self._loaded_device()
         info = await self.request("createTransport", {"direction": "send"})
-        transport = device.createSendTransport(**transport_options(info))
+        transport = device.createSendTransport(**transport_options(info, self.ice_transport_policy))
         self.send_transport = transport
         self._wire_connect(transport)
 
@@ -239,7 +241,7 @@ class MediaPeer:
         self.receiving = True
         device = self._loaded_device()
         info = await self.request("createTransport", {"direction": "recv"})
-        transport = device.createRecvTransport(**transport_options(info))
+        transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
         self.recv_transport = transport
         self._wire_connect(transport)
         return await self.consume()
@@ -287,14 +289,6 @@ class MediaPeer:
             await self.consume(producer_id)
         except Exception as exc:
             self.errors.append(f"consume {producer_id}: {exc}")
-
-    def set_network_delay(self, seconds: float) -> int:
-        """Delay every media datagram this peer sends by ``seconds`` (0 removes it);
-        returns how many ICE connections it applies to."""
-        pcs = [t.handler._pc for t in (self.send_transport, self.recv_transport) if t is not None]
-        connections = ice_connections(pcs)
-        set_send_delay(connections, seconds)
-        return len(connections)
 
     def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
         return tracks_from(self.received.values(), peer_id, kind)

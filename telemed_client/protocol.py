@@ -7,6 +7,8 @@ from typing import Any
 
 from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
 
+from telemed_client.ice_policy import IcePolicy, ice_servers_from_ack
+
 
 class SignalingError(Exception):
     """An error acknowledgement: ``code`` is one of the documented error codes."""
@@ -18,14 +20,16 @@ class SignalingError(Exception):
         self.message = message
 
 
-def transport_options(info: dict[str, Any]) -> dict[str, Any]:
-    """pymediasoup transport options from a ``createTransport`` ack."""
+def transport_options(info: dict[str, Any], policy: IcePolicy = "all") -> dict[str, Any]:
+    """pymediasoup transport options from a ``createTransport`` ack (its TURN
+    servers, and ``policy`` "relay" to use nothing else)."""
     return {
         "id": info["id"],
         "iceParameters": IceParameters(**info["iceParameters"]),
         "iceCandidates": [IceCandidate(**c) for c in info["iceCandidates"]],
         "dtlsParameters": DtlsParameters(**info["dtlsParameters"]),
         "sctpParameters": None,
-        # An empty list: otherwise aiortc adds a public STUN server.
-        "iceServers": [],
+        # Never None: aiortc would add a public STUN server.
+        "iceServers": ice_servers_from_ack(info),
+        "iceTransportPolicy": policy,
     }

@@ -1,5 +1,6 @@
-"""Shared fixtures: real Redis, a real SFU node (mediasoup) and a real control
-plane process, started once per test session on loopback."""
+"""Shared fixtures: real Redis, PostgreSQL, an SFU node (mediasoup), a TURN
+server (coturn) and a control plane process, started once per test session on
+loopback."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from controlplane.auth import TokenService
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.session_types import SESSION_TYPES
 from controlplane.devstack import services as ls
+from controlplane.devstack.coturn import start_coturn
 from telemed_client import MediaPeer, restrict_ice_host_addresses
 from tests.fault_injection import Instance
 
@@ -42,6 +44,8 @@ class Stack:
     database_url: str = ""
     database_admin_url: str = ""
     data_keys: str = ""
+    turn_secret: str = ""
+    turn_port: int = 0
     processes: list[ls.ManagedProcess] = field(default_factory=list)
 
     @property
@@ -56,8 +60,19 @@ class Stack:
             self.database_url,
             self.database_admin_url,
             self.data_keys,
-            **overrides,
+            **{**self.turn_env(), **overrides},
         )
+
+    @property
+    def turn(self) -> ls.ManagedProcess:
+        return next(p for p in self.processes if p.name == "coturn")
+
+    def turn_env(self, host: str = "127.0.0.1") -> dict[str, str]:
+        return {
+            "TELEMED_TURN_HOSTS": host,
+            "TELEMED_TURN_PORT": str(self.turn_port),
+            "TELEMED_TURN_SECRET": self.turn_secret,
+        }
 
     def token(self, consultation: str, participant: str, role: str, **kwargs: object) -> str:
         """A room token for an *active* session of this room (seeded in PostgreSQL).
@@ -108,9 +123,20 @@ def stack() -> Iterator[Stack]:
     data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
     sfu_secret = secrets.token_urlsafe(24)
     jwt_secret = secrets.token_urlsafe(48)
+    turn_secret = secrets.token_urlsafe(24)
+    turn_port = ls.free_port()
     started: list[ls.ManagedProcess] = []
     data_keys = FieldCipher.generate_spec()
     try:
+        started.append(
+            start_coturn(
+                data_dir / "turn",
+                secret=turn_secret,
+                port=turn_port,
+                relay_min_port=51000,
+                relay_max_port=51999,
+            )
+        )
         redis = ls.start_redis(data_dir / "redis")
         started.append(redis)
         postgres = ls.start_postgres(data_dir / "postgres")
@@ -125,7 +151,15 @@ def stack() -> Iterator[Stack]:
         )
         started.append(sfu)
         env = _control_plane_env(
-            redis.url, sfu_secret, jwt_secret, postgres.url, postgres.admin_url, data_keys
+            redis.url,
+            sfu_secret,
+            jwt_secret,
+            postgres.url,
+            postgres.admin_url,
+            data_keys,
+            TELEMED_TURN_HOSTS="127.0.0.1",
+            TELEMED_TURN_PORT=str(turn_port),
+            TELEMED_TURN_SECRET=turn_secret,
         )
         control = ls.start_control_plane(data_dir, env)
         started.append(control)
@@ -140,6 +174,8 @@ def stack() -> Iterator[Stack]:
             database_url=postgres.url,
             database_admin_url=postgres.admin_url,
             data_keys=data_keys,
+            turn_secret=turn_secret,
+            turn_port=turn_port,
             processes=started,
         )
     finally:

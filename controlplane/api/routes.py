@@ -138,6 +138,14 @@ ROUTES: list[Route] = [
     ("GET", "health/compliance", health.compliance_health, None, None, "Audit chain status"),
     (
         "GET",
+        "health/servers",
+        health.servers_health,
+        None,
+        None,
+        "SFU nodes and TURN servers, each with its last check (coordinator, admin)",
+    ),
+    (
+        "GET",
         "metrics/duration",
         metrics.duration_metrics,
         None,

@@ -1,6 +1,7 @@
 """`telemed dev` (``make run``): the whole system on this machine with local
 defaults.  Starts Redis and PostgreSQL under the data folder (unless
-``REDIS_URL`` / ``DATABASE_URL`` are set), one SFU node and the control plane;
+``REDIS_URL`` / ``DATABASE_URL`` are set), one SFU node, a TURN server (coturn,
+unless ``TELEMED_TURN_HOSTS`` names one) and the control plane;
 generates the secrets once into ``dev-env.json`` (0600); stops everything on
 Ctrl-C or SIGTERM, or when one of the processes dies."""
 
@@ -18,8 +19,11 @@ from typing import Any
 
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.devstack import services as ls
+from controlplane.devstack.coturn import start_coturn
 
 DEV_ENV_FILE = "dev-env.json"
+# coturn's relay ports (the SFU's are 40000-49999).
+TURN_RELAY_PORTS = (50000, 50999)
 
 
 def _dev_env(data_dir: Path) -> dict[str, str]:
@@ -28,6 +32,7 @@ def _dev_env(data_dir: Path) -> dict[str, str]:
     env: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     env.setdefault("TELEMED_JWT_SECRET", secrets.token_urlsafe(48))
     env.setdefault("SFU_SECRET", secrets.token_urlsafe(32))
+    env.setdefault("TELEMED_TURN_SECRET", secrets.token_urlsafe(32))
     if "TELEMED_DATA_KEYS" not in env:
         env["TELEMED_DATA_KEYS"] = FieldCipher.generate_spec()
     return env
@@ -78,12 +83,28 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return _supervise(started)
-        cp_env = {**env, "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{args.port}"}
+        turn_env = {
+            "TELEMED_TURN_HOSTS": os.environ.get("TELEMED_TURN_HOSTS", ""),
+            "TELEMED_TURN_PORT": os.environ.get("TELEMED_TURN_PORT", "3478"),
+        }
+        if not turn_env["TELEMED_TURN_HOSTS"]:
+            turn = start_coturn(
+                data_dir / "turn",
+                secret=env["TELEMED_TURN_SECRET"],
+                port=args.turn_port,
+                relay_min_port=TURN_RELAY_PORTS[0],
+                relay_max_port=TURN_RELAY_PORTS[1],
+            )
+            started.append(turn)
+            turn_env = {"TELEMED_TURN_HOSTS": "127.0.0.1", "TELEMED_TURN_PORT": str(args.turn_port)}
+        cp_env = {**env, **turn_env, "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{args.port}"}
         control = ls.start_control_plane(data_dir / "logs", cp_env, port=args.port)
         started.append(control)
         _save_dev_env(data_dir, env)
         print(f"telemed is running at {control.url}", flush=True)
         print(f"  health:   {control.url}/health", flush=True)
+        turn_where = f"{turn_env['TELEMED_TURN_HOSTS']} port {turn_env['TELEMED_TURN_PORT']}"
+        print(f"  TURN:     {turn_where}", flush=True)
         print("  try it:   .venv/bin/telemed links   (a physician and a patient link)", flush=True)
         print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
         return _supervise(started)

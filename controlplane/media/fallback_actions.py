@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import structlog
 
+from controlplane.media.ice_servers import IceServers
 from controlplane.media.participants import Participant
 from controlplane.media.ports import Notifier
 from controlplane.media.profiles import profile_for
@@ -17,10 +18,21 @@ log = structlog.get_logger(__name__)
 
 
 class MediaFallback:
-    def __init__(self, routers: RoomRouters, state: RoomState, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        routers: RoomRouters,
+        state: RoomState,
+        notifier: Notifier,
+        ice_servers: IceServers,
+    ) -> None:
         self._routers = routers
         self._state = state
         self._notifier = notifier
+        self._ice_servers = ice_servers
+
+    @property
+    def relay_available(self) -> bool:
+        return self._ice_servers.config is not None
 
     async def set_video_received(self, participant: Participant, on: bool, reason: str) -> None:
         """Audio only (video consumers paused at the SFU) or back; both sides are told."""
@@ -82,4 +94,9 @@ class MediaFallback:
         )
 
     async def advise_relay(self, participant: Participant, reason: str) -> None:
-        await self._notifier.to_peer(participant.sid, "iceRelayAdvised", {"reason": reason})
+        """The client restarts ICE through the relay only (credentials included)."""
+        ice_servers = self._ice_servers.for_participant(participant.participant_id)
+        await self._notifier.to_peer(
+            participant.sid, "iceRelayAdvised", {"reason": reason, "iceServers": ice_servers}
+        )
+        log.info("fallback_relay_advised", room_id=participant.room_id)

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from controlplane.auth import RoomClaims
+from controlplane.media.ice_servers import IceServers
 from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.ports import Notifier
 from controlplane.media.presence import Presence
@@ -35,11 +36,13 @@ class Resumption:
         state: RoomState,
         presence: Presence,
         notifier: Notifier,
+        ice_servers: IceServers,
     ) -> None:
         self._participants = participants
         self._state = state
         self._presence = presence
         self._notifier = notifier
+        self._ice_servers = ice_servers
 
     async def suspend(self, sid: str, reason: str) -> bool:
         """The connection ``sid`` dropped: keep its participant's media for the window."""
@@ -150,6 +153,8 @@ class Resumption:
             "mediaProfile": profile_for(room.callType).to_client(),
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
+            # Fresh TURN credentials: the transports' earlier ones may be near expiry.
+            "iceServers": self._ice_servers.for_participant(participant_id),
             **summary,
         }
 

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from controlplane.media.client_stats import ClientStats, FirstMediaObserver
 from controlplane.media.consumers import Consumers
 from controlplane.media.fallback_actions import MediaFallback
+from controlplane.media.ice_servers import IceServers
 from controlplane.media.membership import Membership
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import JoinGate, Notifier
@@ -53,9 +54,11 @@ class MediaServices:
         instance_id: str,
         max_peers_per_room: int,
         resume_window: float,
+        ice_servers: IceServers | None = None,
         on_first_media: FirstMediaObserver | None = None,
     ) -> MediaServices:
         participants = LocalParticipants()
+        ice = ice_servers or IceServers(None)
         state = RoomState(redis)
         registry = SfuRegistry(redis, sfu_secret, timeout=sfu_rpc_timeout)
         placement = RoomPlacement(state, registry)
@@ -73,7 +76,7 @@ class MediaServices:
             instance_id=instance_id,
             max_peers_per_room=max_peers_per_room,
         )
-        resumption = Resumption(participants, state, presence, notifier)
+        resumption = Resumption(participants, state, presence, notifier, ice)
         return cls(
             participants=participants,
             state=state,
@@ -88,11 +91,11 @@ class MediaServices:
                 state,
                 Reassertion(redis, participants, state, presence),
             ),
-            transports=Transports(participants, routers, state),
+            transports=Transports(participants, routers, state, ice),
             producers=Producers(participants, routers, state, notifier),
             consumers=Consumers(participants, routers, state),
             client_stats=ClientStats(participants, state, on_first_media),
-            fallback=MediaFallback(routers, state, notifier),
+            fallback=MediaFallback(routers, state, notifier, ice),
         )
 
     async def close(self) -> None:

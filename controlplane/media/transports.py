@@ -1,10 +1,12 @@
 """WebRTC transports of a participant: create (at most MAX_TRANSPORTS_PER_PEER),
-connect (DTLS), restart ICE."""
+connect (DTLS), restart ICE.  Every ack that sets up ICE carries fresh TURN
+credentials (``iceServers``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from controlplane.media.ice_servers import IceServers
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.profiles import profile_for
 from controlplane.media.room_state import RoomState
@@ -16,11 +18,16 @@ MAX_TRANSPORTS_PER_PEER = 4
 
 class Transports:
     def __init__(
-        self, participants: LocalParticipants, routers: RoomRouters, state: RoomState
+        self,
+        participants: LocalParticipants,
+        routers: RoomRouters,
+        state: RoomState,
+        ice_servers: IceServers,
     ) -> None:
         self._participants = participants
         self._routers = routers
         self._state = state
+        self._ice_servers = ice_servers
 
     async def create(self, sid: str, direction: str, force_tcp: bool) -> dict[str, Any]:
         participant = self._participants.get(sid)
@@ -60,7 +67,7 @@ class Transports:
             "iceCandidates": created["iceCandidates"],
             "dtlsParameters": created["dtlsParameters"],
             "sctpParameters": created["sctpParameters"],
-            "iceServers": [],
+            "iceServers": self._ice_servers.for_participant(participant.participant_id),
         }
 
     async def connect(self, sid: str, transport_id: str, dtls: dict[str, Any]) -> dict[str, Any]:
@@ -80,4 +87,7 @@ class Transports:
         _, result = await self._routers.call(
             participant, "restartIce", {"transportId": transport_id}, "restart ICE"
         )
-        return {"iceParameters": result["iceParameters"]}
+        return {
+            "iceParameters": result["iceParameters"],
+            "iceServers": self._ice_servers.for_participant(participant.participant_id),
+        }

@@ -67,6 +67,12 @@ class Metrics:
             ("node",),
             registry=r,
         )
+        self.turn_up = Gauge(
+            "telemed_turn_server_up",
+            "1 when a TURN allocation with a fresh credential succeeded at the last check",
+            ("server", "transport"),
+            registry=r,
+        )
         self.alerts = Counter(
             "telemed_alerts_total", "Alerts raised", ("rule", "severity"), registry=r
         )

@@ -82,7 +82,7 @@ class QualityMonitor:
         self._alerts = alerts
         self._fallback = fallback
         self.engine = engine or AlertEngine()
-        self.policy = policy or FallbackPolicy()
+        self.policy = policy or FallbackPolicy(relay_available=fallback.relay_available)
         self.interval = interval
 
     async def run(self) -> None:

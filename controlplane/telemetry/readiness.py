@@ -1,6 +1,8 @@
 """Readiness of this instance (``/health``): Redis and PostgreSQL answer and at
-least one SFU node is registered; and the audit chain's integrity
-(``/api/telemedicine/health/compliance``)."""
+least one SFU node is registered (the TURN servers' state is shown, but calls
+still connect directly without them, so it does not make the instance unready);
+the media servers one by one (``/api/telemedicine/health/servers``); and the
+audit chain's integrity (``/api/telemedicine/health/compliance``)."""
 
 from __future__ import annotations
 
@@ -11,16 +13,23 @@ import redis.asyncio as aioredis
 
 from controlplane.clinical.audit import AuditLog
 from controlplane.placement.registry import SfuRegistry
+from controlplane.telemetry.turn_health import TurnHealth
 
 
 class Readiness:
     def __init__(
-        self, redis: aioredis.Redis, pool: asyncpg.Pool, registry: SfuRegistry, audit: AuditLog
+        self,
+        redis: aioredis.Redis,
+        pool: asyncpg.Pool,
+        registry: SfuRegistry,
+        audit: AuditLog,
+        turn: TurnHealth,
     ) -> None:
         self._redis = redis
         self._pool = pool
         self._registry = registry
         self._audit = audit
+        self._turn = turn
 
     async def check(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body): each dependency as ``ok`` / ``unreachable``, the SFU node count."""
@@ -45,9 +54,31 @@ class Readiness:
         except Exception:
             body["sfuNodes"] = 0
             ready = False
+        body["turn"] = self._turn.summary()
         if not ready:
             body["status"] = "degraded"
         return ready, body
+
+    async def servers(self) -> dict[str, Any]:
+        """Each SFU node (registered, and whether this instance reaches it) and each
+        TURN server's last check, per transport."""
+        nodes = await self._registry.live_nodes()
+        return {
+            "sfuNodes": [
+                {
+                    "id": node.id,
+                    "workers": node.workers,
+                    "routers": node.routers,
+                    "load": node.load,
+                    "connected": self._registry.reachable(node.id),
+                }
+                for node in nodes
+            ],
+            "turn": {
+                "status": self._turn.summary(),
+                "checks": [check.to_json() for check in self._turn.checks],
+            },
+        }
 
     async def compliance(self) -> tuple[bool, dict[str, Any]]:
         chain = await self._audit.verify()
