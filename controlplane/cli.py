@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,21 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        ssl_context=server_tls(settings.tls_cert, settings.tls_key) if settings.tls_cert else None,
         print=None,
         access_log=None,
         # After the drain only in-flight REST requests remain (milliseconds).
         shutdown_timeout=1.5,
     )
     return 0
+
+
+def server_tls(cert: str, key: str) -> ssl.SSLContext:
+    """HTTPS and WSS: TLS 1.2 or newer (1.3 preferred), with this certificate chain."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

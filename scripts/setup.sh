@@ -20,7 +20,7 @@ apt_packages=(
   build-essential pkg-config
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
   iproute2 nftables curl
-  coturn
+  coturn libnss3-tools
   prometheus
   chromium fonts-dejavu-core
 )

@@ -186,7 +186,8 @@ def start_control_plane(
         env=full_env,
         cwd=PROJECT_ROOT,
     )
-    process.url = f"http://{host}:{port}"
+    scheme = "https" if full_env.get("TELEMED_TLS_CERT") else "http"
+    process.url = f"{scheme}://{host}:{port}"
 
     wait_ready(process, lambda: http_ok(f"{process.url}/health/live"), 30)
     return process

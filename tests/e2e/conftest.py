@@ -101,6 +101,64 @@ async def stream_from(
     raise AssertionError(f"no inbound {kind} from {peer_id}: {json.dumps(await inbound(page))}")
 
 
+async def decoding(
+    page: Page, peer_id: str, source: str = "camera", seconds: float = 1.0
+) -> tuple[int, int]:
+    """framesDecoded of a remote video at two moments `seconds` apart."""
+    first = (await stream_from(page, peer_id, "video", source))["framesDecoded"]
+    await asyncio.sleep(seconds)
+    second = (await stream_from(page, peer_id, "video", source))["framesDecoded"]
+    return first, second
+
+
+async def wait_decoding(
+    page: Page, peer_id: str, source: str = "camera", timeout: float = 10.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            first, second = await decoding(page, peer_id, source, 0.5)
+            if second > first > 0:
+                return
+        except AssertionError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(
+                f"{peer_id}'s {source} video is not decoding: {json.dumps(await inbound(page))}"
+            )
+
+
+SELECTED_PAIRS = """async () => {
+  const call = window.telemed.call;
+  const types = [];
+  for (const transport of [call.sendTransport, call.recvTransport]) {
+    if (!transport) {
+      types.push(null);
+      continue;
+    }
+    const stats = await transport.getStats();
+    const byId = new Map();
+    let pairId = null;
+    stats.forEach((report) => {
+      byId.set(report.id, report);
+      if (report.type === 'transport' && report.selectedCandidatePairId) {
+        pairId = report.selectedCandidatePairId;
+      }
+    });
+    const pair = byId.get(pairId);
+    types.push(pair ? byId.get(pair.localCandidateId).candidateType : null);
+  }
+  return types;
+}"""
+
+
+async def selected_local_types(page: Page) -> list[str | None]:
+    """Local candidate type (host, srflx, relay) of the ICE pair each of the page's
+    two transports uses."""
+    types: list[str | None] = await asyncio.wait_for(page.evaluate(SELECTED_PAIRS), 10)
+    return types
+
+
 async def screenshot(page: Page, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"

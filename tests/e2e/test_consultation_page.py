@@ -4,42 +4,21 @@ patient) with fake camera, microphone and screen through the real SFU."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from playwright.async_api import Page, expect
 
 from controlplane.media.room_state import RoomState
-from tests.e2e.conftest import Pages, inbound, room_id, screenshot, stream_from
+from tests.e2e.conftest import (
+    Pages,
+    decoding,
+    room_id,
+    screenshot,
+    stream_from,
+    wait_decoding,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-async def _decoding(
-    page: Page, peer_id: str, source: str = "camera", seconds: float = 1.0
-) -> tuple[int, int]:
-    """framesDecoded of a remote video at two moments `seconds` apart."""
-    first = (await stream_from(page, peer_id, "video", source))["framesDecoded"]
-    await asyncio.sleep(seconds)
-    second = (await stream_from(page, peer_id, "video", source))["framesDecoded"]
-    return first, second
-
-
-async def _wait_decoding(
-    page: Page, peer_id: str, source: str = "camera", timeout: float = 10.0
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            first, second = await _decoding(page, peer_id, source, 0.5)
-            if second > first > 0:
-                return
-        except AssertionError:
-            pass
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(
-                f"{peer_id}'s {source} video is not decoding: {json.dumps(await inbound(page))}"
-            )
 
 
 async def _eventually(read, timeout: float = 10.0):
@@ -71,7 +50,7 @@ async def test_physician_and_patient_pages_see_and_hear_each_other(pages: Pages)
         (patient, "dr-web", "Dr. Web (physician)"),
     ):
         await expect(_tile(page, other).locator("figcaption")).to_have_text(caption)
-        await _wait_decoding(page, other)
+        await wait_decoding(page, other)
         assert await _eventually(lambda p=page, o=other: _video_width(p, o)) > 0
         audio_before = (await stream_from(page, other, "audio"))["packetsReceived"]
         await asyncio.sleep(1.0)
@@ -104,7 +83,7 @@ async def test_camera_off_pauses_video_on_the_other_side(pages: Pages) -> None:
     room = room_id()
     doctor = await pages.open(room, "dr-cam", "physician", "Dr. Cam")
     patient = await pages.open(room, "pt-cam", "patient", "Ana")
-    await _wait_decoding(patient, "dr-cam")
+    await wait_decoding(patient, "dr-cam")
 
     await doctor.get_by_role("button", name="Turn camera off").click()
     await expect(doctor.get_by_role("button", name="Turn camera on")).to_have_attribute(
@@ -112,29 +91,29 @@ async def test_camera_off_pauses_video_on_the_other_side(pages: Pages) -> None:
     )
     await expect(_tile(patient, "dr-cam")).to_have_attribute("data-paused", "true")
     await asyncio.sleep(0.5)
-    first, second = await _decoding(patient, "dr-cam", seconds=1.5)
+    first, second = await decoding(patient, "dr-cam", seconds=1.5)
     assert second - first <= 1, "video kept decoding with the camera off"
 
     await doctor.get_by_role("button", name="Turn camera on").click()
     await expect(_tile(patient, "dr-cam")).to_have_attribute("data-paused", "false")
-    await _wait_decoding(patient, "dr-cam")
+    await wait_decoding(patient, "dr-cam")
 
 
 async def test_screen_share_is_a_separate_tile_that_goes_away(pages: Pages) -> None:
     room = room_id()
     doctor = await pages.open(room, "dr-scr", "physician", "Dr. Screen")
     patient = await pages.open(room, "pt-scr", "patient", "Rui")
-    await _wait_decoding(patient, "dr-scr")
+    await wait_decoding(patient, "dr-scr")
 
     await doctor.get_by_role("button", name="Share your screen").click()
     screen_tile = _tile(patient, "dr-scr", "screen")
     await expect(screen_tile).to_be_visible(timeout=10000)
     await expect(screen_tile.locator("figcaption")).to_have_text("Dr. Screen: screen")
-    await _wait_decoding(patient, "dr-scr", "screen")
+    await wait_decoding(patient, "dr-scr", "screen")
     assert (
         await patient.locator(".tile").count() == 3
     )  # own preview, doctor's camera, doctor's screen
-    await _wait_decoding(patient, "dr-scr", "camera")  # the camera keeps going alongside
+    await wait_decoding(patient, "dr-scr", "camera")  # the camera keeps going alongside
 
     await doctor.get_by_role("button", name="Stop sharing your screen").click()
     await expect(screen_tile).to_have_count(0, timeout=10000)
@@ -145,7 +124,7 @@ async def test_leave_removes_the_tile_on_the_other_side(pages: Pages, redis) -> 
     room = room_id()
     doctor = await pages.open(room, "dr-bye", "physician", "Dr. Bye")
     patient = await pages.open(room, "pt-bye", "patient", "Leo")
-    await _wait_decoding(doctor, "pt-bye")
+    await wait_decoding(doctor, "pt-bye")
 
     await patient.get_by_role("button", name="Leave the consultation").click()
     await expect(patient.locator("#status")).to_have_text("You left the consultation")
@@ -158,7 +137,7 @@ async def test_reported_stats_reach_the_server_and_pass_validation(pages: Pages,
     room = room_id()
     doctor = await pages.open(room, "dr-st", "physician", "Dr. Stats")
     patient = await pages.open(room, "pt-st", "patient", "Bia")
-    await _wait_decoding(doctor, "pt-st")
+    await wait_decoding(doctor, "pt-st")
     state = RoomState(redis)
 
     report = None
@@ -198,7 +177,7 @@ async def test_page_reconnects_after_the_socket_drops(pages: Pages) -> None:
     room = room_id()
     doctor = await pages.open(room, "dr-rc", "physician", "Dr. Reconnect")
     patient = await pages.open(room, "pt-rc", "patient", "Eva")
-    await _wait_decoding(patient, "dr-rc")
+    await wait_decoding(patient, "dr-rc")
 
     # Drop the doctor's Socket.IO connection from underneath the page.
     await doctor.evaluate("window.telemed.call.socket.io.engine.close()")
@@ -209,8 +188,8 @@ async def test_page_reconnects_after_the_socket_drops(pages: Pages) -> None:
         "data-state", "connected", timeout=15000
     )
     # Same page, no reload: the patient decodes the doctor's video again, and vice versa.
-    await _wait_decoding(patient, "dr-rc", timeout=15)
-    await _wait_decoding(doctor, "pt-rc", timeout=15)
+    await wait_decoding(patient, "dr-rc", timeout=15)
+    await wait_decoding(doctor, "pt-rc", timeout=15)
 
 
 async def test_page_works_at_phone_width_with_labelled_buttons(pages: Pages) -> None:
@@ -266,7 +245,7 @@ async def test_browser_page_and_python_peer_exchange_media(pages: Pages, stack, 
     await patient.start_receiving()
 
     # Python -> browser: the page decodes the synthetic 320x240 pattern and gets audio.
-    await _wait_decoding(doctor, "pt-py")
+    await wait_decoding(doctor, "pt-py")
     assert await _eventually(lambda: _video_width(doctor, "pt-py")) == 320
     audio = await stream_from(doctor, "pt-py", "audio")
     await asyncio.sleep(1.0)
@@ -285,7 +264,7 @@ async def test_mic_off_shows_muted_on_the_other_side_and_stops_audio(pages: Page
     room = room_id()
     doctor = await pages.open(room, "dr-mic", "physician", "Dr. Mic")
     patient = await pages.open(room, "pt-mic", "patient", "Caio")
-    await _wait_decoding(doctor, "pt-mic")
+    await wait_decoding(doctor, "pt-mic")
 
     await patient.get_by_role("button", name="Turn microphone off").click()
     await expect(_tile(doctor, "pt-mic")).to_have_attribute("data-muted", "true")

@@ -7,14 +7,14 @@ from the test SFU node's media ports (45000-45999, UDP and TCP), then is removed
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 from playwright.async_api import expect
 
-from tests.e2e.conftest import Pages, room_id
-from tests.e2e.test_consultation_page import _wait_decoding
+from tests.e2e.conftest import Pages, room_id, selected_local_types, wait_decoding
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ async def test_page_recovers_after_the_media_path_drops(pages: Pages, media_blac
     room = room_id()
     doctor = await pages.open(room, "dr-ice", "physician", "Dr. Ice")
     patient = await pages.open(room, "pt-ice", "patient", "Iara")
-    await _wait_decoding(patient, "dr-ice")
+    await wait_decoding(patient, "dr-ice")
 
     media_blackhole["block"]()
     for page in (doctor, patient):
@@ -78,5 +78,40 @@ async def test_page_recovers_after_the_media_path_drops(pages: Pages, media_blac
         await expect(page.locator("#status")).to_have_attribute(
             "data-state", "connected", timeout=30000
         )
-    await _wait_decoding(patient, "dr-ice", timeout=20)
-    await _wait_decoding(doctor, "pt-ice", timeout=20)
+    await wait_decoding(patient, "dr-ice", timeout=20)
+    await wait_decoding(doctor, "pt-ice", timeout=20)
+
+
+ADVISE_RELAY = """async () => {
+  // The server's advice as it arrives on the socket, with credentials the server
+  // issued just now (a restartIce ack carries them).
+  const call = window.telemed.call;
+  const { iceServers } = await call.request('restartIce', { transportId: call.recvTransport.id });
+  for (const handler of call.socket.listeners('iceRelayAdvised')) {
+    handler({ reason: 'round-trip time above 300 ms', iceServers });
+  }
+  return iceServers.length;
+}"""
+
+
+async def test_relay_advice_moves_the_media_onto_the_turn_relay(pages: Pages) -> None:
+    """On iceRelayAdvised the page sets its media up again with the relay-only
+    policy: its pairs become relay candidates (coturn on loopback) and video
+    goes on both ways."""
+    room = room_id()
+    doctor = await pages.open(room, "dr-adv", "physician", "Dr. Advice")
+    patient = await pages.open(room, "pt-adv", "patient", "Ana")
+    await wait_decoding(patient, "dr-adv")
+    await wait_decoding(doctor, "pt-adv")
+    assert "relay" not in await selected_local_types(patient)
+
+    assert await patient.evaluate(ADVISE_RELAY) == 1
+    for _ in range(50):
+        if await selected_local_types(patient) == ["relay", "relay"]:
+            break
+        await asyncio.sleep(0.2)
+    assert await selected_local_types(patient) == ["relay", "relay"]
+    await expect(patient.locator("body")).to_contain_text("relay server")
+    await wait_decoding(patient, "dr-adv")
+    await wait_decoding(doctor, "pt-adv")
+    await expect(patient.locator("#status")).to_have_attribute("data-state", "connected")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,15 +16,11 @@ from pathlib import Path
 import pytest
 
 from controlplane.devstack import services as ls
+from controlplane.devstack.coturn import start_coturn
 from tests.conftest import Stack
+from tests.network_namespace import HOST_IP, NS_IP, veth_namespace
 
-HOST_IP = "198.51.100.1"
-NS_IP = "198.51.100.2"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def sh(*args: str, check: bool = True) -> None:
-    subprocess.run(list(args), check=check, capture_output=True)
 
 
 @dataclass
@@ -40,41 +34,44 @@ class Netns:
 
 @pytest.fixture(scope="module")
 def netns(stack: Stack) -> Iterator[Netns]:
-    tag = secrets.token_hex(3)
-    name, host_if, ns_if = f"tm-{tag}", f"tmh{tag}", f"tmn{tag}"
     started: list[ls.ManagedProcess] = []
-    sh("ip", "netns", "add", name)
-    try:
-        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-        sh("ip", "link", "set", ns_if, "netns", name)
-        sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", host_if)
-        sh("ip", "link", "set", host_if, "up")
-        sh("ip", "netns", "exec", name, "ip", "addr", "add", f"{NS_IP}/24", "dev", ns_if)
-        sh("ip", "netns", "exec", name, "ip", "link", "set", ns_if, "up")
-        sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-        redis = ls.start_redis(stack.data_dir / f"redis-{tag}")
-        started.append(redis)
-        sfu = ls.start_sfu_node(
-            stack.data_dir,
-            redis_url=redis.url,
-            secret=stack.sfu_secret,
-            node_id=f"sfu-{tag}",
-            rtc_min_port=48000,
-            rtc_max_port=48999,
-            num_workers=1,
-            extra_env={"SFU_RTC_LISTEN_IP": HOST_IP},
-        )
-        started.append(sfu)
-        control = ls.start_control_plane(
-            stack.data_dir, stack.control_plane_env(REDIS_URL=redis.url), host=HOST_IP
-        )
-        started.append(control)
-        yield Netns(name, host_if, stack, control, redis.url)
-    finally:
-        for process in reversed(started):
-            process.stop()
-        sh("ip", "link", "delete", host_if, check=False)
-        sh("ip", "netns", "delete", name, check=False)
+    with veth_namespace() as ns:
+        try:
+            redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
+            started.append(redis)
+            # TURN on the host side, where the namespace's peer can reach it.
+            turn_port = ls.free_port()
+            started.append(
+                start_coturn(
+                    stack.data_dir / "turn",
+                    secret=stack.turn_secret,
+                    listen_ip=HOST_IP,
+                    port=turn_port,
+                    relay_min_port=52000,
+                    relay_max_port=52999,
+                )
+            )
+            sfu = ls.start_sfu_node(
+                stack.data_dir,
+                redis_url=redis.url,
+                secret=stack.sfu_secret,
+                node_id=f"sfu-{ns.tag}",
+                rtc_min_port=48000,
+                rtc_max_port=48999,
+                num_workers=1,
+                extra_env={"SFU_RTC_LISTEN_IP": HOST_IP},
+            )
+            started.append(sfu)
+            env = stack.control_plane_env(
+                REDIS_URL=redis.url,
+                **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port)},
+            )
+            control = ls.start_control_plane(stack.data_dir, env, host=HOST_IP)
+            started.append(control)
+            yield Netns(ns.name, ns.host_if, stack, control, redis.url)
+        finally:
+            for process in reversed(started):
+                process.stop()
 
 
 class NsPeer:

@@ -46,6 +46,7 @@ async def main() -> None:
                     event="frames",
                     **{f"{t.kind}": t.frames for t in peer.tracks_from(args.from_peer)},
                     fallbacks=[e.data for e in peer.events if e.name == "mediaFallback"],
+                    relay_advice=[e.data for e in peer.events if e.name == "iceRelayAdvised"],
                 )
             elif command == "quit":
                 break

@@ -14,7 +14,8 @@ import socketio
 from telemed_client import MediaPeer
 from tests.conftest import new_room_id
 from tests.integration.test_call_quality_alerts import scrape, total
-from tests.netns.conftest import HOST_IP, Netns, sh
+from tests.netns.conftest import Netns
+from tests.network_namespace import HOST_IP, sh
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +101,15 @@ async def test_600ms_delay_raises_the_emergency_latency_alert_within_10s_and_cle
         metrics, "telemed_rtt_seconds_bucket", call_type="emergency", le="0.5"
     )
     assert slow > 0, "no RTT sample above 500 ms in the histogram"
+    # The ladder's relay rung: RTT above 300 ms for 4 s -> restart ICE through TURN,
+    # with credentials for the TURN server this peer can reach.
+    for _ in range(20):
+        advice = (await patient.command("frames"))["relay_advice"]
+        if advice:
+            break
+        await asyncio.sleep(0.5)
+    assert len(advice) == 1, advice
+    assert advice[0]["iceServers"][0]["urls"][0].startswith(f"turn:{HOST_IP}:")
     await patient.command("delay 0")
     await staff.wait("cleared", "high_latency", room, timeout=30)
 

@@ -11,10 +11,15 @@
 //   trackpaused  {producerId, paused}
 //   local        {source, track}                         local track started/stopped (track null)
 //   profile      mediaProfile from join
+//   relay        {reason}                               media now goes through the TURN relay only
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
+import { configureIce, turnFailure, watchTurnErrors } from './relay.js';
 
 const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
+// A first media connection still not up this long after it started, while the TURN
+// servers failed: direct paths are blocked too, say so instead of trying forever.
+const FIRST_CONNECT_MS = 12000;
 const FATAL_CODES = new Set(['FORBIDDEN', 'SESSION_EXPIRED', 'UNAUTHORIZED']);
 
 export class SignalingError extends Error {
@@ -52,6 +57,8 @@ export class Call {
     this.resumeToken = null;
     this.resuming = null;
     this.connects = 0;
+    // The server advised relaying (high round-trip time): new transports relay only too.
+    this.relayOnly = false;
   }
 
   on(event, fn) {
@@ -161,6 +168,7 @@ export class Call {
       if (rejoin) this.rejoin(message || 'room closed');
       else this.end('ended', message);
     });
+    s.on('iceRelayAdvised', ({ iceServers, reason }) => this.useRelay(iceServers, reason));
     s.on('evicted', ({ message }) => this.end('ended', message || 'joined from another connection'));
     s.on('transportStateChanged', (data) => {
       if (data.dtlsState === 'failed' || data.dtlsState === 'closed') {
@@ -220,7 +228,7 @@ export class Call {
 
   async createSendTransport() {
     const info = await this.request('createTransport', { direction: 'send' });
-    const transport = this.device.createSendTransport({ ...info, iceServers: info.iceServers || [] });
+    const transport = this.device.createSendTransport(this.transportOptions(info));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
         .then(() => callback())
@@ -237,7 +245,7 @@ export class Call {
 
   async createRecvTransport() {
     const info = await this.request('createTransport', { direction: 'recv' });
-    const transport = this.device.createRecvTransport({ ...info, iceServers: info.iceServers || [] });
+    const transport = this.device.createRecvTransport(this.transportOptions(info));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
         .then(() => callback())
@@ -247,14 +255,34 @@ export class Call {
     this.recvTransport = transport;
   }
 
+  transportOptions(info) {
+    return {
+      ...info,
+      iceServers: info.iceServers || [],
+      iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
+      appData: {},
+    };
+  }
+
   // ICE dropped: show it, give it a moment, then restart ICE; if that does not
-  // bring it back, rejoin.
+  // bring it back, rejoin.  A first connection that cannot be made while the
+  // TURN servers refuse us (or cannot be reached) ends with that reason.
   watchIce(transport) {
+    watchTurnErrors(transport);
     transport.on('connectionstatechange', (state) => {
       if (transport !== this.sendTransport && transport !== this.recvTransport) return;
       clearTimeout(this.iceTimers.get(transport.id));
       if (state === 'connected') {
+        transport.appData.wasConnected = true;
         this.refreshState();
+        return;
+      }
+      if (state === 'connecting' && !transport.appData.wasConnected) {
+        this.iceTimers.set(transport.id, setTimeout(() => this.checkFirstConnect(transport), FIRST_CONNECT_MS));
+        return;
+      }
+      if (state === 'failed' && !transport.appData.wasConnected && turnFailure(transport)) {
+        this.checkFirstConnect(transport);
         return;
       }
       if (state === 'disconnected' || state === 'failed') {
@@ -265,10 +293,31 @@ export class Call {
     });
   }
 
+  checkFirstConnect(transport) {
+    if (transport.closed || transport.connectionState === 'connected' || transport.appData.wasConnected) return;
+    const why = turnFailure(transport);
+    if (why) {
+      this.end('failed', `The media connection could not be set up: this network blocks direct connections and ${why}. Please contact the clinic's technical support.`);
+    }
+  }
+
+  // The server advises relaying through TURN: media is set up again on new
+  // transports made with the relay-only policy (and so are any made later).
+  // Not an ICE restart on the same transports: Chrome applies a policy changed
+  // by setConfiguration to the candidates it signals, but still checks pairs
+  // from its host ports and keeps using them.
+  useRelay(iceServers, reason) {
+    if (!Array.isArray(iceServers) || !iceServers.length || this.relayOnly) return;
+    this.relayOnly = true;
+    this.emit('relay', { reason });
+    this.rejoin('moving the call to a relay server');
+  }
+
   async restartIce(transport) {
     if (transport.closed || !this.socket.connected) return;
     try {
-      const { iceParameters } = await this.request('restartIce', { transportId: transport.id });
+      const { iceParameters, iceServers } = await this.request('restartIce', { transportId: transport.id });
+      configureIce(transport, iceServers); // fresh TURN credentials, same policy
       await transport.restartIce({ iceParameters });
       const timer = setTimeout(() => {
         if (!transport.closed && transport.connectionState !== 'connected') this.rejoin('ICE restart did not recover');
@@ -287,6 +336,9 @@ export class Call {
       try {
         const ack = await this.request('resume', { consultationId: this.consultationId, resumeToken: this.resumeToken });
         this.resumeToken = ack.resumeToken;
+        for (const transport of [this.sendTransport, this.recvTransport]) {
+          if (transport && !transport.closed) configureIce(transport, ack.iceServers);
+        }
         this.catchUp(ack);
         await this.consumeAll(); // producers that appeared while we were away
         this.refreshState();
@@ -329,6 +381,8 @@ export class Call {
   rejoin(reason) {
     if (this.leaving || this.rejoining) return this.rejoining;
     this.setState('reconnecting', reason);
+    // The server still has us in the room (closeMedia forgets that): leave first.
+    let leaveFirst = this.joined;
     this.rejoining = (async () => {
       this.closeMedia();
       for (let attempt = 0; !this.leaving; attempt += 1) {
@@ -336,11 +390,13 @@ export class Call {
           if (!this.socket.connected) {
             await new Promise((resolve) => this.socket.once('connect', resolve));
           }
-          if (this.joined) await this.request('leave').catch(() => {});
+          if (leaveFirst) await this.request('leave').catch(() => {});
+          leaveFirst = false;
           await this.join();
           return;
         } catch (error) {
           console.warn('rejoin failed', error);
+          if (error.code === 'ALREADY_JOINED') leaveFirst = true;
           if (FATAL_CODES.has(error.code)) {
             this.end('failed', error.message);
             return;

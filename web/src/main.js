@@ -51,6 +51,7 @@ async function main() {
       ui.showNotice(peerId, audioOnly ? `${peer.displayName || 'The other participant'}'s connection is weak: audio only for now.` : '');
     }
   });
+  call.on('relay', () => ui.showNotice('self', 'Your connection is slow: media now goes through a relay server.'));
   call.on('local', ({ source, track }) => {
     if (source === 'mic') return;
     if (!track) {
