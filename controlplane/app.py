@@ -102,9 +102,7 @@ async def create_app(settings: Settings) -> web.Application:
             1 if check.status == "ok" else 0
         )
 
-    turn = TurnHealth(
-        ice_servers, interval=settings.turn_check_interval, on_result=turn_checked
-    )
+    turn = TurnHealth(ice_servers, interval=settings.turn_check_interval, on_result=turn_checked)
     sio = create_sio(settings.redis_url, settings.cors_origins)
     media = MediaServices.build(
         redis,

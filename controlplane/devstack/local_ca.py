@@ -114,9 +114,7 @@ def server_certificate(folder: Path, hosts: list[str]) -> ServerCertificate:
             .not_valid_after(_now() + datetime.timedelta(days=SERVER_DAYS))
             .add_extension(x509.SubjectAlternativeName(_subject_names(wanted)), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                 critical=False,
