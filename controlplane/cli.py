@@ -219,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--postgres-port", type=int, default=5490)
     # Not 3478: a coturn installed from Debian may already run there as a system service.
     dev.add_argument("--turn-port", type=int, default=3479)
+    dev.add_argument(
+        "--https",
+        action="store_true",
+        help="serve HTTPS/WSS with a certificate from a local CA (printed), on --host",
+    )
+    dev.add_argument(
+        "--host",
+        default="",
+        help="address to serve on (default 127.0.0.1; with --https this machine's LAN address)",
+    )
     dev.add_argument("--only-sfu", action="store_true", help="start only Redis and the SFU node")
 
     mint = sub.add_parser(

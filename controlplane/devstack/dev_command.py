@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.devstack import services as ls
 from controlplane.devstack.coturn import start_coturn
+from controlplane.devstack.local_ca import server_certificate
 
 DEV_ENV_FILE = "dev-env.json"
 # coturn's relay ports (the SFU's are 40000-49999).
@@ -45,9 +47,22 @@ def _save_dev_env(data_dir: Path, env: dict[str, str]) -> None:
     path.chmod(0o600)
 
 
+def lan_address() -> str:
+    """The address this machine reaches its network from (nothing is sent), or
+    127.0.0.1 when it has no route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a documentation address: only routing is asked
+            address: str = probe.getsockname()[0]
+            return address
+        except OSError:
+            return "127.0.0.1"
+
+
 def run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     env = _dev_env(data_dir)
+    host: str = args.host or (lan_address() if args.https else "127.0.0.1")
     started: list[ls.ManagedProcess] = []
     try:
         redis_url = os.environ.get("REDIS_URL")
@@ -74,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             secret=env["SFU_SECRET"],
             port=args.sfu_port,
             node_id="sfu-local",
+            extra_env={"SFU_RTC_LISTEN_IP": host},
         )
         started.append(sfu)
         if args.only_sfu:
@@ -83,28 +99,26 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return _supervise(started)
-        turn_env = {
-            "TELEMED_TURN_HOSTS": os.environ.get("TELEMED_TURN_HOSTS", ""),
-            "TELEMED_TURN_PORT": os.environ.get("TELEMED_TURN_PORT", "3478"),
-        }
-        if not turn_env["TELEMED_TURN_HOSTS"]:
-            turn = start_coturn(
-                data_dir / "turn",
-                secret=env["TELEMED_TURN_SECRET"],
-                port=args.turn_port,
-                relay_min_port=TURN_RELAY_PORTS[0],
-                relay_max_port=TURN_RELAY_PORTS[1],
-            )
-            started.append(turn)
-            turn_env = {"TELEMED_TURN_HOSTS": "127.0.0.1", "TELEMED_TURN_PORT": str(args.turn_port)}
-        cp_env = {**env, **turn_env, "TELEMED_PUBLIC_URL": f"http://127.0.0.1:{args.port}"}
-        control = ls.start_control_plane(data_dir / "logs", cp_env, port=args.port)
+        turn_env = _turn(args, data_dir, env, host, started)
+        scheme, tls_env = "http", {}
+        if args.https:
+            tls = server_certificate(data_dir / "tls", [host])
+            scheme = "https"
+            tls_env = {"TELEMED_TLS_CERT": str(tls.cert), "TELEMED_TLS_KEY": str(tls.key)}
+        env["TELEMED_PUBLIC_URL"] = f"{scheme}://{host}:{args.port}"
+        cp_env = {**env, **turn_env, **tls_env}
+        control = ls.start_control_plane(data_dir / "logs", cp_env, port=args.port, host=host)
         started.append(control)
         _save_dev_env(data_dir, env)
         print(f"telemed is running at {control.url}", flush=True)
         print(f"  health:   {control.url}/health", flush=True)
         turn_where = f"{turn_env['TELEMED_TURN_HOSTS']} port {turn_env['TELEMED_TURN_PORT']}"
         print(f"  TURN:     {turn_where}", flush=True)
+        if args.https:
+            print(f"  HTTPS:    certificate signed by the local CA {tls.ca_cert}", flush=True)
+            print(f"            SHA-256 {tls.ca_fingerprint}", flush=True)
+            print("            trust that CA on each device that opens the page", flush=True)
+            print("            (see docs/deployment.md, 'HTTPS on a LAN')", flush=True)
         print("  try it:   .venv/bin/telemed links   (a physician and a patient link)", flush=True)
         print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
         return _supervise(started)
@@ -114,6 +128,32 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for process in reversed(started):
             process.stop()
+
+
+def _turn(
+    args: argparse.Namespace,
+    data_dir: Path,
+    env: dict[str, str],
+    host: str,
+    started: list[ls.ManagedProcess],
+) -> dict[str, str]:
+    """A local coturn on ``host`` unless TELEMED_TURN_HOSTS names a TURN server."""
+    if os.environ.get("TELEMED_TURN_HOSTS"):
+        return {
+            "TELEMED_TURN_HOSTS": os.environ["TELEMED_TURN_HOSTS"],
+            "TELEMED_TURN_PORT": os.environ.get("TELEMED_TURN_PORT", "3478"),
+        }
+    started.append(
+        start_coturn(
+            data_dir / "turn",
+            secret=env["TELEMED_TURN_SECRET"],
+            listen_ip=host,
+            port=args.turn_port,
+            relay_min_port=TURN_RELAY_PORTS[0],
+            relay_max_port=TURN_RELAY_PORTS[1],
+        )
+    )
+    return {"TELEMED_TURN_HOSTS": host, "TELEMED_TURN_PORT": str(args.turn_port)}
 
 
 def _supervise(started: list[Any]) -> int:
