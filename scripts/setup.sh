@@ -20,12 +20,14 @@ apt_packages=(
   build-essential pkg-config
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
   iproute2 nftables curl
-  coturn libnss3-tools
+  coturn nginx-light libnss3-tools
   prometheus
   chromium fonts-dejavu-core
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do
+  # Any nginx build will do (nginx-light conflicts with an nginx already installed).
+  [[ $pkg == nginx-light && -x /usr/sbin/nginx ]] && continue
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -36,6 +38,15 @@ if ((${#missing[@]})); then
   say "installing apt packages: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The stack and the tests run coturn and nginx with their own configurations;
+  # the system services these packages just enabled would only hold ports.
+  if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+    for service in coturn nginx; do
+      if [[ " ${missing[*]} " == *" ${service/nginx/nginx-light} "* ]]; then
+        systemctl disable --now "$service" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 # ---- Python venv ----------------------------------------------------------------

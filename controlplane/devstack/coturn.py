@@ -63,24 +63,29 @@ def start_coturn(
     relay_min_port: int,
     relay_max_port: int,
 ) -> ManagedProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / f"turnserver-{port}.conf"
+    text = coturn_config(
+        secret=secret,
+        listen_ip=listen_ip,
+        port=port,
+        relay_min_port=relay_min_port,
+        relay_max_port=relay_max_port,
+        state_dir=data_dir,
+    )
+    return run_coturn(config, text, listen_ip, port)
+
+
+def run_coturn(config: Path, text: str, listen_ip: str, port: int) -> ManagedProcess:
+    """turnserver with this configuration (written to ``config``, mode 0600: it
+    holds the shared secret), ready once it accepts TCP on ``listen_ip:port``."""
     binary = shutil.which("turnserver")
     if binary is None:
         raise ServiceError("turnserver is not installed (run `make setup`: Debian's coturn)")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / f"turnserver-{port}.conf"
-    config.touch(mode=0o600)  # holds the shared secret
+    config.touch(mode=0o600)
     config.chmod(0o600)
-    config.write_text(
-        coturn_config(
-            secret=secret,
-            listen_ip=listen_ip,
-            port=port,
-            relay_min_port=relay_min_port,
-            relay_max_port=relay_max_port,
-            state_dir=data_dir,
-        )
-    )
-    process = spawn("coturn", [binary, "-c", str(config)], data_dir / f"coturn-{port}.log")
+    config.write_text(text)
+    process = spawn("coturn", [binary, "-c", str(config)], config.with_suffix(".log"))
     process.url = f"turn:{listen_ip}:{port}"
 
     def ready() -> bool:
