@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  HTTPS:    certificate signed by the local CA {tls.ca_cert}", flush=True)
             print(f"            SHA-256 {tls.ca_fingerprint}", flush=True)
             print("            trust that CA on each device that opens the page", flush=True)
-            print("            (see docs/deployment.md, 'HTTPS on a LAN')", flush=True)
+            print("            (README: 'On other devices: HTTPS on a LAN address')", flush=True)
         print("  try it:   .venv/bin/telemed links   (a physician and a patient link)", flush=True)
         print(f"  logs:     {data_dir / 'logs'}  (Ctrl-C stops everything)", flush=True)
         return _supervise(started)
