@@ -32,6 +32,9 @@ ALLOWED_LABELS = {
     "rule",
     "severity",
     "node",
+    # TURN servers (configured infrastructure, like SFU nodes) and udp/tcp/tls.
+    "server",
+    "transport",
     "le",
     "quantile",
 }

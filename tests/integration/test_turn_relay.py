@@ -168,7 +168,17 @@ async def test_health_shows_the_turn_server_and_the_servers_endpoint_details_it(
     assert {(c["transport"], c["status"]) for c in checks} == {("udp", "ok"), ("tcp", "ok")}
     assert all(c["rttMs"] is not None and c["port"] == stack.turn_port for c in checks)
     assert [node["id"] for node in servers.body["sfuNodes"]] == ["sfu-test-1"]
-    assert servers.body["sfuNodes"][0]["connected"] is True
+    # Whether this instance holds an RPC connection to it (made with the first room).
+    assert isinstance(servers.body["sfuNodes"][0]["connected"], bool)
+
+    async with aiohttp.ClientSession() as http, http.get(f"{stack.url}/metrics") as response:
+        exported = await response.text()
+    for transport in ("udp", "tcp"):
+        gauge = (
+            f'telemed_turn_server_up{{server="127.0.0.1:{stack.turn_port}",'
+            f'transport="{transport}"}} 1.0'
+        )
+        assert gauge in exported
 
     patient = await api.call("GET", "health/servers", api.token("pt-1", "patient"))
     assert (patient.status, patient.code) == (403, "FORBIDDEN")
