@@ -8,8 +8,10 @@ audio + video and receive each other.  Prints p50 / p95 / max of:
 
 Against a running system (`make run` in another terminal):
     .venv/bin/python bench/join_latency.py -n 20
-Or with a stack of its own (Redis, SFU node, control plane on loopback):
+Or with a stack of its own (Redis, SFU node, coturn, control plane on loopback):
     .venv/bin/python bench/join_latency.py -n 20 --start-stack
+Direct against relayed through TURN (relay-only peers), alternating, same process:
+    .venv/bin/python bench/join_latency.py -n 20 --start-stack --policy both
 
 Figures, not pass/fail.
 """
@@ -65,7 +67,9 @@ class Target:
     cipher: FieldCipher
 
 
-async def one_consultation(target: Target, samples: dict[str, list[float]]) -> None:
+async def one_consultation(
+    target: Target, samples: dict[str, list[float]], policy: str = "all"
+) -> None:
     # A real session (licensed physician, consented patient, started): joining requires it.
     created = await create_demo_session(
         target.database_url,
@@ -77,8 +81,9 @@ async def one_consultation(target: Target, samples: dict[str, list[float]]) -> N
         room_token_ttl=600,
     )
     room = created["session"]["roomId"]
-    doctor = MediaPeer(target.url, created["tokens"]["physician"])
-    patient = MediaPeer(target.url, created["tokens"]["patient"])
+    relay = "relay" if policy == "relay" else "all"
+    doctor = MediaPeer(target.url, created["tokens"]["physician"], ice_transport_policy=relay)
+    patient = MediaPeer(target.url, created["tokens"]["patient"], ice_transport_policy=relay)
     try:
 
         async def run(peer: MediaPeer) -> None:
@@ -124,6 +129,12 @@ async def main() -> None:
         "--warmup", type=int, default=1, help="consultations run first and not counted"
     )
     parser.add_argument("--start-stack", action="store_true")
+    parser.add_argument(
+        "--policy",
+        choices=["all", "relay", "both"],
+        default="all",
+        help="ICE policy of the peers; both: direct and relay-only consultations alternate",
+    )
     args = parser.parse_args()
     restrict_ice_host_addresses(["127.0.0.1"])
 
@@ -131,29 +142,40 @@ async def main() -> None:
     try:
         target = stack_target(stack) if stack else local_target()
 
-        warm: dict[str, list[float]] = {k: [] for k in ["join->first video frame", *STEPS]}
+        policies = ["all", "relay"] if args.policy == "both" else [args.policy]
+        names = ["join->first video frame", *STEPS]
+        warm: dict[str, list[float]] = {k: [] for k in names}
         for _ in range(args.warmup):
-            await one_consultation(target, warm)
-        samples: dict[str, list[float]] = {k: [] for k in ["join->first video frame", *STEPS]}
+            for policy in policies:
+                await one_consultation(target, warm, policy)
+        samples = {policy: {k: [] for k in names} for policy in policies}
         wall = time.perf_counter()
         for _ in range(args.consultations):
-            await one_consultation(target, samples)
+            for policy in policies:
+                await one_consultation(target, samples[policy], policy)
         wall = time.perf_counter() - wall
 
-        print(
-            f"{args.consultations} consultations (2 peers each, audio+video both ways)",
-            f"against {target.url}",
-        )
-        print(f"{'metric (ms)':<28}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
-        for name, values in samples.items():
-            if not values:
-                continue
-            ms = [v * 1000 for v in values]
-            print(
-                f"{name:<28}{len(ms):>5}{statistics.median(ms):>10.1f}{percentile(ms, 0.95):>10.1f}"
-                f"{max(ms):>10.1f}"
+        runs = args.consultations * len(policies)
+        print(f"{runs} consultations (2 peers each, audio+video both ways) against {target.url}")
+        for policy in policies:
+            label = "direct (host candidates)" if policy == "all" else "relay only (through TURN)"
+            print(f"\n{label}")
+            print(f"{'metric (ms)':<28}{'n':>5}{'p50':>10}{'p95':>10}{'max':>10}")
+            for name, values in samples[policy].items():
+                if not values:
+                    continue
+                ms = [v * 1000 for v in values]
+                print(
+                    f"{name:<28}{len(ms):>5}{statistics.median(ms):>10.1f}"
+                    f"{percentile(ms, 0.95):>10.1f}{max(ms):>10.1f}"
+                )
+        if len(policies) == 2:
+            first = "join->first video frame"
+            ratio = statistics.median(samples["relay"][first]) / statistics.median(
+                samples["all"][first]
             )
-        print(f"wall time: {wall:.1f} s ({wall / args.consultations:.2f} s per consultation)")
+            print(f"\nrelay / direct, median join->first video frame: {ratio:.2f}")
+        print(f"wall time: {wall:.1f} s ({wall / runs:.2f} s per consultation)")
     finally:
         if stack is not None:
             stack.stop()

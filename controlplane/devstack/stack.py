@@ -1,4 +1,4 @@
-"""A whole local stack of its own (Redis, PostgreSQL, one SFU node) with
+"""A whole local stack of its own (Redis, PostgreSQL, one SFU node, coturn) with
 generated secrets, for benchmarks and tools that must not touch `make run`'s;
 control planes are started on it with ``start_control_plane``."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.devstack import services as ls
+from controlplane.devstack.coturn import start_coturn
 
 
 @dataclass
@@ -22,6 +23,8 @@ class LocalStack:
     redis: ls.ManagedProcess
     postgres: ls.ManagedProcess
     sfu: ls.ManagedProcess
+    turn_secret: str
+    turn_port: int
     processes: list[ls.ManagedProcess] = field(default_factory=list)
 
     def start_control_plane(self, **settings: str) -> ls.ManagedProcess:
@@ -32,7 +35,12 @@ class LocalStack:
             database_url=self.postgres.url,
             database_admin_url=self.postgres.admin_url,
             data_keys=self.data_keys,
-            **settings,
+            **{
+                "TELEMED_TURN_HOSTS": "127.0.0.1",
+                "TELEMED_TURN_PORT": str(self.turn_port),
+                "TELEMED_TURN_SECRET": self.turn_secret,
+                **settings,
+            },
         )
         process = ls.start_control_plane(self.data_dir, env)
         self.processes.append(process)
@@ -43,10 +51,14 @@ class LocalStack:
             process.stop()
 
 
-def start_local_stack(*, rtc_min_port: int, rtc_max_port: int) -> LocalStack:
+def start_local_stack(
+    *, rtc_min_port: int, rtc_max_port: int, turn_relay_ports: tuple[int, int] = (55000, 55999)
+) -> LocalStack:
     data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
     data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
     sfu_secret = secrets.token_urlsafe(24)
+    turn_secret = secrets.token_urlsafe(24)
+    turn_port = ls.free_port()
     started: list[ls.ManagedProcess] = []
     try:
         started.append(ls.start_redis(data_dir / "redis"))
@@ -58,6 +70,15 @@ def start_local_stack(*, rtc_min_port: int, rtc_max_port: int) -> LocalStack:
                 secret=sfu_secret,
                 rtc_min_port=rtc_min_port,
                 rtc_max_port=rtc_max_port,
+            )
+        )
+        started.append(
+            start_coturn(
+                data_dir / "turn",
+                secret=turn_secret,
+                port=turn_port,
+                relay_min_port=turn_relay_ports[0],
+                relay_max_port=turn_relay_ports[1],
             )
         )
     except BaseException:
@@ -72,5 +93,7 @@ def start_local_stack(*, rtc_min_port: int, rtc_max_port: int) -> LocalStack:
         redis=started[0],
         postgres=started[1],
         sfu=started[2],
+        turn_secret=turn_secret,
+        turn_port=turn_port,
         processes=started,
     )
