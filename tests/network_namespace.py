@@ -1,6 +1,7 @@
 """A network namespace joined to the host by a veth pair, on 198.51.100.0/24 (a
 documentation range): the host side is HOST_IP, the namespace side NS_IP.
-Everything is removed on exit, with the namespace's own nftables rules."""
+Everything is removed on exit, with the namespace's own nftables rules.
+``start_host_side`` starts the services a namespace's clients talk to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from controlplane.devstack import services as ls
+from controlplane.devstack.coturn import start_coturn
+from controlplane.devstack.processes import ManagedProcess
+
+if TYPE_CHECKING:
+    from tests.conftest import Stack
 
 HOST_IP = "198.51.100.1"
 NS_IP = "198.51.100.2"
@@ -55,3 +64,66 @@ def veth_namespace() -> Iterator[Namespace]:
     finally:
         sh("ip", "link", "delete", ns.host_if, check=False)
         sh("ip", "netns", "delete", ns.name, check=False)
+
+
+@dataclass
+class HostSide:
+    """Services on the host side of the veth (HOST_IP), reachable from the namespace:
+    a Redis, coturn, one SFU node and a control plane of their own."""
+
+    control: ManagedProcess
+    env: dict[str, str]  # the control plane's environment
+    redis_url: str
+    processes: list[ManagedProcess]
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def start_host_side(
+    stack: Stack,
+    ns: Namespace,
+    *,
+    sfu_ports: tuple[int, int],
+    relay_ports: tuple[int, int],
+    **settings: str,
+) -> HostSide:
+    started: list[ManagedProcess] = []
+    try:
+        redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
+        started.append(redis)
+        turn_port = ls.free_port()
+        started.append(
+            start_coturn(
+                stack.data_dir / "turn",
+                secret=stack.turn_secret,
+                listen_ip=HOST_IP,
+                port=turn_port,
+                relay_min_port=relay_ports[0],
+                relay_max_port=relay_ports[1],
+            )
+        )
+        started.append(
+            ls.start_sfu_node(
+                stack.data_dir,
+                redis_url=redis.url,
+                secret=stack.sfu_secret,
+                node_id=f"sfu-{ns.tag}",
+                rtc_min_port=sfu_ports[0],
+                rtc_max_port=sfu_ports[1],
+                num_workers=1,
+                extra_env={"SFU_RTC_LISTEN_IP": HOST_IP},
+            )
+        )
+        env = stack.control_plane_env(
+            REDIS_URL=redis.url,
+            **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port), **settings},
+        )
+        control = ls.start_control_plane(stack.data_dir, env, host=HOST_IP)
+        started.append(control)
+    except BaseException:
+        for process in reversed(started):
+            process.stop()
+        raise
+    return HostSide(control, env, redis.url, started)

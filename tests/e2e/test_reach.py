@@ -21,7 +21,6 @@ from playwright.async_api import Browser, Error, async_playwright
 
 from controlplane.devstack import services as ls
 from controlplane.devstack.chromium import CHROMIUM, CHROMIUM_FLAGS
-from controlplane.devstack.coturn import start_coturn
 from controlplane.devstack.local_ca import server_certificate
 from tests.conftest import Stack
 from tests.e2e.conftest import (
@@ -32,7 +31,7 @@ from tests.e2e.conftest import (
     stream_from,
     wait_decoding,
 )
-from tests.network_namespace import HOST_IP, Namespace, veth_namespace
+from tests.network_namespace import HOST_IP, Namespace, start_host_side, veth_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -67,39 +66,16 @@ def reach(stack: Stack) -> Iterator[Reach]:
                 "}\n"
             )
             tls = server_certificate(folder / "tls", [HOST_IP])
-            redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
-            started.append(redis)
-            turn_port = ls.free_port()
-            started.append(
-                start_coturn(
-                    stack.data_dir / "turn",
-                    secret=stack.turn_secret,
-                    listen_ip=HOST_IP,
-                    port=turn_port,
-                    relay_min_port=53000,
-                    relay_max_port=53999,
-                )
-            )
-            started.append(
-                ls.start_sfu_node(
-                    stack.data_dir,
-                    redis_url=redis.url,
-                    secret=stack.sfu_secret,
-                    node_id=f"sfu-{ns.tag}",
-                    rtc_min_port=SFU_PORTS[0],
-                    rtc_max_port=SFU_PORTS[1],
-                    num_workers=1,
-                    extra_env={"SFU_RTC_LISTEN_IP": HOST_IP},
-                )
-            )
-            env = stack.control_plane_env(
-                REDIS_URL=redis.url,
+            host = start_host_side(
+                stack,
+                ns,
+                sfu_ports=SFU_PORTS,
+                relay_ports=(53000, 53999),
                 TELEMED_TLS_CERT=str(tls.cert),
                 TELEMED_TLS_KEY=str(tls.key),
-                **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port)},
             )
-            control = ls.start_control_plane(stack.data_dir, env, host=HOST_IP)
-            started.append(control)
+            started.extend(host.processes)
+            control, env = host.control, host.env
             home = folder / "home"
             nssdb = home / ".pki" / "nssdb"
             nssdb.mkdir(parents=True)

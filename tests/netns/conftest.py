@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from controlplane.devstack import services as ls
-from controlplane.devstack.coturn import start_coturn
 from tests.conftest import Stack
-from tests.network_namespace import HOST_IP, NS_IP, veth_namespace
+from tests.network_namespace import NS_IP, start_host_side, veth_namespace
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,44 +33,12 @@ class Netns:
 
 @pytest.fixture(scope="module")
 def netns(stack: Stack) -> Iterator[Netns]:
-    started: list[ls.ManagedProcess] = []
     with veth_namespace() as ns:
+        host = start_host_side(stack, ns, sfu_ports=(48000, 48999), relay_ports=(52000, 52999))
         try:
-            redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
-            started.append(redis)
-            # TURN on the host side, where the namespace's peer can reach it.
-            turn_port = ls.free_port()
-            started.append(
-                start_coturn(
-                    stack.data_dir / "turn",
-                    secret=stack.turn_secret,
-                    listen_ip=HOST_IP,
-                    port=turn_port,
-                    relay_min_port=52000,
-                    relay_max_port=52999,
-                )
-            )
-            sfu = ls.start_sfu_node(
-                stack.data_dir,
-                redis_url=redis.url,
-                secret=stack.sfu_secret,
-                node_id=f"sfu-{ns.tag}",
-                rtc_min_port=48000,
-                rtc_max_port=48999,
-                num_workers=1,
-                extra_env={"SFU_RTC_LISTEN_IP": HOST_IP},
-            )
-            started.append(sfu)
-            env = stack.control_plane_env(
-                REDIS_URL=redis.url,
-                **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port)},
-            )
-            control = ls.start_control_plane(stack.data_dir, env, host=HOST_IP)
-            started.append(control)
-            yield Netns(ns.name, ns.host_if, stack, control, redis.url)
+            yield Netns(ns.name, ns.host_if, stack, host.control, host.redis_url)
         finally:
-            for process in reversed(started):
-                process.stop()
+            host.stop()
 
 
 class NsPeer:
