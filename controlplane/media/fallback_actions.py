@@ -94,7 +94,7 @@ class MediaFallback:
         )
 
     async def advise_relay(self, participant: Participant, reason: str) -> None:
-        """The client restarts ICE through the relay only (credentials included)."""
+        """The client moves its media onto the TURN relay only (credentials included)."""
         ice_servers = self._ice_servers.for_participant(participant.participant_id)
         await self._notifier.to_peer(
             participant.sid, "iceRelayAdvised", {"reason": reason, "iceServers": ice_servers}
