@@ -70,6 +70,11 @@ async def restart_ice(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, An
     return await ctx.media.transports.restart_ice(sid, p["transportId"])
 
 
+@event("closeTransport", s.TransportIdSchema)
+async def close_transport(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.media.transports.close(sid, p["transportId"])
+
+
 @event("produce", s.ProduceSchema)
 async def produce(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.producers.produce(sid, p)

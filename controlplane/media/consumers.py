@@ -1,6 +1,7 @@
 """Consumers: what a participant receives.  The server decides: every producer of
 the other participants of its room (or the one asked for, if it is one of those),
-created paused on its receive transport; the client resumes them."""
+created paused on its newest receive transport (unless already consumed there);
+the client resumes them."""
 
 from __future__ import annotations
 
@@ -40,7 +41,13 @@ class Consumers:
             candidates = [p for p in candidates if p.producerId == producer_id]
             if not candidates:
                 raise ApiError(ErrorCode.NOT_FOUND, "producer not found in this consultation")
-        already = set(participant.consumers.values())
+        # Consumed on this transport already (one made before a move to new
+        # transports does not count; one of unknown transport does).
+        already = {
+            producer
+            for consumer, producer in participant.consumers.items()
+            if participant.consumer_transports.get(consumer) in (transport_id, "", None)
+        }
         consumers: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         for producer in candidates:
@@ -75,7 +82,7 @@ class Consumers:
                 lambda: self._participants.is_current(participant),
             )
             self._participants.add_consumer(
-                participant, consumer_id, producer.producerId, created["kind"]
+                participant, consumer_id, producer.producerId, created["kind"], transport_id
             )
             participant.set_paused(consumer_id, True)
             await self._state.add_consumer(
@@ -86,6 +93,7 @@ class Consumers:
                     producerId=producer.producerId,
                     kind=created["kind"],
                     paused=True,
+                    transportId=transport_id,
                 ),
             )
             consumers.append(

@@ -33,6 +33,7 @@ class Participant:
     producers: dict[str, str] = field(default_factory=dict)  # id -> source
     consumers: dict[str, str] = field(default_factory=dict)  # id -> producer id
     consumer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
+    consumer_transports: dict[str, str] = field(default_factory=dict)  # id -> transport id
     producer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
     paused: set[str] = field(default_factory=set)  # ids of paused producers and consumers
 
@@ -161,11 +162,21 @@ class LocalParticipants:
         participant.producers.pop(producer_id, None)
         self._producer_owner.pop(producer_id, None)
 
+    def remove_transport(self, participant: Participant, transport_id: str) -> None:
+        participant.transports.pop(transport_id, None)
+        self._transport_owner.pop(transport_id, None)
+
     def add_consumer(
-        self, participant: Participant, consumer_id: str, producer_id: str, kind: str
+        self,
+        participant: Participant,
+        consumer_id: str,
+        producer_id: str,
+        kind: str,
+        transport_id: str,
     ) -> None:
         participant.consumers[consumer_id] = producer_id
         participant.consumer_kinds[consumer_id] = kind
+        participant.consumer_transports[consumer_id] = transport_id
         self._consumer_owner[consumer_id] = participant.sid
 
     def consumer_owner(self, consumer_id: str) -> Participant | None:
@@ -176,6 +187,7 @@ class LocalParticipants:
         participant = self._owner(self._consumer_owner.pop(consumer_id, None))
         if participant is None:
             return None
+        participant.consumer_transports.pop(consumer_id, None)
         return participant, participant.consumers.pop(consumer_id, None)
 
     def release_producer(self, producer_id: str) -> Participant | None:

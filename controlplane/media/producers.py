@@ -35,7 +35,10 @@ class Producers:
         if participant.own_transport(transport_id) != "send":
             raise ApiError(ErrorCode.VALIDATION_ERROR, "produce needs a send transport")
         source = payload["appData"]["source"]
-        if source in participant.producers.values():
+        # One producer per source; two while the participant moves to a new send
+        # transport (the old one's is closed once the new one carries media).
+        sending = sum(1 for d in participant.transports.values() if d == "send")
+        if list(participant.producers.values()).count(source) >= min(sending, 2):
             raise ApiError(ErrorCode.CONFLICT, f"already producing {source}")
         room, client = await self._routers.of(participant)
         result = await self._routers.create_owned(

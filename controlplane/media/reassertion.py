@@ -114,6 +114,7 @@ class Reassertion:
                     producerId=producer_id,
                     kind=participant.consumer_kinds.get(consumer_id, ""),
                     paused=consumer_id in participant.paused,
+                    transportId=participant.consumer_transports.get(consumer_id, ""),
                 ),
             )
         await self._presence.attach(room_id, participant_id)

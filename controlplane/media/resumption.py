@@ -201,7 +201,11 @@ class Resumption:
                 await self._state.remove_consumer(room_id, participant_id, consumer.consumerId)
                 continue
             self._participants.add_consumer(
-                participant, consumer.consumerId, consumer.producerId, consumer.kind
+                participant,
+                consumer.consumerId,
+                consumer.producerId,
+                consumer.kind,
+                consumer.transportId,
             )
             participant.set_paused(consumer.consumerId, consumer.paused)
             consumers.append(

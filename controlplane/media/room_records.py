@@ -5,6 +5,7 @@ They keep the stored field names (camelCase, ``peerId`` as on the wire).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +81,27 @@ class ConsumerRecord:
     producerId: str
     kind: str
     paused: bool
+    transportId: str = ""  # the receive transport it is on ("": recorded before it was kept)
+
+    def stored(self) -> str:
+        """Its value in the participant's consumers hash."""
+        return json.dumps(
+            {
+                "producerId": self.producerId,
+                "kind": self.kind,
+                "paused": self.paused,
+                "transportId": self.transportId,
+            }
+        )
+
+    @classmethod
+    def from_stored(cls, consumer_id: str, peer_id: str, body: str) -> ConsumerRecord:
+        data = json.loads(body)
+        return cls(
+            consumerId=consumer_id,
+            peerId=peer_id,
+            producerId=data["producerId"],
+            kind=data["kind"],
+            paused=bool(data["paused"]),
+            transportId=str(data.get("transportId", "")),
+        )

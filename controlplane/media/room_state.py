@@ -225,6 +225,11 @@ class RoomState:
             f"{participant_key(room_id, participant_id)}:transports", transport_id, direction
         )
 
+    async def remove_transport(self, room_id: str, participant_id: str, transport_id: str) -> None:
+        await self._redis.hdel(
+            f"{participant_key(room_id, participant_id)}:transports", transport_id
+        )
+
     async def transports(self, room_id: str, participant_id: str) -> dict[str, str]:
         return text_map(
             await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:transports")
@@ -278,30 +283,20 @@ class RoomState:
     # ---- consumers -----------------------------------------------------------
 
     async def add_consumer(self, room_id: str, consumer: ConsumerRecord) -> None:
-        body = json.dumps(
-            {"producerId": consumer.producerId, "kind": consumer.kind, "paused": consumer.paused}
-        )
         await self._redis.hset(
-            f"{participant_key(room_id, consumer.peerId)}:consumers", consumer.consumerId, body
+            f"{participant_key(room_id, consumer.peerId)}:consumers",
+            consumer.consumerId,
+            consumer.stored(),
         )
 
     async def consumers_of(self, room_id: str, participant_id: str) -> list[ConsumerRecord]:
         raw = text_map(
             await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:consumers")
         )
-        records = []
-        for cid, body in sorted(raw.items()):
-            data = json.loads(body)
-            records.append(
-                ConsumerRecord(
-                    consumerId=cid,
-                    peerId=participant_id,
-                    producerId=data["producerId"],
-                    kind=data["kind"],
-                    paused=bool(data["paused"]),
-                )
-            )
-        return records
+        return [
+            ConsumerRecord.from_stored(cid, participant_id, body)
+            for cid, body in sorted(raw.items())
+        ]
 
     async def set_consumer_paused(
         self, room_id: str, participant_id: str, consumer_id: str, paused: bool

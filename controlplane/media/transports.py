@@ -1,5 +1,6 @@
-"""WebRTC transports of a participant: create (at most MAX_TRANSPORTS_PER_PEER),
-connect (DTLS), restart ICE.  Every ack that sets up ICE carries fresh TURN
+"""WebRTC transports of a participant: create (at most MAX_TRANSPORTS_PER_PEER:
+two in use, two more while moving to new ones), connect (DTLS), restart ICE,
+close.  Every ack that sets up ICE carries fresh TURN
 credentials (``iceServers``)."""
 
 from __future__ import annotations
@@ -80,6 +81,18 @@ class Transports:
             "connect transport",
         )
         return {"connected": True}
+
+    async def close(self, sid: str, transport_id: str) -> dict[str, Any]:
+        """Close one of the participant's transports (after moving to new ones): the
+        SFU closes what was on it, and its notifications tell the others."""
+        participant = self._participants.get(sid)
+        participant.own_transport(transport_id)
+        room, _ = await self._routers.call(
+            participant, "closeTransport", {"transportId": transport_id}, "close transport"
+        )
+        self._participants.remove_transport(participant, transport_id)
+        await self._state.remove_transport(room.roomId, participant.participant_id, transport_id)
+        return {"closed": True}
 
     async def restart_ice(self, sid: str, transport_id: str) -> dict[str, Any]:
         participant = self._participants.get(sid)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import expect
 
+from controlplane.media.room_state import RoomState
 from tests.e2e.conftest import Pages, room_id, selected_local_types, wait_decoding
 
 pytestmark = pytest.mark.e2e
@@ -94,16 +95,19 @@ ADVISE_RELAY = """async () => {
 }"""
 
 
-async def test_relay_advice_moves_the_media_onto_the_turn_relay(pages: Pages) -> None:
-    """On iceRelayAdvised the page sets its media up again with the relay-only
-    policy: its pairs become relay candidates (coturn on loopback) and video
-    goes on both ways."""
-    room = room_id()
+async def test_relay_advice_moves_the_media_onto_the_turn_relay(pages: Pages, redis) -> None:
+    """On iceRelayAdvised the page moves its media to new relay-only transports
+    without leaving the call: its pairs become relay candidates (coturn on
+    loopback), video goes on both ways, and the other side never sees it leave."""
+    room = patient_room = room_id()
     doctor = await pages.open(room, "dr-adv", "physician", "Dr. Advice")
     patient = await pages.open(room, "pt-adv", "patient", "Ana")
     await wait_decoding(patient, "dr-adv")
     await wait_decoding(doctor, "pt-adv")
     assert "relay" not in await selected_local_types(patient)
+    await doctor.evaluate(
+        "window.left = []; window.telemed.call.on('peerleft', (e) => window.left.push(e.peerId))"
+    )
 
     assert await patient.evaluate(ADVISE_RELAY) == 1
     for _ in range(50):
@@ -115,3 +119,10 @@ async def test_relay_advice_moves_the_media_onto_the_turn_relay(pages: Pages) ->
     await wait_decoding(patient, "dr-adv")
     await wait_decoding(doctor, "pt-adv")
     await expect(patient.locator("#status")).to_have_attribute("data-state", "connected")
+    assert await doctor.evaluate("window.left") == []
+    # The old transports are closed on the server: two remain.
+    ids = await patient.evaluate(
+        "[window.telemed.call.sendTransport.id, window.telemed.call.recvTransport.id]"
+    )
+    transports = await RoomState(redis).transports(patient_room, "pt-adv")
+    assert set(transports) == set(ids)

@@ -134,3 +134,31 @@ async def test_burst_of_consume_of_one_producer_makes_one_consumer(
     assert [c.producerId for c in stored] == [producer_id]
     after = await _sfu_counts(rpc)
     assert after[2] - before[2] == 1
+
+
+async def test_while_moving_to_a_new_send_transport_a_burst_makes_one_more_producer(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    """A move to new transports (the page's move onto the relay) may produce each
+    source once more, on the new send transport; a burst still makes just one."""
+    room = new_room_id()
+    doctor, _patient = await _start_pair(stack, peers, room)
+    template = doctor.producers["camera"].rtpParameters.model_dump(exclude_none=True)
+    new_send = await doctor.request("createTransport", {"direction": "send"})
+
+    def camera_parameters(index: int) -> dict[str, Any]:
+        params = {**template, "mid": str(200 + index)}
+        params["encodings"] = [{"ssrc": random.randrange(10**8, 2 * 10**9)}]
+        params["rtcp"] = {**template.get("rtcp", {}), "cname": f"move-{index}"}
+        return {
+            "transportId": new_send["id"],
+            "kind": "video",
+            "rtpParameters": params,
+            "appData": {"source": "camera"},
+        }
+
+    outcome = await _burst(doctor, "produce", [camera_parameters(i) for i in range(BURST)])
+
+    assert outcome == {"ok": 1, "CONFLICT": BURST - 1}
+    sources = [p.source for p in await RoomState(redis).producers_of(room, "dr-ana")]
+    assert sorted(sources) == ["camera", "camera", "mic"]

@@ -3,6 +3,8 @@ call, ICE restart, bitrate cap, and errors with types."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from controlplane.media.room_state import RoomState
@@ -103,3 +105,60 @@ async def test_restart_ice_gives_new_credentials(
         f"AND outcome = 'denied' AND actor_id = 'dr-ana' AND resource_id = '{room}'"
     )
     assert int(audited) == 1
+
+
+async def test_moving_to_new_transports_then_closing_the_old_ones(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    """What a page does to move onto the relay without leaving: new transports,
+    everything consumed again on the new receive transport, the old ones closed;
+    the others hear of the closed producers, and Redis keeps only the new."""
+    room = new_room_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    state = RoomState(redis)
+    old_recv = patient.recv_transport.id
+    old_consumers = {c.consumerId for c in await state.consumers_of(room, "pt-joao")}
+    assert old_consumers
+
+    created = await patient.request("createTransport", {"direction": "recv"})
+    again = await patient.request(
+        "consume", {"rtpCapabilities": patient.device.rtpCapabilities.model_dump(exclude_none=True)}
+    )
+    assert {c["producerId"] for c in again["consumers"]} == {
+        p.id for p in doctor.producers.values()
+    }
+    assert not {c["id"] for c in again["consumers"]} & old_consumers
+    # On the new transport it is consumed now: asking again makes nothing new.
+    assert (
+        await patient.request(
+            "consume",
+            {"rtpCapabilities": patient.device.rtpCapabilities.model_dump(exclude_none=True)},
+        )
+    )["consumers"] == []
+
+    assert await patient.request("closeTransport", {"transportId": old_recv}) == {"closed": True}
+    for _ in range(50):
+        left = {c.consumerId for c in await state.consumers_of(room, "pt-joao")}
+        if not left & old_consumers:
+            break
+        await asyncio.sleep(0.1)
+    assert left == {c["id"] for c in again["consumers"]}
+    assert set(await state.transports(room, "pt-joao")) == {
+        patient.send_transport.id,
+        created["id"],
+    }
+
+    # The doctor closes its sending transport: the patient hears its producers closed.
+    closed = {p.id for p in doctor.producers.values()}
+    await doctor.request("closeTransport", {"transportId": doctor.send_transport.id})
+    for producer_id in closed:
+        await patient.wait_for_event(
+            "producerClosed", lambda d, p=producer_id: d["producerId"] == p
+        )
+    assert not await state.producers_of(room, "dr-ana")
+
+    # Not the patient's any more, and never the doctor's to close.
+    for transport_id, who in ((old_recv, patient), (created["id"], doctor)):
+        with pytest.raises(SignalingError) as refused:
+            await who.request("closeTransport", {"transportId": transport_id})
+        assert refused.value.code == "NOT_FOUND"

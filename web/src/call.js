@@ -14,7 +14,7 @@
 //   relay        {reason}                               media now goes through the TURN relay only
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
-import { configureIce, turnFailure, watchTurnErrors } from './relay.js';
+import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
 
 const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
 // A first media connection still not up this long after it started, while the TURN
@@ -171,7 +171,8 @@ export class Call {
     s.on('iceRelayAdvised', ({ iceServers, reason }) => this.useRelay(iceServers, reason));
     s.on('evicted', ({ message }) => this.end('ended', message || 'joined from another connection'));
     s.on('transportStateChanged', (data) => {
-      if (data.dtlsState === 'failed' || data.dtlsState === 'closed') {
+      const current = [this.sendTransport, this.recvTransport].some((t) => t && t.id === data.transportId);
+      if (current && (data.dtlsState === 'failed' || data.dtlsState === 'closed')) {
         this.rejoin('media connection failed');
       }
     });
@@ -226,9 +227,9 @@ export class Call {
     }
   }
 
-  async createSendTransport() {
+  async createSendTransport(appData = {}) {
     const info = await this.request('createTransport', { direction: 'send' });
-    const transport = this.device.createSendTransport(this.transportOptions(info));
+    const transport = this.device.createSendTransport(this.transportOptions(info, appData));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
         .then(() => callback())
@@ -243,9 +244,9 @@ export class Call {
     this.sendTransport = transport;
   }
 
-  async createRecvTransport() {
+  async createRecvTransport(appData = {}) {
     const info = await this.request('createTransport', { direction: 'recv' });
-    const transport = this.device.createRecvTransport(this.transportOptions(info));
+    const transport = this.device.createRecvTransport(this.transportOptions(info, appData));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
         .then(() => callback())
@@ -255,12 +256,14 @@ export class Call {
     this.recvTransport = transport;
   }
 
-  transportOptions(info) {
+  // appData.trial: a transport being tried (a move to the relay); its ICE
+  // state changes are the move's business, not the call's.
+  transportOptions(info, appData = {}) {
     return {
       ...info,
       iceServers: info.iceServers || [],
       iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
-      appData: {},
+      appData: { ...appData },
     };
   }
 
@@ -272,8 +275,9 @@ export class Call {
     transport.on('connectionstatechange', (state) => {
       if (transport !== this.sendTransport && transport !== this.recvTransport) return;
       clearTimeout(this.iceTimers.get(transport.id));
+      if (state === 'connected') transport.appData.wasConnected = true;
+      if (transport.appData.trial) return;
       if (state === 'connected') {
-        transport.appData.wasConnected = true;
         this.refreshState();
         return;
       }
@@ -294,23 +298,32 @@ export class Call {
   }
 
   checkFirstConnect(transport) {
-    if (transport.closed || transport.connectionState === 'connected' || transport.appData.wasConnected) return;
+    if (transport.appData.trial || transport.closed || transport.connectionState === 'connected' || transport.appData.wasConnected) return;
     const why = turnFailure(transport);
     if (why) {
       this.end('failed', `The media connection could not be set up: this network blocks direct connections and ${why}. Please contact the clinic's technical support.`);
     }
   }
 
-  // The server advises relaying through TURN: media is set up again on new
-  // transports made with the relay-only policy (and so are any made later).
-  // Not an ICE restart on the same transports: Chrome applies a policy changed
-  // by setConfiguration to the candidates it signals, but still checks pairs
-  // from its host ports and keeps using them.
-  useRelay(iceServers, reason) {
+  // The server advises relaying through TURN: the media moves to new transports
+  // made with the relay-only policy (and so will any made later), without
+  // leaving the call.  Not an ICE restart on the same transports: Chrome
+  // applies a policy changed by setConfiguration to the candidates it signals,
+  // but still checks pairs from its host ports and keeps using them.  If the
+  // relay does not connect, the call is set up again without it.
+  async useRelay(iceServers, reason) {
     if (!Array.isArray(iceServers) || !iceServers.length || this.relayOnly) return;
+    if (!this.joined || this.rejoining || this.resuming || this.leaving) return;
     this.relayOnly = true;
-    this.emit('relay', { reason });
-    this.rejoin('moving the call to a relay server');
+    try {
+      await moveToRelay(this);
+      this.emit('relay', { reason });
+      this.refreshState();
+    } catch (error) {
+      console.warn('relay move failed', error.message);
+      this.relayOnly = false;
+      this.rejoin('the relay server could not be used');
+    }
   }
 
   async restartIce(transport) {

@@ -74,16 +74,21 @@ async function main() {
     } else {
       ui.attachVideo(tile, track);
       tile.dataset.producerId = producerId;
+      tile.dataset.consumerId = consumerId;
       ui.setPaused(tile, paused);
     }
   });
   call.on('trackended', ({ peerId, source, kind, consumerId }) => {
-    if (kind === 'audio') ui.removeAudio(consumerId);
-    else if (source === 'screen') ui.removeTile(peerId, 'screen');
-    else {
-      const tile = ui.tile(peerId, 'camera');
-      if (tile) ui.attachVideo(tile, null);
+    if (kind === 'audio') {
+      ui.removeAudio(consumerId);
+      return;
     }
+    // Only if the tile still shows this consumer (a move to new transports
+    // attaches the new one before the old one ends).
+    const tile = ui.tile(peerId, source === 'screen' ? 'screen' : 'camera');
+    if (!tile || (tile.dataset.consumerId && tile.dataset.consumerId !== consumerId)) return;
+    if (source === 'screen') ui.removeTile(peerId, 'screen');
+    else ui.attachVideo(tile, null);
   });
   call.on('trackpaused', ({ producerId, paused }) => {
     const id = CSS.escape(producerId);

@@ -44,3 +44,58 @@ export function turnFailure(transport) {
   }
   return 'the relay server could not be reached';
 }
+
+// How long new relay-only transports may take to carry the media.
+const RELAY_MOVE_MS = 10000;
+
+function connected(transport, timeoutMs) {
+  if (!transport || transport.connectionState === 'new' || transport.connectionState === 'connected') {
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the relay did not connect')), timeoutMs);
+    transport.on('connectionstatechange', (state) => {
+      if (state === 'connected') {
+        clearTimeout(timer);
+        resolve();
+      } else if (state === 'failed' || state === 'closed') {
+        clearTimeout(timer);
+        reject(new Error(`relay transport ${state}`));
+      }
+    });
+  });
+}
+
+// Move the call's media onto new relay-only transports without leaving the
+// call (the others see the tracks change, not the participant go): new
+// transports, the local tracks produced and everything consumed again on them,
+// and once both carry media the old producers and transports are closed.
+// Throws when the relay does not connect; the old transports are then still
+// open, and the caller decides what to do.
+export async function moveToRelay(call, timeoutMs = RELAY_MOVE_MS) {
+  const old = {
+    send: call.sendTransport,
+    recv: call.recvTransport,
+    producers: [...call.producers.values()],
+    consumers: [...call.consumers.keys()],
+  };
+  await Promise.all([call.createSendTransport({ trial: true }), call.createRecvTransport({ trial: true })]);
+  const fresh = [call.sendTransport, call.recvTransport];
+  call.producers.clear();
+  for (const [source, track] of call.localTracks) {
+    if (track.readyState === 'live') await call.produceTrack(source, track);
+  }
+  await call.consumeAll();
+  await Promise.all(fresh.map((transport) => connected(transport, timeoutMs)));
+  for (const transport of fresh) transport.appData.trial = false;
+  for (const producer of old.producers) {
+    producer.close();
+    await call.request('closeProducer', { producerId: producer.id }).catch(() => {});
+  }
+  for (const consumerId of old.consumers) call.dropConsumer(consumerId);
+  for (const transport of [old.send, old.recv]) {
+    if (!transport || transport.closed) continue;
+    await call.request('closeTransport', { transportId: transport.id }).catch(() => {});
+    transport.close();
+  }
+}
