@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 setup:
 	@scripts/setup.sh
 
-# Whole system with local defaults: Redis, PostgreSQL, SFU node, control plane.
+# Whole system with local defaults: Redis, PostgreSQL, SFU node, coturn, control
+# plane.  `make run DEV_ARGS=--https`: HTTPS on this machine's LAN address.
 run: setup
-	@$(PY) -m controlplane.cli dev
+	@$(PY) -m controlplane.cli dev $(DEV_ARGS)
 
 # Local SFU only: Redis (unless REDIS_URL is set) and one SFU node.
 sfu: setup
