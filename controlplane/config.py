@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import os
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +16,53 @@ _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 class ConfigError(ValueError):
     """A setting is missing or malformed."""
+
+
+# Words of template and documentation values: a secret containing one was copied,
+# not generated.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "placeholder", "example", "xxxx")
+GENERATE_HINT = "generate one with `openssl rand -base64 48`"
+
+
+def estimated_bits(value: str) -> float:
+    """Shannon entropy of the value's own characters times its length: a random
+    base64 secret of 32 characters scores about 150, a repeated or worded one far
+    less."""
+    counts = Counter(value)
+    size = len(value)
+    return -size * sum(c / size * math.log2(c / size) for c in counts.values()) if size else 0.0
+
+
+def check_secret(name: str, value: str, min_chars: int, min_bits: int) -> None:
+    if len(value) < min_chars:
+        raise ConfigError(f"{name} must be set (at least {min_chars} characters): {GENERATE_HINT}")
+    if any(marker in value.lower() for marker in PLACEHOLDER_MARKERS):
+        raise ConfigError(f"{name} is a placeholder from a template: {GENERATE_HINT}")
+    bits = estimated_bits(value)
+    if bits < min_bits:
+        raise ConfigError(
+            f"{name} is too predictable (about {bits:.0f} bits, {min_bits} needed): {GENERATE_HINT}"
+        )
+
+
+def check_data_keys(spec: str) -> None:
+    """``id:base64`` pairs of 32-byte keys, none of them a template value."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("TELEMED_DATA_KEYS must be set (AES-256 keys for clinical text)")
+    for part in parts:
+        key_id, _, encoded = part.partition(":")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (ValueError, binascii.Error):
+            key = b""
+        if not key_id.isdigit() or len(key) != 32:
+            raise ConfigError(
+                "TELEMED_DATA_KEYS must be id:base64 pairs of 32-byte keys: "
+                'generate one with `echo "1:$(openssl rand -base64 32)"`'
+            )
+        if len(set(key)) < 16:
+            raise ConfigError(f"TELEMED_DATA_KEYS key {key_id} is not random (a template value?)")
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -146,22 +197,22 @@ class Settings:
         return overrides
 
     def validate(self) -> None:
-        if len(self.jwt_secret) < 32:
-            raise ConfigError("TELEMED_JWT_SECRET must be set (at least 32 characters)")
-        if len(self.sfu_secret) < 16:
-            raise ConfigError("SFU_SECRET must be set (at least 16 characters)")
+        check_secret("TELEMED_JWT_SECRET", self.jwt_secret, 32, 120)
+        check_secret("SFU_SECRET", self.sfu_secret, 16, 96)
         if not self.database_url:
             raise ConfigError("DATABASE_URL must be set (PostgreSQL)")
-        if not self.data_keys:
-            raise ConfigError("TELEMED_DATA_KEYS must be set (AES-256 keys for clinical text)")
+        for name, url in (("DATABASE_URL", self.database_url), ("REDIS_URL", self.redis_url)):
+            if any(marker in url.lower() for marker in PLACEHOLDER_MARKERS[:3]):
+                raise ConfigError(f"{name} holds a placeholder password from a template")
+        check_data_keys(self.data_keys)
         if self.log_format not in ("console", "json"):
             raise ConfigError("TELEMED_LOG_FORMAT must be 'console' or 'json'")
         if not 1 <= self.resume_window <= 600:
             raise ConfigError("TELEMED_RESUME_WINDOW must be between 1 and 600 seconds")
         if self.sfu_rpc_timeout <= 0:
             raise ConfigError("SFU_RPC_TIMEOUT must be positive")
-        if self.turn_hosts and len(self.turn_secret) < 16:
-            raise ConfigError("TELEMED_TURN_SECRET must be set (at least 16 characters)")
+        if self.turn_hosts:
+            check_secret("TELEMED_TURN_SECRET", self.turn_secret, 16, 96)
         for name, value in (("PORT", self.turn_port), ("TLS_PORT", self.turn_tls_port)):
             if not 0 <= value <= 65535 or (name == "PORT" and value == 0):
                 raise ConfigError(f"TELEMED_TURN_{name} must be a port number")

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -205,5 +206,5 @@ async def test_a_stopped_turn_server_shows_in_health_and_recovers(
 async def test_a_wrong_turn_secret_shows_as_refused_credentials(
     stack: Stack, instance: Callable[..., Instance]
 ) -> None:
-    own = instance(TELEMED_TURN_SECRET="not-the-secret-coturn-has", TELEMED_TURN_CHECK_INTERVAL="1")
+    own = instance(TELEMED_TURN_SECRET=secrets.token_urlsafe(24), TELEMED_TURN_CHECK_INTERVAL="1")
     assert (await _wait_turn(own.url, "auth_failed"))["turn"] == "auth_failed"

@@ -4,16 +4,22 @@ machine-specific values (addresses, ports, paths, secrets) replaced:
 - coturn (deploy/coturn/turnserver.conf) relays to public peers but refuses
   loopback and private ones, which the local/test configuration allows;
 - nginx (deploy/nginx/telemed.conf) serves TLS 1.3 only, proxies the REST API
-  and upgrades Socket.IO to WebSocket."""
+  and upgrades Socket.IO to WebSocket;
+- the environment template (deploy/telemed.env.example) names every variable the
+  control plane needs: with generated values it starts, as shipped it refuses
+  its placeholders with a clear message."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import secrets
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +28,8 @@ import pytest
 from aioice import stun
 from aioice.turn import TurnClientUdpProtocol, create_turn_endpoint
 
+from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.devstack import services as ls
 from controlplane.devstack.coturn import run_coturn
 from controlplane.devstack.local_ca import server_certificate
 from controlplane.devstack.processes import ManagedProcess, free_port, spawn, wait_ready
@@ -149,3 +157,67 @@ async def test_the_reverse_proxy_serves_tls13_and_upgrades_socketio(
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectorError):
             await http.get(f"{url}/health/live", ssl=old)
+
+
+def _template() -> dict[str, str]:
+    values = {}
+    for line in (DEPLOY / "telemed.env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name] = value
+    return values
+
+
+def _machine_values(stack: Stack, template: dict[str, str]) -> dict[str, str]:
+    """Where the template names this machine's services, this stack's."""
+    assert {"TELEMED_JWT_SECRET", "SFU_SECRET", "DATABASE_URL", "TELEMED_DATA_KEYS"} <= set(
+        template
+    )
+    return {
+        **template,
+        "TELEMED_PORT": str(free_port()),
+        "REDIS_URL": stack.redis_url,
+        "DATABASE_URL": stack.database_url,
+        "DATABASE_ADMIN_URL": stack.database_admin_url,
+        "TELEMED_TURN_HOSTS": "127.0.0.1",
+        "TELEMED_TURN_PORT": str(stack.turn_port),
+        "TELEMED_TURN_TLS_PORT": "0",
+        "TELEMED_LOG_FORMAT": "json",
+    }
+
+
+async def test_the_env_template_with_generated_secrets_starts_the_control_plane(
+    stack: Stack,
+) -> None:
+    env = _machine_values(stack, _template())
+    env.update(
+        TELEMED_JWT_SECRET=secrets.token_urlsafe(48),
+        TELEMED_DATA_KEYS=FieldCipher.generate_spec(),
+        # Shared with the running SFU node and coturn, which generated theirs.
+        SFU_SECRET=stack.sfu_secret,
+        TELEMED_TURN_SECRET=stack.turn_secret,
+    )
+    process = await asyncio.to_thread(
+        ls.start_control_plane, stack.data_dir, env, int(env["TELEMED_PORT"])
+    )
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{process.url}/health") as response:
+            body = await response.json()
+        assert (response.status, body["redis"], body["database"]) == (200, "ok", "ok"), body
+    finally:
+        await asyncio.to_thread(process.stop)
+
+
+def test_the_env_template_as_shipped_is_refused_clearly(stack: Stack) -> None:
+    env = {**_machine_values(stack, _template()), "DATABASE_URL": stack.database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "serve"],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=DEPLOY.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "TELEMED_JWT_SECRET is a placeholder from a template" in result.stderr
+    assert "openssl rand" in result.stderr and "Traceback" not in result.stderr
