@@ -103,7 +103,7 @@ async def create_app(settings: Settings) -> web.Application:
         )
 
     turn = TurnHealth(ice_servers, interval=settings.turn_check_interval, on_result=turn_checked)
-    sio = create_sio(settings.redis_url, settings.cors_origins)
+    sio = create_sio(settings.redis_url, settings.allowed_origins())
     media = MediaServices.build(
         redis,
         SocketIONotifier(sio),

@@ -10,6 +10,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
 
@@ -185,6 +186,11 @@ class Settings:
         )
         settings.validate()
         return settings
+
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Browser origins allowed on Socket.IO: the public URL's, and TELEMED_CORS_ORIGINS."""
+        public = urlsplit(self.public_url)
+        return (f"{public.scheme}://{public.netloc}", *self.cors_origins)
 
     def max_duration_overrides(self) -> dict[str, int]:
         overrides: dict[str, int] = {}

@@ -24,12 +24,15 @@ log = structlog.get_logger(__name__)
 MAX_MESSAGE_BYTES = 256 * 1024
 
 
-def create_sio(redis_url: str | None, cors_origins: tuple[str, ...]) -> socketio.AsyncServer:
+def create_sio(redis_url: str | None, origins: tuple[str, ...]) -> socketio.AsyncServer:
+    """``origins``: the pages that may open a connection (a browser's Origin
+    header must be one of them; clients that send none, like the Python client,
+    are not browsers and authenticate with their token alone)."""
     manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
     return socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=list(cors_origins) if cors_origins else [],
+        cors_allowed_origins=list(origins),
         max_http_buffer_size=MAX_MESSAGE_BYTES,
         # A silent client (network gone, no RST) is noticed within 20 s.
         ping_interval=10,

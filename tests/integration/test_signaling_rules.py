@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import aiohttp
 import jwt
 import pytest
 import socketio
@@ -200,3 +201,17 @@ async def test_rejoin_from_a_new_connection_replaces_the_old_one(
     patient_entries = [p for p in snapshot["peers"] if p["peerId"] == "pt-joao"]
     assert len(patient_entries) == 1
     assert len(patient_entries[0]["producers"]) == 2
+
+
+async def test_a_page_of_another_origin_cannot_open_the_socket(stack: Stack) -> None:
+    """A browser on another site (Origin header) is refused before any event; the
+    consultation page's own origin and non-browser clients (no Origin) connect."""
+    url = f"{stack.url.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http:
+        for origin in ("https://evil.example", "http://127.0.0.1:1"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(url, headers={"Origin": origin})
+            assert refused.value.status == 400
+        for headers in ({"Origin": stack.url}, {}):
+            async with http.ws_connect(url, headers=headers) as socket:
+                assert (await socket.receive_str(timeout=5)).startswith("0{")
