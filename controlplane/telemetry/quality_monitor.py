@@ -142,7 +142,8 @@ class QualityMonitor:
             client = await self._registry.client(participant.node_id)
         except SfuError:
             return
-        samples, connected, bandwidth = await self._sfu_samples(client, participant)
+        samples, connected, sfu_bandwidth = await self._sfu_samples(client, participant)
+        sfu_samples = list(samples)
         report = await self._state.client_stats(participant.room_id, participant.participant_id)
         if report and time.time() - float(report.get("receivedAt", 0)) < CLIENT_REPORT_MAX_AGE:
             samples.extend(from_client_report(report))
@@ -152,13 +153,24 @@ class QualityMonitor:
         for sample in samples:
             self._metrics.observe(call_type, sample)
         score = quality_score(samples)
-        bandwidth = downlink_bandwidth(bandwidth, samples)
+        bandwidth = downlink_bandwidth(sfu_bandwidth, samples)
         observation = Observation(call_type, tuple(samples), score, connected, bandwidth)
         await self._history.append(
             participant.room_id, participant.participant_id, history_entry(observation)
         )
         key = (participant.room_id, participant.participant_id)
-        for transition in self.engine.evaluate(key, observation, time.monotonic()):
+        # A patient's own reports show in its quality view but raise no alert by
+        # themselves: alerts on patients come from what the SFU measures.
+        judged = observation
+        if participant.claims.role == "patient":
+            judged = Observation(
+                call_type,
+                tuple(sfu_samples),
+                quality_score(sfu_samples),
+                connected,
+                downlink_bandwidth(sfu_bandwidth, sfu_samples),
+            )
+        for transition in self.engine.evaluate(key, judged, time.monotonic()):
             await self._alerts.on_transition(transition, call_type)
         send_losses = [
             s.loss

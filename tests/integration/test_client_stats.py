@@ -3,6 +3,9 @@ participant in Redis, limited to the reporter's own streams."""
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 
 from controlplane.media.room_state import RoomState
@@ -105,3 +108,39 @@ async def test_stats_go_with_the_participant(stack: Stack, peers: list[MediaPeer
     await doctor.request("reportStats", _report(doctor.producers["camera"].id))
     await doctor.leave()
     assert await RoomState(redis).client_stats(room, "dr-ana") is None
+
+
+async def test_a_patients_own_reports_raise_no_alert_but_show_in_its_quality_view(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    """Both sides report a 900 ms round trip for 8 s while the SFU measures a
+    fast path: the physician's report raises the latency alert (clinicians are
+    trusted witnesses), the patient's does not, yet it shows in the patient's
+    quality history."""
+    room = new_room_id()
+    doctor, patient = await _start_pair(stack, peers, room)
+    for _ in range(8):
+        for peer in (doctor, patient):
+            await peer.request("reportStats", _report(peer.producers["camera"].id, rtt=0.9))
+        await asyncio.sleep(1.0)
+
+    def alerts(participant: str) -> int:
+        return int(
+            stack.psql(
+                f"SELECT count(*) FROM alerts WHERE room_id = '{room}' "
+                f"AND participant_id = '{participant}' AND rule = 'high_latency'"
+            )
+        )
+
+    assert alerts("dr-ana") == 1
+    assert alerts("pt-joao") == 0
+    session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
+    token = stack.tokens.mint_api(subject="coord-1", role="coordinator")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{stack.url}/api/telemedicine/metrics/network?sessionId={session_id}",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            body = await response.json()
+    rows = {p["participantId"]: p for p in body["participants"]}
+    assert rows["pt-joao"]["latest"]["rtt"] >= 0.9
