@@ -23,6 +23,8 @@ from schemas.ids import is_valid_id
 ROLES = ("physician", "patient", "coordinator", "admin")
 # Roles that act as clinical or administrative staff and must have used MFA.
 MFA_ROLES = frozenset({"physician", "coordinator", "admin"})
+# Staff act for one clinic: their API tokens must name it (claim ``clinic``).
+CLINIC_ROLES = frozenset({"coordinator", "admin"})
 _ALGORITHM = "HS256"
 
 
@@ -35,6 +37,7 @@ class ApiClaims:
     mfa: bool
     expires_at: int
     token_id: str
+    clinic: str | None = None  # coordinators and admins: the clinic they act for
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,13 @@ class TokenService:
         mfa: bool | None = None,
         ttl: int = 3600,
         now: int | None = None,
+        clinic: str | None = None,
     ) -> str:
         """An access token for the REST API (a different audience from room tokens)."""
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
-        if not is_valid_id(subject):
-            raise ValueError("invalid subject")
+        if not is_valid_id(subject) or (clinic is not None and not is_valid_id(clinic)):
+            raise ValueError("invalid subject or clinic")
         issued = int(time.time()) if now is None else now
         with_mfa = role in MFA_ROLES if mfa is None else mfa
         claims = {
@@ -131,6 +135,7 @@ class TokenService:
             "iat": issued,
             "exp": issued + ttl,
             "jti": secrets.token_hex(8),
+            **({"clinic": clinic} if clinic else {}),
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
@@ -159,12 +164,16 @@ class TokenService:
             raise ApiError(
                 ErrorCode.FORBIDDEN, "clinician tokens require multi-factor authentication"
             )
+        clinic = claims.get("clinic")
+        if role in CLINIC_ROLES and not (isinstance(clinic, str) and is_valid_id(clinic)):
+            raise ApiError(ErrorCode.FORBIDDEN, "staff tokens must name the clinic they act for")
         return ApiClaims(
             subject=subject,
             role=role,
             mfa=mfa,
             expires_at=int(claims["exp"]),
             token_id=str(claims.get("jti", "")),
+            clinic=clinic if role in CLINIC_ROLES else None,
         )
 
     def verify(self, token: object) -> RoomClaims:

@@ -169,7 +169,11 @@ def cmd_api_token(args: argparse.Namespace) -> int:
     if tokens is None:
         return 2
     try:
-        print(tokens.mint_api(subject=args.subject, role=args.role, ttl=args.ttl))
+        print(
+            tokens.mint_api(
+                subject=args.subject, role=args.role, ttl=args.ttl, clinic=args.clinic or None
+            )
+        )
     except ValueError as exc:
         print(f"telemed api-token: {exc}", file=sys.stderr)
         return 2
@@ -261,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", required=True, choices=("physician", "patient", "coordinator", "admin")
     )
     api.add_argument("--ttl", type=int, default=3600)
+    api.add_argument(
+        "--clinic",
+        default="",
+        help="the clinic a coordinator or admin acts for (required for them)",
+    )
 
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")

@@ -108,7 +108,7 @@ class Stack:
             "INSERT INTO sessions (id, room_id, patient_id, physician_id, session_type, specialty, "
             "scheduled_for, estimated_duration_minutes, clinic_id, status, created_by, started_at, "
             "last_activity_at, licence_verified, consent_obtained) VALUES (gen_random_uuid(), "
-            f"'{room}', 'seed-pt', 'seed-dr', '{session_type}', 'seed', now(), 30, 'clinic-test', "
+            f"'{room}', 'seed-pt', 'seed-dr', '{session_type}', 'seed', now(), 30, 'clinic-1', "
             "'active', 'test-seed', now(), now(), true, true) ON CONFLICT (room_id) DO NOTHING; "
             "INSERT INTO session_participants (session_id, participant_id, role) "
             f"SELECT id, '{participant}', '{role}' FROM sessions WHERE room_id = '{room}' "

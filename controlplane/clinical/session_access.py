@@ -1,9 +1,9 @@
 """Who may see and act on a session.
 
-- read: the session's participants, coordinators and admins;
-- quality detail: coordinators, admins and the session's physician;
+- read: the session's participants, coordinators and admins of its clinic;
+- quality detail: coordinators and admins of its clinic, and the session's physician;
 - clinical records: the session's physician and patient;
-- start / end: the session's physician or a coordinator.
+- start / end: the session's physician or a coordinator of its clinic.
 Whoever may not see a session gets NOT_FOUND (existence does not leak); every
 refusal is audited.
 """
@@ -24,12 +24,17 @@ def actor_of(claims: ApiClaims) -> Actor:
     return Actor(claims.subject, claims.role)
 
 
+def clinic_staff(claims: ApiClaims, session: SessionRow) -> bool:
+    """A coordinator or admin of the session's clinic."""
+    return claims.role in ("coordinator", "admin") and claims.clinic == session.clinic_id
+
+
 def participant_or_staff(claims: ApiClaims, session: SessionRow) -> bool:
-    return claims.role in ("coordinator", "admin") or claims.subject in session.participants
+    return clinic_staff(claims, session) or claims.subject in session.participants
 
 
 def staff_or_physician(claims: ApiClaims, session: SessionRow) -> bool:
-    return claims.role in ("coordinator", "admin") or claims.subject == session.physician_id
+    return clinic_staff(claims, session) or claims.subject == session.physician_id
 
 
 def physician_or_patient(claims: ApiClaims, session: SessionRow) -> bool:
@@ -71,7 +76,9 @@ class SessionAccess:
     async def require_physician_or_coordinator(
         self, claims: ApiClaims, session: SessionRow, action: str
     ) -> None:
-        if claims.role == "coordinator" or claims.subject == session.physician_id:
+        if claims.subject == session.physician_id or (
+            claims.role == "coordinator" and claims.clinic == session.clinic_id
+        ):
             return
         verb = action.split(".")[1]
         raise await self._audit.deny(

@@ -23,6 +23,7 @@ class SessionRow:
     specialty: str
     status: str
     participants: dict[str, str]  # participant id -> role
+    clinic_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class SessionStore:
             specialty=row["specialty"],
             status=row["status"],
             participants={p["participant_id"]: p["role"] for p in parts},
+            clinic_id=row["clinic_id"],
         )
 
     async def describe(self, session_id: str) -> dict[str, Any] | None:
@@ -238,13 +240,17 @@ class SessionStore:
             for r in rows
         ]
 
-    async def durations(self, session_type: str | None) -> list[tuple[str, float]]:
-        """(type, seconds) of every ended session, optionally of one type."""
+    async def durations(
+        self, session_type: str | None, clinic_id: str | None
+    ) -> list[tuple[str, float]]:
+        """(type, seconds) of every ended session, optionally of one type and clinic."""
         rows = await self._pool.fetch(
             """SELECT session_type, duration_seconds FROM sessions
                WHERE status = 'ended' AND duration_seconds IS NOT NULL
-                 AND ($1::text IS NULL OR session_type = $1)""",
+                 AND ($1::text IS NULL OR session_type = $1)
+                 AND ($2::text IS NULL OR clinic_id = $2)""",
             session_type,
+            clinic_id,
         )
         return [(r["session_type"], float(r["duration_seconds"])) for r in rows]
 

@@ -51,8 +51,10 @@ class SessionService:
 
     async def create(self, claims: ApiClaims, body: dict[str, Any]) -> dict[str, Any]:
         actor = actor_of(claims)
-        if claims.role == "patient" or (
-            claims.role == "physician" and body["physicianId"] != claims.subject
+        if (
+            claims.role == "patient"
+            or (claims.role == "physician" and body["physicianId"] != claims.subject)
+            or (claims.clinic is not None and body["clinicId"] != claims.clinic)
         ):
             raise await self._access.forbid(
                 claims, "session.create", "you may not create this session"
@@ -119,7 +121,7 @@ class SessionService:
                 claims, "metrics.duration", "coordinators and admins only"
             )
         by_type: dict[str, list[float]] = {}
-        for kind, seconds in await self._store.durations(session_type):
+        for kind, seconds in await self._store.durations(session_type, claims.clinic):
             by_type.setdefault(kind, []).append(seconds)
         everything = [d for values in by_type.values() for d in values]
         return {

@@ -64,7 +64,7 @@ async def create_demo_session(
         await consent.grant(
             Actor("cli-demo", "coordinator"), patient_id, "teleconsultation", version
         )
-        coordinator = ApiClaims("cli-demo", "coordinator", True, 0, "cli")
+        coordinator = ApiClaims("cli-demo", "coordinator", True, 0, "cli", clinic="clinic-demo")
         created = await sessions.create(
             coordinator,
             {

@@ -210,7 +210,7 @@ async def test_ended_session_says_so_and_does_not_reconnect(pages: Pages, stack:
         "readyState", 4, timeout=10000
     )
     session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
-    coordinator = stack.tokens.mint_api(subject="coord-end", role="coordinator")
+    coordinator = stack.tokens.mint_api(subject="coord-end", role="coordinator", clinic="clinic-1")
 
     async with aiohttp.ClientSession() as http:
         async with http.post(

@@ -12,6 +12,7 @@ import aiohttp
 from tests.conftest import Stack
 
 SPECIALTY = "cardiologia"
+CLINIC = "clinic-1"  # of the sessions tests create (and of tests/conftest.py's seeded ones)
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Api:
         self.http = http
 
     def token(self, subject: str, role: str, **kwargs: Any) -> str:
+        if role in ("coordinator", "admin"):
+            kwargs.setdefault("clinic", CLINIC)
         return self.stack.tokens.mint_api(subject=subject, role=role, **kwargs)
 
     async def call(self, method: str, path: str, token: str | None, body: Any = None) -> Response:
@@ -118,7 +121,7 @@ class Api:
             "specialty": SPECIALTY,
             "scheduledFor": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
             "estimatedDuration": 30,
-            "clinicId": "clinic-1",
+            "clinicId": CLINIC,
             **overrides,
         }
 

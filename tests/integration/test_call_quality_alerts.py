@@ -147,7 +147,7 @@ async def test_packet_loss_raises_and_clears_the_loss_alert(
         stack.url,
         namespaces=["/staff"],
         transports=["websocket"],
-        auth={"token": stack.tokens.mint_api(subject="tech-1", role="admin")},
+        auth={"token": stack.tokens.mint_api(subject="tech-1", role="admin", clinic="clinic-1")},
     )
     try:
         room = new_room_id()
@@ -222,7 +222,7 @@ async def test_staff_channel_is_for_technical_staff_only(stack: Stack, role: str
             stack.url,
             namespaces=["/staff"],
             transports=["websocket"],
-            auth={"token": stack.tokens.mint_api(subject="someone", role=role)},
+            auth={"token": stack.tokens.mint_api(subject="someone", role=role, clinic="clinic-1")},
             wait_timeout=5,
         )
 

@@ -135,7 +135,7 @@ async def test_a_patients_own_reports_raise_no_alert_but_show_in_its_quality_vie
     assert alerts("dr-ana") == 1
     assert alerts("pt-joao") == 0
     session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
-    token = stack.tokens.mint_api(subject="coord-1", role="coordinator")
+    token = stack.tokens.mint_api(subject="coord-1", role="coordinator", clinic="clinic-1")
     async with aiohttp.ClientSession() as http:
         async with http.get(
             f"{stack.url}/api/telemedicine/metrics/network?sessionId={session_id}",

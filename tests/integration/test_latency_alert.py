@@ -32,7 +32,7 @@ async def test_added_delay_raises_the_critical_latency_alert_and_it_clears(
         stack.url,
         namespaces=["/staff"],
         transports=["websocket"],
-        auth={"token": stack.tokens.mint_api(subject="tech-2", role="admin")},
+        auth={"token": stack.tokens.mint_api(subject="tech-2", role="admin", clinic="clinic-1")},
     )
     try:
         room = new_room_id("er")

@@ -398,3 +398,50 @@ async def test_room_token_carries_the_display_name_the_participant_chose(
     await patient_peer.join(session["roomId"])
     joined = await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == patient)
     assert joined["displayName"] == "Maria" and joined["role"] == "patient"
+
+
+async def test_staff_see_and_act_on_their_own_clinic_only(api: Api) -> None:
+    """A coordinator or admin token names its clinic; another clinic's sessions
+    are invisible (NOT_FOUND, audited), cannot be created, started or ended by
+    them, and stay out of their duration figures."""
+    session, _physician, _patient = await api.active_session()
+    sid = session["sessionId"]
+    other = {
+        role: api.token(f"{role}-x", role, clinic="clinic-2") for role in ("coordinator", "admin")
+    }
+    own = api.token("coord-own", "coordinator")
+
+    for token in other.values():
+        read = await api.call("GET", f"session/{sid}", token)
+        assert (read.status, read.code) == (404, "NOT_FOUND")
+        quality = await api.call("GET", f"metrics/quality?sessionId={sid}", token)
+        assert quality.code == "NOT_FOUND"
+    ended = await api.call("POST", "session/end", other["coordinator"], {"sessionId": sid})
+    assert ended.code == "NOT_FOUND"
+    assert (await api.call("GET", f"session/{sid}", own)).status == 200
+    audited = api.stack.psql(
+        "SELECT count(*) FROM audit_log WHERE actor_id = 'coordinator-x' "
+        f"AND outcome = 'denied' AND session_id = '{sid}'"
+    )
+    assert int(audited) >= 2
+
+    physician = await api.licensed_physician()
+    patient = await api.consenting_patient()
+    body = api.session_body(physician, patient)  # for clinic-1
+    refused = await api.call("POST", "session/create", other["coordinator"], body)
+    assert (refused.status, refused.code) == (403, "FORBIDDEN")
+    made = await api.call(
+        "POST", "session/create", other["coordinator"], {**body, "clinicId": "clinic-2"}
+    )
+    assert made.status == 201, made.body
+
+    # A staff token that names no clinic is refused outright.
+    bare = api.stack.tokens.mint_api(subject="coord-bare", role="coordinator")
+    response = await api.call("GET", f"session/{sid}", bare)
+    assert (response.status, response.code) == (403, "FORBIDDEN")
+
+    assert (await api.call("POST", "session/end", own, {"sessionId": sid})).status == 200
+    mine = await api.call("GET", "metrics/duration", own)
+    theirs = await api.call("GET", "metrics/duration", other["coordinator"])
+    assert mine.body["overall"]["count"] >= 1
+    assert theirs.body["overall"]["count"] == 0

@@ -59,7 +59,9 @@ async def staff(netns: Netns) -> AsyncIterator[Staff]:
         netns.control.url,
         namespaces=["/staff"],
         transports=["websocket"],
-        auth={"token": netns.stack.tokens.mint_api(subject="tech-ns", role="admin")},
+        auth={
+            "token": netns.stack.tokens.mint_api(subject="tech-ns", role="admin", clinic="clinic-1")
+        },
     )
     yield watcher
     await client.disconnect()
