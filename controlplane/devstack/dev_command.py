@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if args.only_sfu:
             _save_dev_env(data_dir, env)
             print(
-                f"SFU node sfu-local is running at {sfu.url} (registered in {redis_url})",
+                f"SFU node sfu-local is running at {sfu.url} (registered in Redis)",
                 flush=True,
             )
             return _supervise(started)

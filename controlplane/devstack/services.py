@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import shutil
 import socket
 import sys
@@ -51,16 +52,37 @@ def node_binary() -> str:
 # ---- Redis ---------------------------------------------------------------------
 
 
+REDIS_USER = "telemed"
+
+
+def redis_password(data_dir: Path) -> str:
+    """The password of the local Redis's ACL user, made once per data folder (0600),
+    so a Redis started again on the same folder has the same one."""
+    path = data_dir / "redis-password"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def start_redis(data_dir: Path, port: int | None = None) -> ManagedProcess:
+    """Redis on loopback with one ACL user (``telemed``, a generated password) and
+    the default user off: nothing connects without the password."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("redis-server is not installed (run `make setup`)")
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    password = redis_password(data_dir)
+    config = data_dir / "redis.conf"
+    config.touch(mode=0o600)
+    config.write_text(f"user default off\nuser {REDIS_USER} on >{password} ~* &* +@all\n")
     process = spawn(
         "redis",
         [
             binary,
+            str(config),
             "--port",
             str(port),
             "--bind",
@@ -76,12 +98,18 @@ def start_redis(data_dir: Path, port: int | None = None) -> ManagedProcess:
         ],
         data_dir / "redis.log",
     )
-    process.url = f"redis://127.0.0.1:{port}/0"
+    process.url = f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0"
 
     def ready() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(f"AUTH {REDIS_USER} {password}\r\nPING\r\n".encode())
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                answer += chunk
+            return answer == b"+OK\r\n+PONG\r\n"
 
     wait_ready(process, ready, 15)
     return process
