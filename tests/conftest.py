@@ -24,6 +24,7 @@ from controlplane.devstack import services as ls
 from controlplane.devstack.coturn import start_coturn
 from telemed_client import MediaPeer, restrict_ice_host_addresses
 from tests.fault_injection import Instance
+from tests.network_namespace import free_port_outside
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -124,7 +125,9 @@ def stack() -> Iterator[Stack]:
     sfu_secret = secrets.token_urlsafe(24)
     jwt_secret = secrets.token_urlsafe(48)
     turn_secret = secrets.token_urlsafe(24)
-    turn_port = ls.free_port()
+    # Never inside the media port ranges that fault tests drop with nftables.
+    media_ranges = ((45000, 45999), (51000, 51999))
+    turn_port = free_port_outside(*media_ranges)
     started: list[ls.ManagedProcess] = []
     data_keys = FieldCipher.generate_spec()
     try:
@@ -161,7 +164,7 @@ def stack() -> Iterator[Stack]:
             TELEMED_TURN_PORT=str(turn_port),
             TELEMED_TURN_SECRET=turn_secret,
         )
-        control = ls.start_control_plane(data_dir, env)
+        control = ls.start_control_plane(data_dir, env, port=free_port_outside(*media_ranges))
         started.append(control)
         yield Stack(
             data_dir=data_dir,

@@ -7,6 +7,7 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from controlplane.devstack import services as ls
+from tests.network_namespace import free_port_outside
 from telemed_client import MediaPeer
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ class Instance:
     def __init__(self, stack: Stack, **env: str) -> None:
         self._stack = stack
         self._env = stack.control_plane_env(**{"TELEMED_RESUME_WINDOW": "30", **env})
-        self.port = ls.free_port()
+        # Outside the media ports that fault tests drop (tests/conftest.py).
+        self.port = free_port_outside((45000, 45999), (51000, 51999))
         self.process = self.start()
 
     @property

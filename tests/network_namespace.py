@@ -81,6 +81,14 @@ class HostSide:
             process.stop()
 
 
+def free_port_outside(*ranges: tuple[int, int]) -> int:
+    """A free port in none of ``ranges`` (the media ports a test's firewall drops)."""
+    while True:
+        port = ls.free_port()
+        if not any(low <= port <= high for low, high in ranges):
+            return port
+
+
 def start_host_side(
     stack: Stack,
     ns: Namespace,
@@ -93,7 +101,7 @@ def start_host_side(
     try:
         redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
         started.append(redis)
-        turn_port = ls.free_port()
+        turn_port = free_port_outside(sfu_ports, relay_ports)
         started.append(
             start_coturn(
                 stack.data_dir / "turn",
@@ -120,7 +128,9 @@ def start_host_side(
             REDIS_URL=redis.url,
             **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port), **settings},
         )
-        control = ls.start_control_plane(stack.data_dir, env, host=HOST_IP)
+        control = ls.start_control_plane(
+            stack.data_dir, env, port=free_port_outside(sfu_ports, relay_ports), host=HOST_IP
+        )
         started.append(control)
     except BaseException:
         for process in reversed(started):
