@@ -7,8 +7,8 @@ import subprocess
 from typing import TYPE_CHECKING
 
 from controlplane.devstack import services as ls
-from tests.network_namespace import free_port_outside
 from telemed_client import MediaPeer
+from tests.network_namespace import free_port_outside
 
 if TYPE_CHECKING:
     from tests.conftest import Stack
