@@ -78,9 +78,7 @@ class SignalingServer:
         # Live alerts for technical staff: admin API tokens only.
         sio.on("connect", self._on_staff_connect, namespace=STAFF_NAMESPACE)
 
-    async def _on_staff_connect(
-        self, _sid: str, _environ: dict[str, Any], auth: Any = None
-    ) -> None:
+    async def _on_staff_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             claims = self._tokens.verify_api(token)
@@ -91,9 +89,15 @@ class SignalingServer:
             raise socketio.exceptions.ConnectionRefusedError(
                 exc.message, exc.to_payload()["error"]
             ) from None
+        # Staff hear the alerts of their own clinic only.
+        await self.sio.enter_room(sid, f"clinic:{claims.clinic}", namespace=STAFF_NAMESPACE)
 
     async def push_staff(self, event: str, data: dict[str, Any]) -> None:
-        await self.sio.emit(event, data, namespace=STAFF_NAMESPACE)
+        """To the staff of the alert's clinic; to all staff only when the clinic is
+        unknown (its session could not be read), so that no alert goes unheard."""
+        clinic = data.get("clinicId")
+        room = f"clinic:{clinic}" if clinic else None
+        await self.sio.emit(event, data, namespace=STAFF_NAMESPACE, to=room)
 
     def _claims_for(self, sid: str) -> RoomClaims:
         claims = self._claims.get(sid)

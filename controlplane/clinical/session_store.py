@@ -130,6 +130,12 @@ class SessionStore:
             "classification": row["classification"],
         }
 
+    async def clinic_for_room(self, room_id: str) -> str | None:
+        clinic: str | None = await self._pool.fetchval(
+            "SELECT clinic_id FROM sessions WHERE room_id = $1", room_id
+        )
+        return clinic
+
     async def id_for_room(self, room_id: str) -> str | None:
         """The id of the session that owns a room (room ids are unique per session)."""
         session_id = await self._pool.fetchval(

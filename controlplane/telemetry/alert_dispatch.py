@@ -22,6 +22,8 @@ WebhookSend = Callable[[str, dict[str, Any]], None]
 class SessionDirectory(Protocol):
     async def id_for_room(self, room_id: str) -> str | None: ...
 
+    async def clinic_for_room(self, room_id: str) -> str | None: ...
+
 
 class AlertDispatcher:
     def __init__(
@@ -41,8 +43,9 @@ class AlertDispatcher:
 
     async def on_transition(self, transition: Transition, call_type: str) -> None:
         room_id, participant_id = transition.key
-        session_id = await self._sessions.id_for_room(room_id)
+        session_id, clinic_id = await self._session_of(room_id)
         payload: dict[str, Any] = {
+            "clinicId": clinic_id,
             "rule": transition.rule,
             "severity": transition.severity,
             "description": transition.description,
@@ -87,7 +90,7 @@ class AlertDispatcher:
         rules = await self._store.clear_all(room_id, participant_id, "participant_left")
         if not rules:
             return
-        session_id = await self._sessions.id_for_room(room_id)
+        session_id, clinic_id = await self._session_of(room_id)
         for rule in rules:
             log.info("alert_cleared", rule=rule, room_id=room_id, participant_id=participant_id)
             await self._publish(
@@ -97,10 +100,22 @@ class AlertDispatcher:
                     "roomId": room_id,
                     "participantId": participant_id,
                     "sessionId": session_id,
+                    "clinicId": clinic_id,
                     "reason": "participant_left",
                     "at": time.time(),
                 },
             )
+
+    async def _session_of(self, room_id: str) -> tuple[str | None, str | None]:
+        """The room's session and clinic (None, None when they cannot be read)."""
+        try:
+            return (
+                await self._sessions.id_for_room(room_id),
+                await self._sessions.clinic_for_room(room_id),
+            )
+        except Exception:
+            log.warning("alert_session_unknown", room_id=room_id)
+            return None, None
 
     async def _publish(self, event: str, payload: dict[str, Any]) -> None:
         if self._staff_push is not None:

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from telemed_client import MediaPeer
 from tests.conftest import Stack, new_room_id
 from tests.integration.api_client import Api
+from tests.integration.test_client_stats import _report
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -273,3 +274,36 @@ async def test_quality_and_network_detail_per_session(stack: Stack, peers: list[
             api.token(patient, "patient"),
         )
         assert refused.code == "NOT_FOUND"
+
+
+async def test_staff_hear_the_alerts_of_their_own_clinic_only(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    heard: dict[str, list[dict]] = {"clinic-1": [], "clinic-2": []}
+    channels = []
+    for clinic, events in heard.items():
+        staff = socketio.AsyncClient(reconnection=False)
+        staff.on("alert", events.append, namespace="/staff")
+        await staff.connect(
+            stack.url,
+            namespaces=["/staff"],
+            transports=["websocket"],
+            auth={
+                "token": stack.tokens.mint_api(
+                    subject=f"tech-{clinic}", role="admin", clinic=clinic
+                )
+            },
+        )
+        channels.append(staff)
+    try:
+        room = new_room_id()
+        doctor, _patient = await _start_pair(stack, peers, room)  # a clinic-1 session
+        for _ in range(8):  # the physician's browser reports a 900 ms round trip
+            await doctor.request("reportStats", _report(doctor.producers["camera"].id, rtt=0.9))
+            await asyncio.sleep(1.0)
+        mine = [e for e in heard["clinic-1"] if e["roomId"] == room]
+        assert [(e["rule"], e["clinicId"]) for e in mine] == [("high_latency", "clinic-1")]
+        assert heard["clinic-2"] == []
+    finally:
+        for staff in channels:
+            await staff.disconnect()
