@@ -129,7 +129,9 @@ async def test_a_page_behind_a_firewall_calls_over_https_through_the_turn_relay(
         assert await patient.evaluate("window.isSecureContext && location.protocol") == "https:"
         for page, other in ((doctor, "pt-reach"), (patient, "dr-reach")):
             await wait_decoding(page, other, timeout=15)
-            before, after = await decoding(page, other, seconds=1.0)
+            # At least 5 frames a second through the relay (a loaded 2-core machine
+            # decodes fewer than the camera's 30).
+            before, after = await decoding(page, other, seconds=2.0)
             assert after >= before + 10, (before, after)
             assert (await stream_from(page, other, "video"))["frameWidth"] > 0
             assert await selected_local_types(page) == ["relay", "relay"]

@@ -192,12 +192,23 @@ export class Call {
     }
     await Promise.all([this.createSendTransport(), this.createRecvTransport()]);
     this.joined = true;
-    // (Re)produce whatever local media is active.
-    for (const [source, track] of this.localTracks) {
-      if (track.readyState === 'live') await this.produceTrack(source, track);
+    try {
+      await this.produceMissing(); // whatever local media is active
+      await this.consumeAll();
+    } catch (error) {
+      // We are in the room: a connection that dropped meanwhile is resumed (and the
+      // resume finishes this); a server that did not answer gets a rejoin.
+      if (this.rejoining) throw error; // the rejoin tries again
+      if (this.socket.connected) this.rejoin('the media set-up did not finish');
+      else console.warn('media set-up interrupted; the resume will finish it', error.code);
     }
-    await this.consumeAll();
     this.refreshState();
+  }
+
+  async produceMissing() {
+    for (const [source, track] of this.localTracks) {
+      if (track.readyState === 'live' && !this.producers.has(source)) await this.produceTrack(source, track);
+    }
   }
 
   // A rejoin (a room made again on another worker) keeps the loaded device when
@@ -353,6 +364,7 @@ export class Call {
           if (transport && !transport.closed) configureIce(transport, ack.iceServers);
         }
         this.catchUp(ack);
+        await this.produceMissing(); // a join the drop interrupted
         await this.consumeAll(); // producers that appeared while we were away
         this.refreshState();
       } catch (error) {
