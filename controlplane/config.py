@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import os
 import secrets
@@ -11,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from controlplane.clinical.field_crypto import FieldCipher, WeakKeyError
 
 _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
 
@@ -47,23 +47,18 @@ def check_secret(name: str, value: str, min_chars: int, min_bits: int) -> None:
 
 
 def check_data_keys(spec: str) -> None:
-    """``id:base64`` pairs of 32-byte keys, none of them a template value."""
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not parts:
+    """``id:base64`` pairs of 32 random bytes each, as the field cipher reads them."""
+    if not spec.strip():
         raise ConfigError("TELEMED_DATA_KEYS must be set (AES-256 keys for clinical text)")
-    for part in parts:
-        key_id, _, encoded = part.partition(":")
-        try:
-            key = base64.b64decode(encoded, validate=True)
-        except (ValueError, binascii.Error):
-            key = b""
-        if not key_id.isdigit() or len(key) != 32:
-            raise ConfigError(
-                "TELEMED_DATA_KEYS must be id:base64 pairs of 32-byte keys: "
-                'generate one with `echo "1:$(openssl rand -base64 32)"`'
-            )
-        if len(set(key)) < 16:
-            raise ConfigError(f"TELEMED_DATA_KEYS key {key_id} is not random (a template value?)")
+    try:
+        FieldCipher.from_config(spec)
+    except WeakKeyError as exc:
+        raise ConfigError(f"TELEMED_DATA_KEYS: {exc}") from None
+    except ValueError:
+        raise ConfigError(
+            "TELEMED_DATA_KEYS must be id:base64 pairs of 32-byte keys: "
+            'generate one with `echo "1:$(openssl rand -base64 32)"`'
+        ) from None
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:

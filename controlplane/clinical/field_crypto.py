@@ -24,11 +24,17 @@ class DecryptionError(Exception):
     """The ciphertext is damaged, bound to another row, or its key is unknown."""
 
 
+class WeakKeyError(ValueError):
+    """A data key that cannot be random (e.g. a template's value)."""
+
+
 class FieldCipher:
     def __init__(self, keys: dict[int, bytes], current: int) -> None:
         for key_id, key in keys.items():
             if not 0 <= key_id <= 255 or len(key) != 32:
                 raise ValueError("data keys must be 32 bytes (AES-256) with ids 0..255")
+            if len(set(key)) < 16:  # 32 random bytes have about 30 distinct values
+                raise WeakKeyError(f"data key {key_id} is not random (a template value?)")
         if current not in keys:
             raise ValueError("the current data key is not among the keys")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}

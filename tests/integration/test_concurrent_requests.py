@@ -75,6 +75,22 @@ async def test_burst_of_join_joins_once(stack: Stack, peers: list[MediaPeer], re
     assert await RoomState(redis).participant_ids(room) == ["pt-joins"]
 
 
+def _video_produce(
+    template: dict[str, Any], transport_id: str, source: str, mid: int
+) -> dict[str, Any]:
+    """A produce payload like an existing video producer's, with its own mid and
+    SSRC: the SFU itself would accept every one of them."""
+    params = {**template, "mid": str(mid)}
+    params["encodings"] = [{"ssrc": random.randrange(10**8, 2 * 10**9)}]
+    params["rtcp"] = {**template.get("rtcp", {}), "cname": f"burst-{mid}"}
+    return {
+        "transportId": transport_id,
+        "kind": "video",
+        "rtpParameters": params,
+        "appData": {"source": source},
+    }
+
+
 async def test_burst_of_produce_for_one_source_makes_one_producer(
     stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient
 ) -> None:
@@ -84,20 +100,10 @@ async def test_burst_of_produce_for_one_source_makes_one_producer(
     template = camera.rtpParameters.model_dump(exclude_none=True)
     before = await _sfu_counts(rpc)
 
-    def screen_parameters(index: int) -> dict[str, Any]:
-        # Distinct mid and SSRCs: the SFU itself would accept every one of them.
-        params = {**template, "mid": str(100 + index)}
-        ssrc = random.randrange(10**8, 2 * 10**9)
-        params["encodings"] = [{"ssrc": ssrc}]
-        params["rtcp"] = {**template.get("rtcp", {}), "cname": f"burst-{index}"}
-        return {
-            "transportId": doctor.send_transport.id,
-            "kind": "video",
-            "rtpParameters": params,
-            "appData": {"source": "screen"},
-        }
-
-    outcome = await _burst(doctor, "produce", [screen_parameters(i) for i in range(BURST)])
+    bursts = [
+        _video_produce(template, doctor.send_transport.id, "screen", 100 + i) for i in range(BURST)
+    ]
+    outcome = await _burst(doctor, "produce", bursts)
 
     assert outcome == {"ok": 1, "CONFLICT": BURST - 1}
     sources = [p.source for p in await RoomState(redis).producers_of(room, "dr-ana")]
@@ -146,18 +152,8 @@ async def test_while_moving_to_a_new_send_transport_a_burst_makes_one_more_produ
     template = doctor.producers["camera"].rtpParameters.model_dump(exclude_none=True)
     new_send = await doctor.request("createTransport", {"direction": "send"})
 
-    def camera_parameters(index: int) -> dict[str, Any]:
-        params = {**template, "mid": str(200 + index)}
-        params["encodings"] = [{"ssrc": random.randrange(10**8, 2 * 10**9)}]
-        params["rtcp"] = {**template.get("rtcp", {}), "cname": f"move-{index}"}
-        return {
-            "transportId": new_send["id"],
-            "kind": "video",
-            "rtpParameters": params,
-            "appData": {"source": "camera"},
-        }
-
-    outcome = await _burst(doctor, "produce", [camera_parameters(i) for i in range(BURST)])
+    bursts = [_video_produce(template, new_send["id"], "camera", 200 + i) for i in range(BURST)]
+    outcome = await _burst(doctor, "produce", bursts)
 
     assert outcome == {"ok": 1, "CONFLICT": BURST - 1}
     sources = [p.source for p in await RoomState(redis).producers_of(room, "dr-ana")]

@@ -53,16 +53,18 @@ function connected(transport, timeoutMs) {
     return Promise.resolve();
   }
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the relay did not connect')), timeoutMs);
-    transport.on('connectionstatechange', (state) => {
-      if (state === 'connected') {
-        clearTimeout(timer);
-        resolve();
-      } else if (state === 'failed' || state === 'closed') {
-        clearTimeout(timer);
-        reject(new Error(`relay transport ${state}`));
-      }
-    });
+    const settle = (error) => {
+      clearTimeout(timer);
+      transport.removeListener('connectionstatechange', watch);
+      if (error) reject(error);
+      else resolve();
+    };
+    const watch = (state) => {
+      if (state === 'connected') settle();
+      else if (state === 'failed' || state === 'closed') settle(new Error(`relay transport ${state}`));
+    };
+    const timer = setTimeout(() => settle(new Error('the relay did not connect')), timeoutMs);
+    transport.on('connectionstatechange', watch);
   });
 }
 
