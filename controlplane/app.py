@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import asyncpg
@@ -37,6 +38,7 @@ from controlplane.clinical.sessions import SessionService
 from controlplane.config import Settings
 from controlplane.media.ice_servers import IceServers, TurnConfig
 from controlplane.media.services import MediaServices
+from controlplane.placement.node_trust import NodeTls
 from controlplane.telemetry.alert_dispatch import AlertDispatcher
 from controlplane.telemetry.alert_store import AlertStore
 from controlplane.telemetry.alert_webhook import AlertWebhook
@@ -110,6 +112,7 @@ async def create_app(settings: Settings) -> web.Application:
         SessionJoinGate(store, audit),
         sfu_secret=settings.sfu_secret,
         sfu_rpc_timeout=settings.sfu_rpc_timeout,
+        sfu_tls=NodeTls(Path(settings.sfu_ca_file) if settings.sfu_ca_file else None),
         instance_id=settings.instance_id,
         max_peers_per_room=settings.max_peers_per_room,
         resume_window=settings.resume_window,
@@ -118,6 +121,7 @@ async def create_app(settings: Settings) -> web.Application:
             seconds
         ),
     )
+    media.registry.on_rejected(lambda reason: metrics.sfu_untrusted.labels(reason).inc())
     lifecycle = SessionLifecycle(
         pool,
         store,

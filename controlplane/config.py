@@ -104,6 +104,8 @@ class Settings:
     # Shared secret for the SFU nodes' RPC API.
     sfu_secret: str = ""
     sfu_rpc_timeout: float = 10.0
+    # CA that signs the SFU nodes' RPC certificates (wss://); empty: the system's.
+    sfu_ca_file: str = ""
     # JWT settings for room tokens.
     jwt_secret: str = ""
     jwt_issuer: str = "telemed"
@@ -155,6 +157,7 @@ class Settings:
             alert_webhook_url=env.get("TELEMED_ALERT_WEBHOOK_URL", ""),
             sfu_secret=env.get("SFU_SECRET", ""),
             sfu_rpc_timeout=_float(env, "SFU_RPC_TIMEOUT", 10.0),
+            sfu_ca_file=env.get("SFU_CA_FILE", ""),
             jwt_secret=env.get("TELEMED_JWT_SECRET", ""),
             jwt_issuer=env.get("TELEMED_JWT_ISSUER", "telemed"),
             jwt_audience=env.get("TELEMED_JWT_AUDIENCE", "telemed-room"),
@@ -223,6 +226,6 @@ class Settings:
             raise ConfigError("TELEMED_TURN_CREDENTIAL_TTL must not be negative")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TELEMED_TLS_CERT and TELEMED_TLS_KEY go together")
-        for path in (self.tls_cert, self.tls_key):
+        for path in (self.tls_cert, self.tls_key, self.sfu_ca_file):
             if path and not Path(path).is_file():
-                raise ConfigError(f"{path} (TLS certificate or key) is not a readable file")
+                raise ConfigError(f"{path} (a TLS certificate, key or CA) is not a readable file")

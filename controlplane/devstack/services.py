@@ -151,9 +151,13 @@ def start_sfu_node(
     rtc_max_port: int = 49999,
     num_workers: int | None = None,
     extra_env: dict[str, str] | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> ManagedProcess:
+    """An SFU node on loopback; with ``tls`` (certificate, key) its RPC is wss://."""
     port = port or free_port()
+    tls_env = {"SFU_TLS_CERT": str(tls[0]), "SFU_TLS_KEY": str(tls[1])} if tls else {}
     env = {
+        **tls_env,
         "MEDIASOUP_WORKER_BIN": str(worker_binary()),
         "SFU_SECRET": secret,
         "SFU_LISTEN_PORT": str(port),
@@ -171,9 +175,10 @@ def start_sfu_node(
         env=env,
         cwd=SFU_DIR,
     )
-    process.url = f"ws://127.0.0.1:{port}"
+    scheme = "s" if tls else ""
+    process.url = f"ws{scheme}://127.0.0.1:{port}"
 
-    wait_ready(process, lambda: http_ok(f"http://127.0.0.1:{port}/health"), 30)
+    wait_ready(process, lambda: http_ok(f"http{scheme}://127.0.0.1:{port}/health"), 30)
     return process
 
 

@@ -25,6 +25,7 @@ from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
 from controlplane.media.sfu_events import SfuEvents
 from controlplane.media.transports import Transports
+from controlplane.placement.node_trust import NodeTls
 from controlplane.placement.registry import SfuRegistry
 
 
@@ -51,6 +52,7 @@ class MediaServices:
         *,
         sfu_secret: str,
         sfu_rpc_timeout: float,
+        sfu_tls: NodeTls | None = None,
         instance_id: str,
         max_peers_per_room: int,
         resume_window: float,
@@ -60,7 +62,7 @@ class MediaServices:
         participants = LocalParticipants()
         ice = ice_servers or IceServers(None)
         state = RoomState(redis)
-        registry = SfuRegistry(redis, sfu_secret, timeout=sfu_rpc_timeout)
+        registry = SfuRegistry(redis, sfu_secret, timeout=sfu_rpc_timeout, tls=sfu_tls)
         placement = RoomPlacement(state, registry)
         failures = RoomFailures(participants, state, notifier, placement)
         registry.listen(SfuEvents(participants, state, notifier, failures))

@@ -2,21 +2,37 @@
 
 SFU nodes register themselves (see sfu_worker/src/registry.js):
   telemed:sfu:nodes            set of node ids
-  telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, heartbeatAt}
-                               that expires unless the node keeps beating.
+  telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, startedAt,
+                               heartbeatAt, sig} that expires unless the node keeps
+                               beating.
+Only entries that pass ``node_trust.entry_verdict`` are used; the others are
+ignored, logged once per node and reason, and reported to ``on_rejected``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import structlog
 
-from controlplane.placement.sfu_client import SfuClient, SfuError, SfuRefused, SfuUnavailable
+from controlplane.placement.node_trust import (
+    TLS_UNVERIFIED,
+    NodeTls,
+    entry_verdict,
+    registry_key,
+)
+from controlplane.placement.sfu_client import (
+    SfuClient,
+    SfuError,
+    SfuRefused,
+    SfuUnavailable,
+    SfuUntrusted,
+)
 from controlplane.redis_text import text_map, texts
 
 log = structlog.get_logger(__name__)
@@ -57,10 +73,21 @@ class _Deaf:
 
 
 class SfuRegistry:
-    def __init__(self, redis: aioredis.Redis, secret: str, *, timeout: float) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        secret: str,
+        *,
+        timeout: float,
+        tls: NodeTls | None = None,
+    ) -> None:
         self._redis = redis
         self._secret = secret
+        self._registry_key = registry_key(secret)
+        self._tls = tls or NodeTls()
         self._timeout = timeout
+        self._on_rejected: Callable[[str], None] = lambda _reason: None
+        self._logged_rejections: set[tuple[str, str]] = set()
         self._listener: NodeListener = _Deaf()
         self._clients: dict[str, SfuClient] = {}
         # When each node process started, as it registered: a change means a restart.
@@ -73,13 +100,35 @@ class SfuRegistry:
         the listener acts on rooms, which are placed through this registry)."""
         self._listener = listener
 
+    def on_rejected(self, callback: Callable[[str], None]) -> None:
+        """Called with the reason each time an entry or a node is not trusted."""
+        self._on_rejected = callback
+
+    def _reject(self, node_id: str, reason: str) -> None:
+        self._on_rejected(reason)
+        if (node_id, reason) not in self._logged_rejections and len(self._logged_rejections) < 1024:
+            self._logged_rejections.add((node_id, reason))
+            log.warning("sfu_node_not_trusted", node_id=node_id, reason=reason)
+
+    async def _entry(self, node_id: str) -> tuple[dict[str, str] | None, bool]:
+        """The node's registry entry if it can be trusted, and whether one exists."""
+        raw = text_map(await self._redis.hgetall(node_key(node_id)))
+        if not raw or "url" not in raw:
+            return None, False
+        reason = entry_verdict(self._registry_key, node_id, raw)
+        if reason is not None:
+            self._reject(node_id, reason)
+            return None, True
+        return raw, True
+
     async def live_nodes(self) -> list[SfuNode]:
         """Nodes whose heartbeat has not expired; stale ids are pruned from the set."""
         nodes: list[SfuNode] = []
         for node_id in texts(await self._redis.smembers(NODES_KEY)):
-            raw = text_map(await self._redis.hgetall(node_key(node_id)))
-            if not raw or "url" not in raw:
+            raw, exists = await self._entry(node_id)
+            if not exists:
                 await self._redis.srem(NODES_KEY, node_id)
+            if raw is None:
                 continue
             nodes.append(
                 SfuNode(
@@ -97,8 +146,8 @@ class SfuRegistry:
         client = self._clients.get(node_id)
         return client is not None and client.connected
 
-    async def pick_node(self) -> SfuNode:
-        """The live node with the lowest load per worker.  With none registered
+    async def ranked_nodes(self) -> list[SfuNode]:
+        """Trusted live nodes, the lowest load per worker first.  With none registered
         (Redis just lost its data; nodes register again on their next heartbeat),
         the nodes this instance is connected to, as they describe themselves."""
         nodes = [node for node in await self.live_nodes() if node.workers > 0]
@@ -106,7 +155,7 @@ class SfuRegistry:
             nodes = [node for node in await self._connected_nodes() if node.workers > 0]
         if not nodes:
             raise SfuUnavailable("no SFU node is registered")
-        return min(nodes, key=lambda node: (node.load / node.workers, node.routers, node.id))
+        return sorted(nodes, key=lambda node: (node.load / node.workers, node.routers, node.id))
 
     async def _connected_nodes(self) -> list[SfuNode]:
         nodes = []
@@ -132,9 +181,10 @@ class SfuRegistry:
         client = self._clients.get(node_id)
         if client is not None and client.connected:
             return client
-        raw = text_map(await self._redis.hgetall(node_key(node_id)))
-        if not raw or "url" not in raw:
-            raise SfuUnavailable(f"SFU node {node_id} is not registered")
+        raw, exists = await self._entry(node_id)
+        if raw is None:
+            state = "not trusted" if exists else "not registered"
+            raise SfuUnavailable(f"SFU node {node_id} is {state}")
         if client is not None:
             await client.close()
         self._started.setdefault(node_id, raw.get("startedAt", ""))
@@ -145,8 +195,13 @@ class SfuRegistry:
             timeout=self._timeout,
             on_notification=self._listener.on_notification,
             on_disconnect=self._handle_disconnect,
+            tls=self._tls,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except SfuUntrusted:
+            self._reject(node_id, TLS_UNVERIFIED)
+            raise
         self._clients[node_id] = client
         return client
 
@@ -185,11 +240,13 @@ class SfuRegistry:
     async def _probe(self, node_id: str) -> str:
         """ "alive" (reconnected), "dead", or "unknown" (try again)."""
         try:
-            raw = text_map(await self._redis.hgetall(node_key(node_id)))
+            raw, exists = await self._entry(node_id)
         except Exception:
             return "unknown"  # Redis away: no verdict either way
-        if not raw or "url" not in raw:
+        if not exists:
             return "dead"  # the heartbeat expired
+        if raw is None:
+            return "unknown"  # not trusted now: the node's next heartbeat decides
         known = self._started.get(node_id)
         if known and raw.get("startedAt") and raw["startedAt"] != known:
             return "dead"  # a new process: the old one's routers died with it

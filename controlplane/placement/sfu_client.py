@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import structlog
 
+from controlplane.placement.node_trust import NodeTls, leaves_host, rpc_credential
+
 log = structlog.get_logger(__name__)
 
 NotificationHandler = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -32,6 +34,11 @@ class SfuUnavailable(SfuError):
 
 class SfuRefused(SfuUnavailable):
     """Nothing listens on the node's RPC port: its process is gone."""
+
+
+class SfuUntrusted(SfuUnavailable):
+    """The node could not prove who it is (its TLS certificate failed verification,
+    or its URL is plaintext to another host): nothing was sent to it."""
 
 
 class SfuTimeout(SfuError):
@@ -59,10 +66,12 @@ class SfuClient:
         connect_timeout: float = 3.0,
         on_notification: NotificationHandler | None = None,
         on_disconnect: Callable[[str], Awaitable[None]] | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         self.node_id = node_id
         self.url = url
         self._secret = secret
+        self._tls = tls or NodeTls()
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._on_notification = on_notification
@@ -88,6 +97,8 @@ class SfuClient:
         async with self._connect_lock:
             if self.connected:
                 return
+            if self.url.startswith("ws://") and leaves_host(self.url):
+                raise SfuUntrusted(f"SFU node {self.node_id}: plaintext RPC to another host")
             if self._session is None or self._session.closed:
                 self._session = aiohttp.ClientSession()
             try:
@@ -96,7 +107,8 @@ class SfuClient:
                 self._ws = await asyncio.wait_for(
                     self._session.ws_connect(
                         self.url,
-                        headers={"Authorization": f"Bearer {self._secret}"},
+                        headers={"Authorization": rpc_credential(self._secret, self.node_id)},
+                        ssl=self._tls.context() if self.url.startswith("wss://") else True,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
                         heartbeat=10.0,
                         max_msg_size=8 * 1024 * 1024,
@@ -109,6 +121,10 @@ class SfuClient:
                         f"SFU node {self.node_id} refused our credentials"
                     ) from exc
                 raise SfuUnavailable(f"SFU node {self.node_id} handshake failed") from exc
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise SfuUntrusted(
+                    f"SFU node {self.node_id}: its certificate failed verification"
+                ) from exc
             except aiohttp.ClientConnectorError as exc:
                 if isinstance(exc.os_error, ConnectionRefusedError):
                     raise SfuRefused(

@@ -67,6 +67,12 @@ class Metrics:
             ("node",),
             registry=r,
         )
+        self.sfu_untrusted = Counter(
+            "telemed_sfu_untrusted_total",
+            "SFU registry entries ignored and node links refused, by reason",
+            ("reason",),
+            registry=r,
+        )
         self.turn_up = Gauge(
             "telemed_turn_server_up",
             "1 when a TURN allocation with a fresh credential succeeded at the last check",

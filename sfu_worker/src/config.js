@@ -3,6 +3,9 @@
 // SFU node configuration, read once from environment variables.
 const os = require('os');
 const crypto = require('crypto');
+const fs = require('fs');
+
+const { isLoopbackHost } = require('./trust');
 
 function intFromEnv(name, fallback) {
   const raw = process.env[name];
@@ -27,13 +30,29 @@ function loadConfig() {
   const listenHost = process.env.SFU_LISTEN_HOST || '127.0.0.1';
   const listenPort = intFromEnv('SFU_LISTEN_PORT', 4443);
   const advertisedHost = process.env.SFU_ADVERTISED_HOST || listenHost;
+  // TLS for the RPC API (required when control planes reach it from another host).
+  const tlsCert = process.env.SFU_TLS_CERT || '';
+  const tlsKey = process.env.SFU_TLS_KEY || '';
+  if (Boolean(tlsCert) !== Boolean(tlsKey)) {
+    throw new Error('SFU_TLS_CERT and SFU_TLS_KEY go together');
+  }
+  const tls = tlsCert ? { cert: fs.readFileSync(tlsCert), key: fs.readFileSync(tlsKey) } : null;
+  const rpcUrl = process.env.SFU_RPC_URL || `${tls ? 'wss' : 'ws'}://${advertisedHost}:${listenPort}`;
+  const rpc = new URL(rpcUrl);
+  if (rpc.protocol === 'ws:' && !isLoopbackHost(rpc.hostname)) {
+    throw new Error(`SFU RPC URL ${rpcUrl} leaves the host in plaintext: set SFU_TLS_CERT and SFU_TLS_KEY`);
+  }
+  if (rpc.protocol === 'wss:' && !tls) {
+    throw new Error(`SFU RPC URL ${rpcUrl} is wss:// but SFU_TLS_CERT and SFU_TLS_KEY are not set`);
+  }
   return {
     nodeId: process.env.SFU_NODE_ID || `sfu-${os.hostname()}-${crypto.randomBytes(3).toString('hex')}`,
     secret,
     listenHost,
     listenPort,
-    // URL the control plane uses to reach this node (registered in Redis).
-    rpcUrl: process.env.SFU_RPC_URL || `ws://${advertisedHost}:${listenPort}`,
+    tls,
+    // URL the control plane uses to reach this node (registered in Redis, signed).
+    rpcUrl,
     numWorkers: intFromEnv('SFU_NUM_WORKERS', os.cpus().length),
     logLevel: process.env.SFU_LOG_LEVEL || 'warn',
     // Media listen address and the address announced in ICE candidates

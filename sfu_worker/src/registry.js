@@ -3,9 +3,13 @@
 // Registers this SFU node in Redis with a heartbeat so control planes can find
 // it and place rooms by load.  Key layout (shared with controlplane/sfu_registry.py):
 //   telemed:sfu:nodes            set of node ids
-//   telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, startedAt, heartbeatAt}
-//                                with a TTL refreshed on every heartbeat.
+//   telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, startedAt, heartbeatAt, sig}
+//                                with a TTL refreshed on every heartbeat; `sig` is the HMAC
+//                                of the other fields with the registry key (see trust.js):
+//                                control planes ignore entries that do not carry a valid one.
 const { createClient } = require('redis');
+
+const { registryKey, signEntry } = require('./trust');
 
 const NODES_KEY = 'telemed:sfu:nodes';
 const nodeKey = (nodeId) => `telemed:sfu:node:${nodeId}`;
@@ -18,6 +22,7 @@ class Registry {
     this.client = null;
     this.timer = null;
     this.startedAt = Date.now();
+    this.key = registryKey(config.secret);
   }
 
   async start() {
@@ -37,17 +42,18 @@ class Registry {
   async beat() {
     const info = await this.sfu.getInfo();
     const key = nodeKey(this.config.nodeId);
+    const entry = {
+      id: this.config.nodeId,
+      url: this.config.rpcUrl,
+      workers: String(info.workers),
+      load: String(info.load),
+      routers: String(info.routers),
+      startedAt: String(this.startedAt),
+      heartbeatAt: String(Date.now()),
+    };
     await this.client
       .multi()
-      .hSet(key, {
-        id: this.config.nodeId,
-        url: this.config.rpcUrl,
-        workers: String(info.workers),
-        load: String(info.load),
-        routers: String(info.routers),
-        startedAt: String(this.startedAt),
-        heartbeatAt: String(Date.now()),
-      })
+      .hSet(key, { ...entry, sig: signEntry(this.key, entry) })
       .pExpire(key, this.config.heartbeatTtlMs)
       .sAdd(NODES_KEY, this.config.nodeId)
       .exec();

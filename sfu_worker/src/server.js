@@ -4,13 +4,16 @@
 // over WebSocket for the control plane, notifications pushed to every
 // connected control plane, and registration in Redis.
 //
-// Auth: the WebSocket upgrade must carry `Authorization: Bearer <SFU_SECRET>`.
+// Auth: the WebSocket upgrade must carry `Authorization: TelemedSfu v1 <nodeId>
+// <expiresMs> <hmac>`, a short-lived credential made with a key derived from
+// SFU_SECRET (trust.js); the secret itself never travels.  With SFU_TLS_CERT and
+// SFU_TLS_KEY the API is served over TLS (wss://).
 // Request:      {"jsonrpc":"2.0","id":1,"method":"createRouter","params":{...}}
 // Response:     {"jsonrpc":"2.0","id":1,"result":{...}}
 //               {"jsonrpc":"2.0","id":1,"error":{"code":-32004,"message":"...","data":{"type":"NOT_FOUND"}}}
 // Notification: {"jsonrpc":"2.0","method":"notify","params":{"event":"transport.icestatechange",...}}
 const http = require('http');
-const crypto = require('crypto');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
 const { loadConfig } = require('./config');
@@ -18,6 +21,7 @@ const { WorkerPool } = require('./worker_pool');
 const { Sfu, RPC_METHODS } = require('./sfu');
 const { Registry } = require('./registry');
 const { RpcError } = require('./errors');
+const { rpcKey, credentialValid } = require('./trust');
 
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40 };
 const logThreshold = LEVELS[process.env.SFU_NODE_LOG_LEVEL || 'info'] || 20;
@@ -28,13 +32,6 @@ function log(level, event, fields = {}) {
   process.stderr.write(
     `${JSON.stringify({ timestamp: new Date().toISOString(), level, logger: 'sfu_worker', event, ...fields })}\n`,
   );
-}
-
-function secretMatches(header, secret) {
-  if (typeof header !== 'string' || !header.startsWith('Bearer ')) return false;
-  const given = Buffer.from(header.slice('Bearer '.length));
-  const expected = Buffer.from(secret);
-  return given.length === expected.length && crypto.timingSafeEqual(given, expected);
 }
 
 async function main() {
@@ -56,7 +53,8 @@ async function main() {
   await pool.start();
   sfu = new Sfu(config, pool, notify);
 
-  const httpServer = http.createServer((req, res) => {
+  const key = rpcKey(config.secret);
+  const handler = (req, res) => {
     // Liveness only; everything else goes through the authenticated WebSocket.
     if (req.url === '/health') {
       const alive = pool.aliveEntries().length;
@@ -66,11 +64,14 @@ async function main() {
     }
     res.writeHead(404);
     res.end();
-  });
+  };
+  const httpServer = config.tls
+    ? https.createServer({ ...config.tls, minVersion: 'TLSv1.2' }, handler)
+    : http.createServer(handler);
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   httpServer.on('upgrade', (req, socket, head) => {
-    if (!secretMatches(req.headers.authorization, config.secret)) {
+    if (!credentialValid(req.headers.authorization, key, config.nodeId)) {
       log('warn', 'rpc connection refused: bad credentials', { remote: req.socket.remoteAddress });
       socket.write('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       socket.destroy();
