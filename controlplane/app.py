@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 
-from controlplane.api.context import ApiServices
+from controlplane.api.context import ApiServices, rate_limit_middleware
 from controlplane.api.errors import error_middleware
 from controlplane.api.routes import add_routes as add_rest_routes
 from controlplane.api.web_page import add_routes as add_web_routes
@@ -36,6 +36,7 @@ from controlplane.clinical.session_access import SessionAccess
 from controlplane.clinical.session_store import SessionStore
 from controlplane.clinical.sessions import SessionService
 from controlplane.config import Settings
+from controlplane.edge.rate_limits import RateLimits, trusted_networks
 from controlplane.media.ice_servers import IceServers, TurnConfig
 from controlplane.media.services import MediaServices
 from controlplane.placement.node_trust import NodeTls
@@ -67,6 +68,7 @@ class Runtime:
     signaling: SignalingServer
     webhook: AlertWebhook | None
     turn: TurnHealth
+    audit: AuditLog
     tasks: list[asyncio.Task[None]]
 
 
@@ -133,7 +135,11 @@ async def create_app(settings: Settings) -> web.Application:
         max_duration=settings.max_duration_overrides(),
         inactivity_timeout=settings.inactivity_timeout,
     )
-    signaling = SignalingServer(sio, tokens, media, metrics)
+    limits = RateLimits(
+        settings.rate_limits, on_limited=lambda name: metrics.rate_limited.labels(name).inc()
+    )
+    trusted_proxies = trusted_networks(settings.trusted_proxies)
+    signaling = SignalingServer(sio, tokens, media, metrics, limits, trusted_proxies)
 
     # telemetry
     history = QualityHistory(redis)
@@ -158,7 +164,9 @@ async def create_app(settings: Settings) -> web.Application:
 
     media.membership.departure_listeners.append(monitor.participant_left)
 
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=1024 * 1024, middlewares=[error_middleware, rate_limit_middleware]
+    )
     sio.attach(app, socketio_path="socket.io")
     add_rest_routes(
         app,
@@ -174,11 +182,13 @@ async def create_app(settings: Settings) -> web.Application:
             quality=QualityReports(access, history, alert_store),
             readiness=Readiness(redis, pool, media.registry, audit, turn),
             metrics=metrics,
+            limits=limits,
+            trusted_proxies=trusted_proxies,
         ),
     )
     add_web_routes(app, settings.web_dir)
     app[RUNTIME] = Runtime(
-        settings, pool, redis, media, lifecycle, monitor, signaling, webhook, turn, []
+        settings, pool, redis, media, lifecycle, monitor, signaling, webhook, turn, audit, []
     )
     app.on_startup.append(_start_tasks)
     app.on_shutdown.append(_drain)
@@ -206,6 +216,7 @@ async def _start_tasks(app: web.Application) -> None:
     runtime.tasks.append(asyncio.create_task(runtime.monitor.run()))
     runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
     runtime.tasks.append(asyncio.create_task(runtime.turn.run()))
+    runtime.tasks.append(asyncio.create_task(runtime.audit.flush_refusals_every(15.0)))
 
 
 async def _drain(app: web.Application) -> None:
@@ -223,6 +234,8 @@ async def _close(app: web.Application) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    with contextlib.suppress(Exception):
+        await runtime.audit.flush_refusals(all_windows=True)
     if runtime.webhook is not None:
         await runtime.webhook.close()
     await runtime.media.close()

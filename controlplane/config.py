@@ -6,11 +6,12 @@ import math
 import os
 import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from controlplane.clinical.field_crypto import FieldCipher, WeakKeyError
+from controlplane.edge.rate_limits import RateLimitConfig, trusted_networks
 
 _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
 
@@ -120,6 +121,9 @@ class Settings:
     # Max peers in one consultation room (emergency: up to 8 clinicians + patient).
     max_peers_per_room: int = 12
     cors_origins: tuple[str, ...] = ()
+    # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
     # The built browser client (web/dist).
     web_dir: Path = _WEB_DIR
     # TURN relay (coturn with use-auth-secret): host names or addresses clients use,
@@ -181,6 +185,18 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            rate_limits=RateLimitConfig(
+                **{
+                    f.name: env[f"TELEMED_RATE_{f.name.upper()}"]
+                    for f in fields(RateLimitConfig)
+                    if env.get(f"TELEMED_RATE_{f.name.upper()}")
+                }
+            ),
+            trusted_proxies=tuple(
+                p.strip()
+                for p in env.get("TELEMED_TRUSTED_PROXIES", "127.0.0.0/8,::1").split(",")
+                if p.strip()
+            ),
         )
         settings.validate()
         return settings
@@ -224,6 +240,11 @@ class Settings:
             raise ConfigError("TELEMED_TURN_CHECK_INTERVAL must be at least 0.5 seconds")
         if self.turn_credential_ttl < 0:
             raise ConfigError("TELEMED_TURN_CREDENTIAL_TTL must not be negative")
+        try:
+            self.rate_limits.validate()
+            trusted_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"TELEMED_RATE_* / TELEMED_TRUSTED_PROXIES: {exc}") from None
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TELEMED_TLS_CERT and TELEMED_TLS_KEY go together")
         for path in (self.tls_cert, self.tls_key, self.sfu_ca_file):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -12,6 +13,13 @@ from marshmallow import ValidationError
 
 from controlplane.auth import RoomClaims, TokenService
 from controlplane.backends import OUTAGE_ERRORS
+from controlplane.edge.rate_limits import (
+    LOCAL,
+    IpNetwork,
+    RateLimited,
+    RateLimits,
+    client_address,
+)
 from controlplane.media.services import MediaServices
 from controlplane.telemetry.metrics import Metrics
 from schemas.errors import ApiError, ErrorCode
@@ -47,6 +55,8 @@ READ_ONLY_EVENTS = frozenset({"getRouterRtpCapabilities", "reportStats"})
 # Refused while the instance drains (shuts down gracefully).
 ENTRY_EVENTS = frozenset({"join", "resume"})
 
+AUDITED_REFUSALS = frozenset({ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED})
+
 STAFF_NAMESPACE = "/staff"
 STAFF_ROLES = frozenset({"admin"})
 
@@ -58,8 +68,13 @@ class SignalingServer:
         tokens: TokenService,
         media: MediaServices,
         metrics: Metrics,
+        limits: RateLimits,
+        trusted_proxies: tuple[IpNetwork, ...] = (),
     ) -> None:
         self.metrics = metrics
+        self._limits = limits
+        self._trusted_proxies = trusted_proxies
+        self._addresses: dict[str, str] = {}
         self.sio = sio
         self._tokens = tokens
         self._membership = media.membership
@@ -78,10 +93,32 @@ class SignalingServer:
         # Live alerts for technical staff: admin API tokens only.
         sio.on("connect", self._on_staff_connect, namespace=STAFF_NAMESPACE)
 
-    async def _on_staff_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+    def _address(self, environ: dict[str, Any]) -> str:
+        request = environ.get("aiohttp.request")
+        peer = getattr(request, "remote", None)
+        return client_address(peer, environ.get("HTTP_X_FORWARDED_FOR"), self._trusted_proxies)
+
+    async def _admit(self, address: str) -> None:
+        """Connection attempts per address, and no token checked for an address
+        past its failed-authentication limit."""
+        await self._limits.hit("connect_address", address)
+        await self._limits.check("auth_failure_address", address)
+
+    async def _failed_auth(self, address: str, exc: ApiError) -> None:
+        if exc.code in (ErrorCode.UNAUTHORIZED, ErrorCode.SESSION_EXPIRED):
+            with contextlib.suppress(RateLimited):
+                await self._limits.hit("auth_failure_address", address)
+
+    async def _on_staff_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        address = self._address(environ)
         try:
-            claims = self._tokens.verify_api(token)
+            await self._admit(address)
+            try:
+                claims = self._tokens.verify_api(token)
+            except ApiError as exc:
+                await self._failed_auth(address, exc)
+                raise
             if claims.role not in STAFF_ROLES:
                 raise ApiError(ErrorCode.FORBIDDEN, "the staff channel is for technical staff")
         except ApiError as exc:
@@ -105,12 +142,18 @@ class SignalingServer:
             raise ApiError(ErrorCode.UNAUTHORIZED, "not authenticated")
         return claims
 
-    async def _on_connect(self, sid: str, _environ: dict[str, Any], auth: Any = None) -> None:
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
+        address = self._address(environ)
         try:
             if self.draining:
                 raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "the server is restarting; retry")
-            claims = self._tokens.verify(token)
+            await self._admit(address)
+            try:
+                claims = self._tokens.verify(token)
+            except ApiError as exc:
+                await self._failed_auth(address, exc)
+                raise
         except ApiError as exc:
             log.warning("connect_refused", code=str(exc.code))
             # Browsers see err.message and err.data = {"code": ..., "message": ...}.
@@ -118,6 +161,7 @@ class SignalingServer:
                 exc.message, exc.to_payload()["error"]
             ) from None
         self._claims[sid] = claims
+        self._addresses[sid] = address
         log.info("socket_connected", participant_id=claims.participant_id, role=claims.role)
 
     def _lock(self, sid: str) -> asyncio.Lock:
@@ -141,6 +185,7 @@ class SignalingServer:
         finally:
             self._claims.pop(sid, None)
             self._order.pop(sid, None)
+            self._addresses.pop(sid, None)
 
     async def drain(self) -> None:
         """Graceful shutdown: refuse new connections and joins, keep every call's
@@ -162,6 +207,8 @@ class SignalingServer:
             started = time.perf_counter()
             self.metrics.signaling_requests.labels(name).inc()
             try:
+                await self._limits.hit("socket_event", sid)
+                await self._limits.hit("socket_address", self._addresses.get(sid, LOCAL))
                 payload = load(schema, data)
                 if not ordered:
                     return await handler(self._ctx, sid, payload)
@@ -180,8 +227,9 @@ class SignalingServer:
             except ApiError as exc:
                 log.info("signaling_error", signal=name, code=str(exc.code))
                 self._count_error(name, exc.code)
-                if exc.code in (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND):
-                    # Acting on another participant's objects or another consultation.
+                if exc.code in AUDITED_REFUSALS:
+                    # Acting on another participant's objects or another consultation,
+                    # or flooding (repeats within a minute are counted, not written).
                     claims = self._claims.get(sid)
                     if claims is not None:
                         await self._membership.audit_refusal(sid, claims, name, str(exc.code))

@@ -4,6 +4,7 @@ and the two request helpers every handler uses (caller identity, body)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from controlplane.clinical.lifecycle import SessionLifecycle
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.sessions import SessionService
+from controlplane.edge.rate_limits import LOCAL, IpNetwork, RateLimited, RateLimits, client_address
 from controlplane.telemetry.metrics import Metrics
 from controlplane.telemetry.quality_reports import QualityReports
 from controlplane.telemetry.readiness import Readiness
@@ -37,6 +39,8 @@ class ApiServices:
     quality: QualityReports
     readiness: Readiness
     metrics: Metrics
+    limits: RateLimits
+    trusted_proxies: tuple[IpNetwork, ...]
 
 
 SERVICES: web.AppKey[ApiServices] = web.AppKey("api_services", ApiServices)
@@ -47,13 +51,20 @@ def services(request: web.Request) -> ApiServices:
 
 
 async def caller(request: web.Request) -> ApiClaims:
-    """The bearer token's identity; a refused token is audited (no token in the log)."""
+    """The bearer token's identity; a refused token is audited (no token in the log)
+    and counted against the client's address: past the failure limit, its requests
+    are refused with RATE_LIMITED before any token is checked."""
     api = services(request)
+    address = request.get(CLIENT_ADDRESS, LOCAL)
+    await api.limits.check("auth_failure_address", address)
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else None
     try:
-        return api.tokens.verify_api(token)
+        claims = api.tokens.verify_api(token)
     except ApiError as exc:
+        # Counted before anything awaits, so concurrent failures cannot slip past
+        # the limit; the one over it is a RATE_LIMITED refusal, not an auth one.
+        await api.limits.hit("auth_failure_address", address)
         raise await api.audit.deny(
             Actor(None, None),
             "api.auth",
@@ -61,6 +72,37 @@ async def caller(request: web.Request) -> ApiClaims:
             exc.message,
             details={"path": request.path[:100]},
         ) from None
+    await api.limits.hit("rest_caller", claims.subject)
+    return claims
+
+
+CLIENT_ADDRESS = "client_address"
+
+
+@web.middleware
+async def rate_limit_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Requests per client address; a refusal is audited (aggregated, no address)."""
+    if request.path.startswith("/socket.io/"):
+        return await handler(request)  # Socket.IO has limits of its own
+    api = services(request)
+    address = client_address(
+        request.remote, request.headers.get("X-Forwarded-For"), api.trusted_proxies
+    )
+    request[CLIENT_ADDRESS] = address
+    try:
+        await api.limits.hit("rest_address", address)
+        return await handler(request)
+    except RateLimited as exc:
+        await api.audit.deny(
+            Actor(None, None),
+            "api.rate_limited",
+            exc.code,
+            exc.message,
+            details={"limit": exc.limit},
+        )
+        raise
 
 
 async def body(request: web.Request, schema: Schema) -> dict[str, Any]:

@@ -30,6 +30,7 @@ HTTP_STATUS = {
     ErrorCode.SFU_UNAVAILABLE: 503,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.RESUME_EXPIRED: 410,
+    ErrorCode.RATE_LIMITED: 429,
 }
 
 
@@ -49,7 +50,10 @@ async def error_middleware(
         return await handler(request)
     except ApiError as exc:
         log.info("rest_error", path=request.path, code=str(exc.code))
-        return error_response(exc.code, exc.message, exc.details)
+        response = error_response(exc.code, exc.message, exc.details)
+        if exc.code == ErrorCode.RATE_LIMITED and exc.details:
+            response.headers["Retry-After"] = str(exc.details["retryAfter"])
+        return response
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         log.info("rest_invalid_payload", path=request.path, fields=sorted(map(str, messages)))

@@ -10,6 +10,7 @@ only short scalar values under known-safe keys.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -17,9 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
+from controlplane.clinical.audit_refusals import RefusalWindows
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_uuid
+
+log = structlog.get_logger(__name__)
 
 GENESIS = bytes(32)
 _LOCK_KEY = 0x7E1EA0D17
@@ -85,8 +90,9 @@ def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, refusals: RefusalWindows | None = None) -> None:
         self._pool = pool
+        self._refusals = refusals or RefusalWindows()
 
     async def record(
         self,
@@ -135,8 +141,12 @@ class AuditLog:
         """Audit a refused action and return the error to raise (``raise await ...``).
 
         The entry's details carry the error code and the caller's short reason;
-        ``session_id`` is kept only when it is a session's UUID.
+        ``session_id`` is kept only when it is a session's UUID.  Repeats of the
+        same refusal within a minute are counted, not written (see audit_refusals).
         """
+        kind = (actor.id, actor.role, action, str(code), resource_id if actor.id else None)
+        if not self._refusals.first_in_window(kind):
+            return ApiError(code, message)
         await self.record(
             actor,
             action,
@@ -147,6 +157,37 @@ class AuditLog:
             details={"code": str(code), **(details or {})},
         )
         return ApiError(code, message)
+
+    async def flush_refusals(self, *, all_windows: bool = False) -> int:
+        """One summary entry per refusal kind whose window ended with repeats."""
+        ended = self._refusals.ended(all_windows=all_windows)
+        for index, ((actor_id, role, action, code, resource_id), repeated) in enumerate(ended):
+            try:
+                await self.record(
+                    Actor(actor_id, role),
+                    action,
+                    outcome="denied",
+                    resource_id=resource_id,
+                    details={
+                        "code": code,
+                        "repeated": repeated,
+                        "windowSeconds": int(self._refusals.window),
+                    },
+                )
+            except Exception:
+                for kind, count in ended[index:]:
+                    self._refusals.restore(kind, count)
+                raise
+        return len(ended)
+
+    async def flush_refusals_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush_refusals()
+            except Exception:
+                # The database away: the counts stay and go out with the next flush.
+                log.warning("audit_refusal_flush_failed")
 
     async def _append(
         self,

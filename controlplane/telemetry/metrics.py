@@ -67,6 +67,12 @@ class Metrics:
             ("node",),
             registry=r,
         )
+        self.rate_limited = Counter(
+            "telemed_rate_limited_total",
+            "Requests refused with RATE_LIMITED, by limit",
+            ("limit",),
+            registry=r,
+        )
         self.sfu_untrusted = Counter(
             "telemed_sfu_untrusted_total",
             "SFU registry entries ignored and node links refused, by reason",
