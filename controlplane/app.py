@@ -36,6 +36,7 @@ from controlplane.clinical.session_access import SessionAccess
 from controlplane.clinical.session_store import SessionStore
 from controlplane.clinical.sessions import SessionService
 from controlplane.config import Settings
+from controlplane.edge.identity_provider import JwksVerifier
 from controlplane.edge.rate_limits import RateLimits, trusted_networks
 from controlplane.media.ice_servers import IceServers, TurnConfig
 from controlplane.media.services import MediaServices
@@ -86,6 +87,13 @@ async def create_app(settings: Settings) -> web.Application:
         settings.jwt_audience,
         settings.room_token_ttl,
         api_audience=settings.jwt_api_audience,
+        identity_provider=JwksVerifier(
+            settings.oidc_jwks_url,
+            settings.oidc_issuer,
+            settings.oidc_audience or settings.jwt_api_audience,
+        )
+        if settings.oidc_jwks_url
+        else None,
     )
     metrics = Metrics()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 
+from controlplane.edge.identity_provider import JwksVerifier
 from controlplane.media.profiles import CALL_TYPES
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_valid_id
@@ -59,6 +60,7 @@ class TokenService:
         audience: str,
         ttl: int,
         api_audience: str = "telemed-api",
+        identity_provider: JwksVerifier | None = None,
     ) -> None:
         if len(secret) < 32:
             raise ValueError("JWT secret must be at least 32 characters")
@@ -69,6 +71,7 @@ class TokenService:
         self._audience = audience
         self._api_audience = api_audience
         self._ttl = ttl
+        self._identity_provider = identity_provider
 
     def mint(
         self,
@@ -139,7 +142,17 @@ class TokenService:
         }
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
+    async def verify_api_async(self, token: object) -> ApiClaims:
+        """An API token from the identity provider (RS256/ES256, its JWKS) when one
+        is configured and the token is signed that way; else a locally minted one."""
+        provider = self._identity_provider
+        if provider is not None and isinstance(token, str) and len(token) <= 4096:
+            if provider.handles(token):
+                return self._api_claims(await provider.decode(token))
+        return self.verify_api(token)
+
     def verify_api(self, token: object) -> ApiClaims:
+        """A locally minted (HS256) API token."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise ApiError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
         try:
@@ -155,6 +168,11 @@ class TokenService:
             raise ApiError(ErrorCode.SESSION_EXPIRED, "the access token has expired") from None
         except jwt.PyJWTError:
             raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
+        return self._api_claims(claims)
+
+    @staticmethod
+    def _api_claims(claims: dict[str, Any]) -> ApiClaims:
+        """Role, MFA and clinic rules, the same whoever issued the token."""
         role, subject = claims.get("role"), claims.get("sub")
         if role not in ROLES or not isinstance(subject, str) or not is_valid_id(subject):
             raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid")

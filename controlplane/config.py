@@ -121,6 +121,10 @@ class Settings:
     # Max peers in one consultation room (emergency: up to 8 clinicians + patient).
     max_peers_per_room: int = 12
     cors_origins: tuple[str, ...] = ()
+    # An external identity provider for API tokens (RS256/ES256 against its JWKS).
+    oidc_jwks_url: str = ""
+    oidc_issuer: str = ""
+    oidc_audience: str = ""  # empty: TELEMED_JWT_API_AUDIENCE
     # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
@@ -185,6 +189,9 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
+            oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),
+            oidc_audience=env.get("TELEMED_OIDC_AUDIENCE", ""),
             rate_limits=RateLimitConfig(
                 **{
                     f.name: env[f"TELEMED_RATE_{f.name.upper()}"]
@@ -240,6 +247,13 @@ class Settings:
             raise ConfigError("TELEMED_TURN_CHECK_INTERVAL must be at least 0.5 seconds")
         if self.turn_credential_ttl < 0:
             raise ConfigError("TELEMED_TURN_CREDENTIAL_TTL must not be negative")
+        if self.oidc_jwks_url:
+            jwks = urlsplit(self.oidc_jwks_url)
+            local = jwks.hostname in ("127.0.0.1", "::1", "localhost")
+            if jwks.scheme != "https" and not (jwks.scheme == "http" and local):
+                raise ConfigError("TELEMED_OIDC_JWKS_URL must be https:// (http only on loopback)")
+            if not self.oidc_issuer:
+                raise ConfigError("TELEMED_OIDC_ISSUER must be set with TELEMED_OIDC_JWKS_URL")
         try:
             self.rate_limits.validate()
             trusted_networks(self.trusted_proxies)

@@ -115,7 +115,7 @@ class SignalingServer:
         try:
             await self._admit(address)
             try:
-                claims = self._tokens.verify_api(token)
+                claims = await self._tokens.verify_api_async(token)
             except ApiError as exc:
                 await self._failed_auth(address, exc)
                 raise

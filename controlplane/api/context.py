@@ -60,7 +60,7 @@ async def caller(request: web.Request) -> ApiClaims:
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else None
     try:
-        claims = api.tokens.verify_api(token)
+        claims = await api.tokens.verify_api_async(token)
     except ApiError as exc:
         # Counted before anything awaits, so concurrent failures cannot slip past
         # the limit; the one over it is a RATE_LIMITED refusal, not an auth one.
