@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run sfu test test-unit test-integration lint bench clean
+.PHONY: setup run sfu test test-unit test-integration lint bench bench-fuzz clean
 
 setup:
 	@scripts/setup.sh
@@ -36,6 +36,10 @@ lint: setup
 # Benchmarks (see README.md, "Benchmarks"); join_latency.py runs against `make run`.
 bench: setup
 	@$(PY) bench/join_latency.py $(BENCH_ARGS)
+
+# The longer fuzz run (the test command runs the same tests with a small budget).
+bench-fuzz: setup
+	@$(PY) bench/fuzz.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .data test-artifacts

@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from controlplane.edge.identity_provider import JwksVerifier
+from controlplane.edge.identity_provider import JwksVerifier, decode_checked
 from controlplane.media.profiles import CALL_TYPES
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_valid_id
@@ -155,19 +155,7 @@ class TokenService:
         """A locally minted (HS256) API token."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise ApiError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                audience=self._api_audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise ApiError(ErrorCode.SESSION_EXPIRED, "the access token has expired") from None
-        except jwt.PyJWTError:
-            raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
+        claims = decode_checked(token, self._secret, _ALGORITHM, self._api_audience, self._issuer)
         return self._api_claims(claims)
 
     @staticmethod

@@ -21,6 +21,7 @@ from marshmallow import (
 )
 
 from schemas.ids import ID_PATTERN
+from schemas.json_text import check_encodable
 
 SOURCES_BY_KIND = {"audio": ("mic",), "video": ("camera", "screen")}
 
@@ -159,6 +160,7 @@ def load(schema: Schema, payload: Any) -> dict[str, Any]:
         payload = {}
     if not isinstance(payload, dict):
         raise ValidationError("payload must be an object")
+    check_encodable(payload)
     data: dict[str, Any] = schema.load(payload)
     result: dict[str, Any] = _stringify_ids(data)
     return result

@@ -24,6 +24,7 @@ from controlplane.telemetry.metrics import Metrics
 from controlplane.telemetry.quality_reports import QualityReports
 from controlplane.telemetry.readiness import Readiness
 from schemas.errors import ApiError, ErrorCode
+from schemas.json_text import check_encodable
 
 
 @dataclass(frozen=True)
@@ -113,5 +114,6 @@ async def body(request: web.Request, schema: Schema) -> dict[str, Any]:
         raise ApiError(ErrorCode.VALIDATION_ERROR, "the body must be JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(ErrorCode.VALIDATION_ERROR, "the body must be a JSON object")
+    check_encodable(payload)
     data: dict[str, Any] = schema.load(payload)
     return data

@@ -26,6 +26,26 @@ ALGORITHMS = ("RS256", "ES256")
 _KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
 
 
+def decode_checked(
+    token: str, key: Any, algorithm: str, audience: str, issuer: str
+) -> dict[str, Any]:
+    """The token's claims once its signature, audience, issuer and expiry hold."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise ApiError(ErrorCode.SESSION_EXPIRED, "the access token has expired") from None
+    except jwt.PyJWTError:
+        raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
+    return claims
+
+
 class JwksVerifier:
     def __init__(
         self,
@@ -65,20 +85,7 @@ class JwksVerifier:
         key = await self._key(kid)
         if key is None or key.key_type != _KEY_TYPES[algorithm]:
             raise ApiError(ErrorCode.UNAUTHORIZED, "the access token's signing key is unknown")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise ApiError(ErrorCode.SESSION_EXPIRED, "the access token has expired") from None
-        except jwt.PyJWTError:
-            raise ApiError(ErrorCode.UNAUTHORIZED, "the access token is invalid") from None
-        return claims
+        return decode_checked(token, key.key, algorithm, self._audience, self._issuer)
 
     async def _key(self, kid: str) -> jwt.PyJWK | None:
         if kid in self._keys and time.monotonic() - self._fetched_at < self._ttl:
