@@ -23,6 +23,7 @@ LIMITS = {
     "TELEMED_RATE_SOCKET_EVENT": "20/second",
     "TELEMED_RATE_AUTH_FAILURE_ADDRESS": "5/minute",
     "TELEMED_RATE_CONNECT_ADDRESS": "8/minute",
+    "TELEMED_RATE_SOCKET_ADDRESS": "30/second",
     "TELEMED_RATE_REST_ADDRESS": "30/minute",
     "TELEMED_RATE_REST_CALLER": "12/minute",
 }
@@ -175,3 +176,38 @@ async def test_a_connection_flooding_events_is_limited_and_the_call_goes_on(
     assert "error" not in await patient.sio.call("getRouterRtpCapabilities", {}, timeout=10)
     rows = audit_rows(stack, "signaling.getRouterRtpCapabilities", since)
     assert len(rows) == 1 and "RATE_LIMITED" in rows[0], rows
+
+
+async def test_socket_events_are_limited_per_address_across_its_connections(
+    stack: Stack, instance: Callable[..., Instance]
+) -> None:
+    """Two connections from one address, each under its own limit (20/s), together
+    over the address's (30/s); a third address is not affected."""
+    cp = instance(**LIMITS)
+    room = new_room_id()
+    clients = []
+    for address in ("203.0.113.40", "203.0.113.40", "203.0.113.41"):
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(
+            cp.url,
+            headers={"X-Forwarded-For": address},
+            auth={"token": stack.token(room, f"pt-{len(clients)}", "patient")},
+            transports=["websocket"],
+        )
+        clients.append(client)
+    try:
+        await asyncio.sleep(1.1)  # the connect handshakes leave the window
+        acks = await asyncio.gather(
+            *(
+                client.call("getRouterRtpCapabilities", {}, timeout=10)
+                for client in clients[:2]
+                for _ in range(20)
+            )
+        )
+        limited = [(a.get("error") or {}).get("code") for a in acks].count("RATE_LIMITED")
+        assert 10 <= limited <= 20, acks  # 40 sent, 30 per second pass
+        other = await clients[2].call("getRouterRtpCapabilities", {}, timeout=10)
+        assert (other.get("error") or {}).get("code") != "RATE_LIMITED", other
+    finally:
+        for client in clients:
+            await client.disconnect()
