@@ -21,6 +21,7 @@ apt_packages=(
   libssl-dev libuv1-dev libsrtp2-dev libusrsctp-dev libabsl-dev nlohmann-json3-dev
   iproute2 nftables curl
   coturn nginx-light libnss3-tools
+  ffmpeg age
   prometheus
   chromium fonts-dejavu-core
 )

@@ -165,6 +165,7 @@ def start_sfu_node(
         "SFU_RTC_MIN_PORT": str(rtc_min_port),
         "SFU_RTC_MAX_PORT": str(rtc_max_port),
         "REDIS_URL": redis_url,
+        "SFU_RECORDINGS_DIR": str(data_dir / "recordings"),
         **({"SFU_NUM_WORKERS": str(num_workers)} if num_workers else {}),
         **(extra_env or {}),
     }

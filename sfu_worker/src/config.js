@@ -4,6 +4,7 @@
 const os = require('os');
 const crypto = require('crypto');
 const fs = require('fs');
+const path = require('path');
 
 const { isLoopbackHost } = require('./trust');
 
@@ -66,6 +67,13 @@ function loadConfig() {
     heartbeatMs: intFromEnv('SFU_HEARTBEAT_MS', 2000),
     heartbeatTtlMs: intFromEnv('SFU_HEARTBEAT_TTL_MS', 6000),
     requestTimeoutMs: intFromEnv('SFU_REQUEST_TIMEOUT_MS', 10000),
+    // Recording (recorder.js): where ciphertext files go, the RTP/RTCP port pool
+    // ffmpeg listens on (loopback only), and the two programs.
+    recordingsDir: process.env.SFU_RECORDINGS_DIR || path.resolve('recordings'),
+    recordingMinPort: intFromEnv('SFU_RECORDING_MIN_PORT', 39000),
+    recordingMaxPort: intFromEnv('SFU_RECORDING_MAX_PORT', 39999),
+    ffmpegBin: process.env.SFU_FFMPEG_BIN || 'ffmpeg',
+    ageBin: process.env.SFU_AGE_BIN || 'age',
   };
 }
 

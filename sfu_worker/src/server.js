@@ -51,7 +51,7 @@ async function main() {
     if (sfu) sfu.handleWorkerDied(entry, error);
   });
   await pool.start();
-  sfu = new Sfu(config, pool, notify);
+  sfu = new Sfu(config, pool, notify, log);
 
   const key = rpcKey(config.secret);
   const handler = (req, res) => {
@@ -142,6 +142,7 @@ async function main() {
     stopping = true;
     log('info', 'sfu node stopping', { signal });
     await registry.stop();
+    await sfu.recorder.closeAll(); // complete files rather than truncated ones
     for (const ws of clients) ws.close(1001, 'shutting down');
     wss.close();
     httpServer.close();

@@ -5,6 +5,7 @@
 // a JSON-serialisable result; failures throw RpcError.
 const { RpcError } = require('./errors');
 const { codecsForProfile } = require('./profiles');
+const { Recorder } = require('./recorder');
 
 function requireString(params, name) {
   const value = params[name];
@@ -32,7 +33,7 @@ function optionalPositiveInt(params, name) {
 }
 
 class Sfu {
-  constructor(config, pool, notify) {
+  constructor(config, pool, notify, log = () => {}) {
     this.config = config;
     this.pool = pool;
     this.notify = notify;
@@ -40,6 +41,7 @@ class Sfu {
     this.transports = new Map(); // transportId -> { transport, routerId, entry }
     this.producers = new Map(); // producerId -> { producer, transportId, entry }
     this.consumers = new Map(); // consumerId -> { consumer, transportId, entry }
+    this.recorder = new Recorder(config, this, notify, log);
   }
 
   // Called by the worker pool when a mediasoup worker process dies.
@@ -338,6 +340,16 @@ class Sfu {
     return { closed: Boolean(item) };
   }
 
+  // ---- recordings (recorder.js) ------------------------------------------------
+
+  async startRecording(params) {
+    return this.recorder.start(params);
+  }
+
+  async stopRecording(params) {
+    return this.recorder.stop(params);
+  }
+
   // ---- stats --------------------------------------------------------------
 
   async getTransportStats(params) {
@@ -379,6 +391,8 @@ const RPC_METHODS = [
   'getTransportStats',
   'getProducerStats',
   'getConsumerStats',
+  'startRecording',
+  'stopRecording',
 ];
 
 module.exports = { Sfu, RPC_METHODS };

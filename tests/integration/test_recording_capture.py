@@ -1,0 +1,235 @@
+"""Server-side capture (issue 12, first part): the SFU node records a live call's
+producers through PlainTransports into ffmpeg (stream copy, Matroska), encrypted
+by age as it is written.  Checked on the decrypted file: one stream per producer,
+its duration, every stream decodes, the video frames are there, the tone is heard;
+and on the ciphertext: age format, no plaintext bytes."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import av
+import pyrage
+import pytest
+from pyrage import x25519
+
+from controlplane.media.room_state import RoomState
+from controlplane.placement.sfu_client import SfuClient, SfuRequestError
+from telemed_client import MediaPeer
+from tests.conftest import Stack, new_room_id, start_call
+
+pytestmark = pytest.mark.integration
+
+EBML_MAGIC = bytes.fromhex("1a45dfa3")  # the first bytes of any Matroska file
+
+
+@pytest.fixture
+async def rpc(stack: Stack) -> AsyncIterator[SfuClient]:
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=20)
+    yield client
+    await client.close()
+
+
+def probe(path: Path) -> dict:
+    """Streams, and the duration read from the packets (a file written to a pipe,
+    as the recorder writes it, has no duration in its header)."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_packets", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    info["duration"] = max(
+        float(p["pts_time"]) + float(p.get("duration_time") or 0) for p in info["packets"]
+    )
+    return info
+
+
+def decoded_frames(path: Path, stream: int) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams[stream]))
+
+
+def tone_level(path: Path, stream: int, frequency: float) -> float:
+    """Share of one second of decoded audio's energy at ``frequency`` (Goertzel)."""
+    with av.open(str(path)) as container:
+        audio = container.streams[stream]
+        rate = audio.codec_context.sample_rate
+        samples: list[float] = []
+        for frame in container.decode(audio):
+            fmt = frame.format
+            values = array.array("f" if fmt.name.startswith("flt") else "h")
+            values.frombytes(bytes(frame.planes[0]))
+            step = 1 if fmt.is_planar else len(frame.layout.channels)
+            samples.extend(values[: frame.samples * step : step])
+            if len(samples) >= 3 * rate:
+                break
+    window = samples[2 * rate : 3 * rate]  # the third second: past any start-up
+    coeff = 2 * math.cos(2 * math.pi * frequency / rate)
+    s1 = s2 = 0.0
+    for x in window:
+        s1, s2 = x + coeff * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - coeff * s1 * s2
+    energy = sum(x * x for x in window) * len(window) / 2
+    return power / energy if energy else 0.0
+
+
+def analyse(ciphertext: bytes, identity: x25519.Identity, folder: Path) -> dict:
+    plain = folder / "call.mkv"
+    plain.write_bytes(pyrage.decrypt(ciphertext, [identity]))
+    info = probe(plain)
+    # Decode every stream.  The null output keeps the file's own (millisecond)
+    # time base: by default it re-times video at 1/frame-rate, and two frames 33
+    # and 34 ms apart can then land on one tick, a complaint about the check's
+    # output, not about the file.
+    decode_all = ["-map", "0", "-enc_time_base", "-1", "-f", "null", "-"]
+    check = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(plain), *decode_all],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for stream in info["streams"]:
+        if stream["codec_type"] == "video":
+            stream["decoded"] = decoded_frames(plain, stream["index"])
+        else:
+            stream["tone"] = tone_level(plain, stream["index"], 400)
+            stream["off_tone"] = tone_level(plain, stream["index"], 1000)
+    return {
+        "magic": plain.read_bytes()[:4],
+        "info": info,
+        "decode_errors": (check.returncode, check.stderr.strip()),
+    }
+
+
+async def test_a_call_is_recorded_encrypted_and_decodes_completely(
+    stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient, tmp_path: Path
+) -> None:
+    room = new_room_id()
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-rec", "physician"))
+    patient = MediaPeer(stack.url, stack.token(room, "pt-rec", "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor, patient)
+    await doctor.wait_for_frames("pt-rec", "video", count=5)
+
+    snapshot = await RoomState(redis).snapshot(room)
+    assert snapshot is not None
+    producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
+    assert len(producers) == 4
+    identity = x25519.Identity.generate()
+    recording_id = f"rec-{room}"
+    started = time.monotonic()
+    answer = await rpc.request(
+        "startRecording",
+        {
+            "routerId": snapshot["routerId"],
+            "recordingId": recording_id,
+            "producerIds": producers,
+            "recipient": str(identity.to_public()),
+        },
+    )
+    assert sorted(s["kind"] for s in answer["streams"]) == ["audio", "audio", "video", "video"]
+    with pytest.raises(SfuRequestError) as twice:
+        await rpc.request(
+            "startRecording",
+            {
+                "routerId": snapshot["routerId"],
+                "recordingId": recording_id,
+                "producerIds": producers,
+                "recipient": str(identity.to_public()),
+            },
+        )
+    assert twice.value.error_type == "CONFLICT"
+    await asyncio.sleep(10)
+    result = await rpc.request("stopRecording", {"recordingId": recording_id})
+    wall = time.monotonic() - started
+
+    ciphertext = await asyncio.to_thread(Path(result["file"]).read_bytes)
+    assert len(ciphertext) == result["bytes"] > 100_000
+    assert ciphertext.startswith(b"age-encryption.org/v1")
+    assert EBML_MAGIC not in ciphertext
+    assert hashlib.sha256(ciphertext).hexdigest() == result["sha256"]
+    with pytest.raises(pyrage.DecryptError):
+        pyrage.decrypt(ciphertext, [x25519.Identity.generate()])
+
+    found = await asyncio.to_thread(analyse, ciphertext, identity, tmp_path)
+    assert found["magic"] == EBML_MAGIC
+    assert found["decode_errors"] == (0, "")
+    streams = found["info"]["streams"]
+    assert sorted(s["codec_type"] for s in streams) == ["audio", "audio", "video", "video"]
+    duration = found["info"]["duration"]
+    assert abs(duration - wall) <= 1.0, (duration, wall)
+    for stream in streams:
+        if stream["codec_type"] == "video":
+            assert stream["decoded"] >= 0.9 * 30 * duration, (stream["decoded"], duration)
+        else:
+            assert stream["tone"] > 0.5 and stream["off_tone"] < 0.01, stream
+
+
+def children(pid: int, name: str) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if Path(f"/proc/{child}/comm").read_text().strip() == name:
+                found.append(int(child))
+    return found
+
+
+async def test_an_ffmpeg_that_dies_is_reported_and_its_ports_come_back(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    failures: list[dict] = []
+
+    async def heard(_node: str, event: str, data: dict) -> None:
+        if event == "recording.failed":
+            failures.append(data)
+
+    rpc = SfuClient(
+        "sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=20, on_notification=heard
+    )
+    try:
+        room = new_room_id()
+        doctor = MediaPeer(stack.url, stack.token(room, "dr-rec2", "physician"))
+        patient = MediaPeer(stack.url, stack.token(room, "pt-rec2", "patient"))
+        peers.extend([doctor, patient])
+        await start_call(room, doctor, patient)
+        snapshot = await RoomState(redis).snapshot(room)
+        assert snapshot is not None
+        producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
+        start = {
+            "routerId": snapshot["routerId"],
+            "producerIds": producers,
+            "recipient": str(x25519.Identity.generate().to_public()),
+        }
+        before = set(children(stack.sfu.proc.pid, "ffmpeg"))
+        await rpc.request("startRecording", {**start, "recordingId": f"dies-{room}"})
+        (ffmpeg,) = set(children(stack.sfu.proc.pid, "ffmpeg")) - before
+        os.kill(ffmpeg, signal.SIGKILL)
+        for _ in range(50):
+            if failures:
+                break
+            await asyncio.sleep(0.1)
+        assert failures and failures[0]["recordingId"] == f"dies-{room}", failures
+        assert "ffmpeg" in failures[0]["reason"]
+        with pytest.raises(SfuRequestError) as gone:
+            await rpc.request("stopRecording", {"recordingId": f"dies-{room}"})
+        assert gone.value.error_type == "NOT_FOUND"
+        # Its ports and consumers were released: the same call records again.
+        again = await rpc.request("startRecording", {**start, "recordingId": f"again-{room}"})
+        assert len(again["streams"]) == 4
+        await asyncio.sleep(2)  # ffmpeg writes its header once it has seen every stream
+        stopped = await rpc.request("stopRecording", {"recordingId": f"again-{room}"})
+        assert stopped["bytes"] > 0
+    finally:
+        await rpc.close()
