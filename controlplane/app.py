@@ -30,6 +30,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.recordings import RecordingService, StopRecordingsFirst
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.session_access import SessionAccess
@@ -131,7 +132,15 @@ async def create_app(settings: Settings) -> web.Application:
             seconds
         ),
     )
+
+    async def recording_failed(recording_id: str, reason: str) -> None:
+        room_id = await recordings.mark_failed(recording_id, reason)
+        if room_id is not None:
+            await media.capture.tell_stopped(room_id, recording_id, "failed")
+
+    media.events.recording_failed.append(recording_failed)
     media.registry.on_rejected(lambda reason: metrics.sfu_untrusted.labels(reason).inc())
+    recordings = RecordingService(pool, access, consents, audit, cipher, media.capture)
     lifecycle = SessionLifecycle(
         pool,
         store,
@@ -139,7 +148,7 @@ async def create_app(settings: Settings) -> web.Application:
         audit,
         licences,
         consents,
-        media.membership,
+        StopRecordingsFirst(media.membership, recordings),
         max_duration=settings.max_duration_overrides(),
         inactivity_timeout=settings.inactivity_timeout,
     )
@@ -185,7 +194,8 @@ async def create_app(settings: Settings) -> web.Application:
             lifecycle=lifecycle,
             room_tokens=RoomTokens(store, audit, tokens, ttl=settings.room_token_ttl),
             records=ClinicalRecords(pool, access, audit, cipher),
-            consent=ConsentService(consents, audit, lifecycle),
+            recordings=recordings,
+            consent=ConsentService(consents, audit, lifecycle, recordings),
             clinicians=ClinicianAdmin(licence_registry, audit),
             quality=QualityReports(access, history, alert_store),
             readiness=Readiness(redis, pool, media.registry, audit, turn),

@@ -165,3 +165,21 @@ class LicenceLoadSchema(_Strict):
         fields.Nested(LicenceSchema), required=True, validate=validate.Length(min=1, max=10000)
     )
     source = fields.String(load_default="admin-api", validate=validate.Length(max=40))
+
+
+class RecordingIdSchema(_Strict):
+    recordingId = fields.UUID(required=True)
+
+
+class RecordingSchema(Schema):
+    recordingId = fields.UUID()
+    sessionId = fields.UUID()
+    status = fields.String()  # recording, completed, failed, deleted
+    startedBy = fields.String()
+    startedAt = fields.String()
+    stoppedAt = fields.String(allow_none=True)
+    durationSeconds = fields.Float(allow_none=True)
+    bytes = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True)
+    tracks = fields.List(fields.Dict())
+    stopReason = fields.String(allow_none=True)

@@ -16,6 +16,7 @@ from controlplane.clinical.audit import Actor, AuditLog
 from controlplane.clinical.consents import ConsentService
 from controlplane.clinical.licences import ClinicianAdmin
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.sessions import SessionService
@@ -35,6 +36,7 @@ class ApiServices:
     lifecycle: SessionLifecycle
     room_tokens: RoomTokens
     records: ClinicalRecords
+    recordings: RecordingService
     consent: ConsentService
     clinicians: ClinicianAdmin
     quality: QualityReports

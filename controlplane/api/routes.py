@@ -11,7 +11,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from controlplane.api import admin, consent, health, metrics, sessions
+from controlplane.api import admin, consent, health, metrics, recordings, sessions
 from controlplane.api.context import SERVICES, ApiServices
 from controlplane.api.errors import PREFIX
 from schemas import rest as r
@@ -46,6 +46,54 @@ ROUTES: list[Route] = [
         "End a session and close its room",
     ),
     ("GET", "session/{session_id}", sessions.session_get, None, r.SessionSchema, "Read a session"),
+    (
+        "POST",
+        "recording/start",
+        recordings.recording_start,
+        r.SessionIdSchema,
+        r.RecordingSchema,
+        "Start recording an active session (physician or clinic coordinator; recording consent)",
+    ),
+    (
+        "POST",
+        "recording/stop",
+        recordings.recording_stop,
+        r.RecordingIdSchema,
+        r.RecordingSchema,
+        "Stop a recording",
+    ),
+    (
+        "GET",
+        "recording/{recording_id}",
+        recordings.recording_get,
+        None,
+        r.RecordingSchema,
+        "Read a recording's metadata",
+    ),
+    (
+        "GET",
+        "recording/{recording_id}/media",
+        recordings.recording_media,
+        None,
+        None,
+        "Download the decrypted recording (HTTP ranges)",
+    ),
+    (
+        "DELETE",
+        "recording/{recording_id}",
+        recordings.recording_delete,
+        None,
+        r.RecordingSchema,
+        "Delete a recording (crypto-shredding)",
+    ),
+    (
+        "GET",
+        "session/{session_id}/recordings",
+        recordings.session_recordings,
+        None,
+        None,
+        "A session's recordings",
+    ),
     (
         "POST",
         "session/{session_id}/room-token",
@@ -206,7 +254,7 @@ def build_openapi() -> dict[str, Any]:
             }
         parameters = [
             {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
-            for name in ("session_id", "patient_id")
+            for name in ("session_id", "patient_id", "recording_id")
             if "{" + name + "}" in path
         ]
         if parameters:

@@ -111,6 +111,12 @@ class SessionEnder(Protocol):
     async def end_for_consent_revocation(self, patient_id: str) -> list[str]: ...
 
 
+class RecordingStopper(Protocol):
+    """Stops what records a patient when their recording consent is revoked."""
+
+    async def stop_for_consent_revocation(self, patient_id: str) -> list[str]: ...
+
+
 class ConsentService:
     """Consent rules and their audit trail (REST handlers and tooling call this).
 
@@ -120,10 +126,17 @@ class ConsentService:
     the patient's open sessions.
     """
 
-    def __init__(self, store: ConsentStore, audit: AuditLog, sessions: SessionEnder) -> None:
+    def __init__(
+        self,
+        store: ConsentStore,
+        audit: AuditLog,
+        sessions: SessionEnder,
+        recordings: RecordingStopper | None = None,
+    ) -> None:
         self.store = store
         self._audit = audit
         self._sessions = sessions
+        self.recordings = recordings
 
     async def publish_text(self, actor: Actor, purpose: str, text: str) -> int:
         if actor.role != "admin":
@@ -180,7 +193,10 @@ class ConsentService:
         ended: list[str] = []
         if purpose == "teleconsultation" and revoked:
             ended = await self._sessions.end_for_consent_revocation(patient_id)
-        return {"revoked": revoked, "endedSessions": ended}
+        stopped: list[str] = []
+        if purpose in ("recording", "teleconsultation") and revoked and self.recordings:
+            stopped = await self.recordings.stop_for_consent_revocation(patient_id)
+        return {"revoked": revoked, "endedSessions": ended, "stoppedRecordings": stopped}
 
     async def history(self, actor: Actor, patient_id: str) -> list[dict[str, Any]]:
         if not (actor.role in ("coordinator", "admin") or actor.id == patient_id):

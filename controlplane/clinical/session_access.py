@@ -64,6 +64,10 @@ class SessionAccess:
             )
         return session
 
+    async def session(self, session_id: str) -> SessionRow | None:
+        """The session, for the system's own actions (no caller to check)."""
+        return await self._store.load(session_id)
+
     async def readable(self, claims: ApiClaims, session_id: str, action: str) -> SessionRow:
         return await self.visible(claims, session_id, action, participant_or_staff)
 

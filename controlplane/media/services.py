@@ -18,6 +18,7 @@ from controlplane.media.presence import Presence
 from controlplane.media.presence_keeper import PresenceKeeper
 from controlplane.media.producers import Producers
 from controlplane.media.reassertion import Reassertion
+from controlplane.media.recording_capture import RoomCapture
 from controlplane.media.resumption import Resumption
 from controlplane.media.room_failures import RoomFailures
 from controlplane.media.room_placement import RoomPlacement
@@ -42,6 +43,8 @@ class MediaServices:
     consumers: Consumers
     client_stats: ClientStats
     fallback: MediaFallback
+    events: SfuEvents
+    capture: RoomCapture
 
     @classmethod
     def build(
@@ -65,7 +68,8 @@ class MediaServices:
         registry = SfuRegistry(redis, sfu_secret, timeout=sfu_rpc_timeout, tls=sfu_tls)
         placement = RoomPlacement(state, registry)
         failures = RoomFailures(participants, state, notifier, placement)
-        registry.listen(SfuEvents(participants, state, notifier, failures))
+        events = SfuEvents(participants, state, notifier, failures)
+        registry.listen(events)
         routers = RoomRouters(state, registry, failures, placement)
         presence = Presence(redis, instance_id, resume_window)
         membership = Membership(
@@ -98,6 +102,8 @@ class MediaServices:
             consumers=Consumers(participants, routers, state),
             client_stats=ClientStats(participants, state, on_first_media),
             fallback=MediaFallback(routers, state, notifier, ice),
+            events=events,
+            capture=RoomCapture(state, registry, notifier),
         )
 
     async def close(self) -> None:

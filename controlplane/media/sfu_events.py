@@ -5,6 +5,7 @@ placement registry's ``NodeListener``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -29,6 +30,8 @@ class SfuEvents:
         self._state = state
         self._notifier = notifier
         self._failures = failures
+        # Told (recording id, reason) when a node's recorder fails.
+        self.recording_failed: list[Callable[[str, str], Awaitable[None]]] = []
 
     async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if event == "consumer.closed":
@@ -39,6 +42,9 @@ class SfuEvents:
             await self._producer_closed(data)
         elif event == "router.workerclose":
             await self._router_died(str(data.get("routerId")))
+        elif event == "recording.failed":
+            for listener in self.recording_failed:
+                await listener(str(data.get("recordingId")), str(data.get("reason")))
         elif event == "worker.died":
             log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):

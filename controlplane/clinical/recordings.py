@@ -1,0 +1,390 @@
+"""Consent-gated recording of consultations: who may record, the per-recording
+key, the recording's record, and who may read it.
+
+Each recording gets a fresh age X25519 identity.  Its public half goes to the SFU
+node, which encrypts the stream as ffmpeg writes it (sfu_worker/src/recorder.js);
+the private half is stored only wrapped by the configured key-encryption key
+(``FieldCipher``: the first of TELEMED_DATA_KEYS wraps, the others still unwrap),
+bound to the recording's id.  Deleting a recording destroys the wrapped key and
+the file: a copy of the file kept anywhere else is then unreadable.
+
+Rules: only the session's physician or a coordinator of its clinic may start or
+stop a recording, only while the session is active and the patient has an active
+``recording`` consent (else RECORDING_PERMISSION_DENIED).  The session's physician
+and patient and its clinic's coordinators may read and download.  Everything is
+audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+from pyrage import x25519
+
+from controlplane.auth import ApiClaims
+from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
+from controlplane.clinical.consents import ConsentStore
+from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.lifecycle import LiveRooms
+from controlplane.clinical.session_access import SessionAccess, actor_of
+from controlplane.clinical.session_store import SessionRow
+from schemas.errors import ApiError, ErrorCode
+from schemas.ids import is_uuid
+
+
+class RoomRecorder(Protocol):
+    """What recording needs of live rooms (media/recording_capture.py)."""
+
+    async def start_capture(
+        self, room_id: str, recording_id: str, recipient: str
+    ) -> tuple[str, list[dict[str, Any]]]: ...
+
+    async def stop_capture(
+        self, room_id: str, node_id: str, recording_id: str, reason: str
+    ) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    id: str
+    session_id: str
+    status: str
+    started_by: str
+    started_at: datetime
+    stopped_at: datetime | None
+    duration_ms: int | None
+    size: int | None
+    sha256: str | None
+    tracks: list[dict[str, Any]]
+    node_id: str
+    file: str | None
+    wrapped_key: bytes | None
+    stop_reason: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "recordingId": self.id,
+            "sessionId": self.session_id,
+            "status": self.status,
+            "startedBy": self.started_by,
+            "startedAt": self.started_at.isoformat(),
+            "stoppedAt": self.stopped_at.isoformat() if self.stopped_at else None,
+            "durationSeconds": round(self.duration_ms / 1000, 3) if self.duration_ms else None,
+            "bytes": self.size,
+            "sha256": self.sha256,
+            "tracks": self.tracks,
+            "stopReason": self.stop_reason,
+        }
+
+
+def _row(record: asyncpg.Record) -> RecordingRow:
+    return RecordingRow(
+        id=str(record["id"]),
+        session_id=str(record["session_id"]),
+        status=record["status"],
+        started_by=record["started_by"],
+        started_at=record["started_at"],
+        stopped_at=record["stopped_at"],
+        duration_ms=record["duration_ms"],
+        size=record["bytes"],
+        sha256=record["sha256"],
+        tracks=json.loads(record["tracks"]),
+        node_id=record["node_id"],
+        file=record["file"],
+        wrapped_key=bytes(record["wrapped_key"]) if record["wrapped_key"] else None,
+        stop_reason=record["stop_reason"],
+    )
+
+
+def _may_record(claims: ApiClaims, session: SessionRow) -> bool:
+    return claims.subject == session.physician_id or (
+        claims.role == "coordinator" and claims.clinic == session.clinic_id
+    )
+
+
+def _may_watch(claims: ApiClaims, session: SessionRow) -> bool:
+    return _may_record(claims, session) or claims.subject == session.patient_id
+
+
+class RecordingService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        access: SessionAccess,
+        consents: ConsentStore,
+        audit: AuditLog,
+        cipher: FieldCipher,
+        recorder: RoomRecorder,
+    ) -> None:
+        self._pool = pool
+        self._access = access
+        self._consents = consents
+        self._audit = audit
+        self._cipher = cipher
+        self._recorder = recorder
+
+    # ---- start and stop -------------------------------------------------------------
+
+    async def start(self, claims: ApiClaims, session_id: str) -> dict[str, Any]:
+        session = await self._access.readable(claims, session_id, "recording.start")
+        await self._require(claims, session, "recording.start", _may_record)
+        if session.status != "active":
+            raise ApiError(ErrorCode.CONFLICT, f"the session is {session.status}")
+        if not await self._consents.active(session.patient_id, "recording"):
+            raise await self._audit.deny(
+                actor_of(claims),
+                "recording.start",
+                ErrorCode.RECORDING_PERMISSION_DENIED,
+                "the patient has not consented to recording",
+                resource_type="session",
+                resource_id=session_id,
+                session_id=session_id,
+                details={"reason": "no recording consent"},
+            )
+        recording_id = str(uuid.uuid4())
+        identity = x25519.Identity.generate()
+        wrapped = self._cipher.encrypt(str(identity), f"recording:{recording_id}")
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    """INSERT INTO recordings (id, session_id, status, started_by, node_id,
+                           wrapped_key) VALUES ($1, $2, 'recording', $3, '', $4)""",
+                    uuid.UUID(recording_id),
+                    uuid.UUID(session_id),
+                    claims.subject,
+                    wrapped,
+                )
+        except asyncpg.UniqueViolationError:
+            raise ApiError(ErrorCode.CONFLICT, "the consultation is already recording") from None
+        try:
+            node_id, streams = await self._recorder.start_capture(
+                session.room_id, recording_id, str(identity.to_public())
+            )
+        except ApiError as exc:
+            await self._set(recording_id, status="failed", failure=exc.message, wrapped_key=None)
+            raise
+        await self._set(recording_id, node_id=node_id, tracks=json.dumps(streams))
+        await self._audit.record(
+            actor_of(claims),
+            "recording.start",
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=session_id,
+            details={"tracks": len(streams)},
+        )
+        return (await self._load(recording_id)).public()
+
+    async def stop(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
+        row, session = await self._visible(claims, recording_id, "recording.stop", _may_record)
+        return await self._stop(actor_of(claims), row, session, "stopped")
+
+    async def _stop(
+        self, actor: Actor, row: RecordingRow, session: SessionRow, reason: str
+    ) -> dict[str, Any]:
+        if row.status != "recording":
+            raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
+        try:
+            result = await self._recorder.stop_capture(session.room_id, row.node_id, row.id, reason)
+        except ApiError as exc:
+            await self.mark_failed(row.id, exc.message)
+            raise
+        await self._set(
+            row.id,
+            status="completed",
+            stopped_at=datetime.fromtimestamp(result["stoppedAt"] / 1000, UTC),
+            duration_ms=int(result["stoppedAt"] - result["startedAt"]),
+            bytes=int(result["bytes"]),
+            sha256=str(result["sha256"]),
+            file=str(result["file"]),
+            stop_reason=reason,
+        )
+        await self._audit.record(
+            actor,
+            "recording.stop",
+            resource_type="recording",
+            resource_id=row.id,
+            session_id=row.session_id,
+            details={"reason": reason, "bytes": int(result["bytes"])},
+        )
+        return (await self._load(row.id)).public()
+
+    async def stop_for_consent_revocation(self, patient_id: str) -> list[str]:
+        """The patient revoked their recording consent: stop what records them."""
+        return await self._stop_where("s.patient_id = $1", patient_id, "consent_revoked")
+
+    async def stop_for_room(self, room_id: str, reason: str) -> list[str]:
+        """The session ends (its room closes): complete its recording first."""
+        return await self._stop_where("s.room_id = $1", room_id, reason)
+
+    async def _stop_where(self, condition: str, value: str, reason: str) -> list[str]:
+        async with self._pool.acquire() as conn:
+            ids = await conn.fetch(
+                f"""SELECT r.id FROM recordings r JOIN sessions s ON s.id = r.session_id
+                    WHERE {condition} AND r.status = 'recording'""",
+                value,
+            )
+        stopped = []
+        for record in ids:
+            row = await self._load(str(record["id"]))
+            session = await self._access.session(row.session_id)
+            if session is None:
+                continue
+            try:
+                await self._stop(SYSTEM, row, session, reason)
+            except ApiError:
+                continue  # marked failed (and audited) by _stop
+            stopped.append(row.id)
+        return stopped
+
+    async def mark_failed(self, recording_id: str, reason: str) -> str | None:
+        """The recorder died (or could not complete the file): never silently.
+        Returns the room of the session it recorded (None when nothing changed)."""
+        if not is_uuid(recording_id):
+            return None
+        row = await self._find(recording_id)
+        if row is None or row.status != "recording":
+            return None
+        await self._set(recording_id, status="failed", failure=reason[:500])
+        await self._audit.record(
+            SYSTEM,
+            "recording.failed",
+            outcome="failure",
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=row.session_id,
+            details={"reason": reason[:200]},
+        )
+        session = await self._access.session(row.session_id)
+        return session.room_id if session else None
+
+    # ---- reading ------------------------------------------------------------------
+
+    async def get(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
+        row, _ = await self._visible(claims, recording_id, "recording.read", _may_watch)
+        await self._audit.record(
+            actor_of(claims),
+            "recording.read",
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=row.session_id,
+        )
+        return row.public()
+
+    async def of_session(self, claims: ApiClaims, session_id: str) -> list[dict[str, Any]]:
+        await self._access.visible(claims, session_id, "recording.list", _may_watch)
+        async with self._pool.acquire() as conn:
+            records = await conn.fetch(
+                "SELECT * FROM recordings WHERE session_id = $1 ORDER BY started_at",
+                uuid.UUID(session_id),
+            )
+        return [_row(record).public() for record in records]
+
+    async def media(self, claims: ApiClaims, recording_id: str) -> tuple[Path, x25519.Identity]:
+        """The ciphertext file and the identity that opens it (download audited)."""
+        row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
+        if row.status != "completed" or row.wrapped_key is None or row.file is None:
+            raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
+        identity = x25519.Identity.from_str(
+            self._cipher.decrypt(row.wrapped_key, f"recording:{row.id}")
+        )
+        await self._audit.record(
+            actor_of(claims),
+            "recording.download",
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=row.session_id,
+        )
+        return Path(row.file), identity
+
+    async def delete(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
+        """Crypto-shredding: the wrapped key goes, then the file; the row stays."""
+        row, session = await self._visible(claims, recording_id, "recording.delete", _may_record)
+        if row.status == "recording":
+            await self._stop(actor_of(claims), row, session, "deleted")
+        await self._set(recording_id, status="deleted", wrapped_key=None)
+        if row.file:
+            await asyncio.to_thread(Path(row.file).unlink, missing_ok=True)
+        await self._audit.record(
+            actor_of(claims),
+            "recording.delete",
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=row.session_id,
+        )
+        return (await self._load(recording_id)).public()
+
+    # ---- store ----------------------------------------------------------------------
+
+    async def _visible(
+        self, claims: ApiClaims, recording_id: str, action: str, rule: Any
+    ) -> tuple[RecordingRow, SessionRow]:
+        row = await self._find(recording_id) if is_uuid(recording_id) else None
+        if row is None:
+            raise await self._audit.deny(
+                actor_of(claims),
+                action,
+                ErrorCode.NOT_FOUND,
+                "recording not found",
+                resource_type="recording",
+                resource_id=recording_id[:64],
+            )
+        session = await self._access.visible(claims, row.session_id, action, _may_watch)
+        await self._require(claims, session, action, rule)
+        return row, session
+
+    async def _require(
+        self, claims: ApiClaims, session: SessionRow, action: str, rule: Any
+    ) -> None:
+        if not rule(claims, session):
+            raise await self._access.forbid(
+                claims,
+                action,
+                "only the session's physician or a coordinator of its clinic may do this",
+                session.id,
+            )
+
+    async def _find(self, recording_id: str) -> RecordingRow | None:
+        async with self._pool.acquire() as conn:
+            record = await conn.fetchrow(
+                "SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id)
+            )
+        return _row(record) if record is not None else None
+
+    async def _load(self, recording_id: str) -> RecordingRow:
+        row = await self._find(recording_id)
+        if row is None:
+            raise ApiError(ErrorCode.NOT_FOUND, "recording not found")
+        return row
+
+    async def _set(self, recording_id: str, **columns: Any) -> None:
+        names = list(columns)
+        assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                f"UPDATE recordings SET {assignments} WHERE id = $1",
+                uuid.UUID(recording_id),
+                *columns.values(),
+            )
+
+
+class StopRecordingsFirst:
+    """Live rooms as the session lifecycle sees them: a room that closes (the
+    session ended) has its recording completed first, not cut off."""
+
+    def __init__(self, rooms: LiveRooms, recordings: RecordingService) -> None:
+        self._rooms = rooms
+        self._recordings = recordings
+
+    async def close_room_for_session(self, room_id: str, reason: str) -> None:
+        await self._recordings.stop_for_room(room_id, f"session_{reason}")
+        await self._rooms.close_room_for_session(room_id, reason)
+
+    async def participant_count(self, room_id: str) -> int:
+        return await self._rooms.participant_count(room_id)

@@ -1,0 +1,180 @@
+"""Recording through the REST API (issue 12, second part): consent-gated start and
+stop, the room told, the per-recording key wrapped in PostgreSQL, download with
+ranges, revocation stopping it, deletion shredding the key and the file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from telemed_client import MediaPeer
+from tests.conftest import Stack, start_call
+from tests.integration.api_client import Api
+
+pytestmark = pytest.mark.integration
+
+EBML_MAGIC = bytes.fromhex("1a45dfa3")
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as http:
+        yield Api(stack, http)
+
+
+async def live_call(
+    stack: Stack, api: Api, peers: list[MediaPeer], consents: tuple[str, ...]
+) -> tuple[str, str, str, MediaPeer, MediaPeer]:
+    """An active session with both parties sending; (session, physician, patient, ...)."""
+    physician = await api.licensed_physician()
+    patient = await api.consenting_patient(consents)
+    doctor_token = api.token(physician, "physician")
+    created = await api.call(
+        "POST", "session/create", doctor_token, api.session_body(physician, patient)
+    )
+    assert created.status == 201, created.body
+    session_id = created.body["sessionId"]
+    started = await api.call("POST", "session/start", doctor_token, {"sessionId": session_id})
+    assert started.status == 200, started.body
+    members = []
+    for subject, role in ((physician, "physician"), (patient, "patient")):
+        token = await api.call("POST", f"session/{session_id}/room-token", api.token(subject, role))
+        assert token.status == 200, token.body
+        members.append(MediaPeer(stack.url, token.body["token"]))
+    peers.extend(members)
+    await start_call(started.body["roomId"], *members)
+    return session_id, physician, patient, members[0], members[1]
+
+
+async def download(
+    api: Api, recording_id: str, token: str, byte_range: str | None = None
+) -> tuple[int, bytes, dict[str, str]]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if byte_range:
+        headers["Range"] = byte_range
+    async with api.http.get(
+        f"{api.stack.url}/api/telemedicine/recording/{recording_id}/media", headers=headers
+    ) as response:
+        return response.status, await response.read(), dict(response.headers)
+
+
+async def test_a_consented_recording_is_started_told_stored_downloaded_and_shredded(
+    stack: Stack, api: Api, peers: list[MediaPeer]
+) -> None:
+    session_id, physician, patient, doctor, patient_peer = await live_call(
+        stack, api, peers, ("teleconsultation", "recording")
+    )
+    doctor_token = api.token(physician, "physician")
+    # Only the physician or a coordinator of the clinic may start it.
+    refused = await api.call(
+        "POST", "recording/start", api.token(patient, "patient"), {"sessionId": session_id}
+    )
+    assert (refused.status, refused.code) == (403, "FORBIDDEN")
+
+    started = await api.call("POST", "recording/start", doctor_token, {"sessionId": session_id})
+    assert started.status == 200, started.body
+    recording_id = started.body["recordingId"]
+    assert started.body["status"] == "recording" and len(started.body["tracks"]) == 4
+    for peer in (doctor, patient_peer):
+        await peer.wait_for_event("recordingStarted", lambda d: d["recordingId"] == recording_id)
+    again = await api.call("POST", "recording/start", doctor_token, {"sessionId": session_id})
+    assert (again.status, again.code) == (409, "CONFLICT")
+    # The key is stored wrapped, never as an age identity in the clear.
+    wrapped = stack.psql(
+        f"SELECT encode(wrapped_key, 'escape') FROM recordings WHERE id = '{recording_id}'"
+    )
+    assert wrapped and "AGE-SECRET-KEY" not in wrapped
+
+    await asyncio.sleep(4)
+    stopped = await api.call("POST", "recording/stop", doctor_token, {"recordingId": recording_id})
+    assert stopped.status == 200, stopped.body
+    assert stopped.body["status"] == "completed" and 3.5 <= stopped.body["durationSeconds"] <= 6
+    await patient_peer.wait_for_event(
+        "recordingStopped", lambda d: d["recordingId"] == recording_id
+    )
+
+    # The patient may read and download their own consultation's recording.
+    meta = await api.call("GET", f"recording/{recording_id}", api.token(patient, "patient"))
+    assert meta.status == 200 and meta.body["sha256"] == stopped.body["sha256"]
+    listed = await api.call("GET", f"session/{session_id}/recordings", doctor_token)
+    assert [r["recordingId"] for r in listed.body["recordings"]] == [recording_id]
+    status, media, headers = await download(api, recording_id, api.token(patient, "patient"))
+    assert status == 200 and media.startswith(EBML_MAGIC) and headers["Accept-Ranges"] == "bytes"
+    status, part, headers = await download(api, recording_id, doctor_token, "bytes=4-99")
+    assert (status, part, headers["Content-Range"]) == (
+        206,
+        media[4:100],
+        f"bytes 4-99/{len(media)}",
+    )
+    status, _, _ = await download(api, recording_id, doctor_token, f"bytes={len(media)}-")
+    assert status == 416
+    stranger = api.token("pt-someone-else", "patient")
+    assert (await api.call("GET", f"recording/{recording_id}", stranger)).status == 404
+
+    # Delete: the wrapped key and the file go; the row stays for the audit trail.
+    ciphertext_file = Path(stack.psql(f"SELECT file FROM recordings WHERE id = '{recording_id}'"))
+    assert await asyncio.to_thread(ciphertext_file.exists)
+    deleted = await api.call("DELETE", f"recording/{recording_id}", doctor_token)
+    assert deleted.status == 200 and deleted.body["status"] == "deleted"
+    assert (
+        stack.psql(f"SELECT wrapped_key IS NULL FROM recordings WHERE id = '{recording_id}'") == "t"
+    )
+    assert not await asyncio.to_thread(ciphertext_file.exists)
+    assert (await download(api, recording_id, doctor_token))[0] == 409
+    actions = stack.psql(
+        "SELECT string_agg(action, ',' ORDER BY id) FROM audit_log "
+        f"WHERE resource_id = '{recording_id}' AND outcome = 'success'"
+    )
+    for action in (
+        "recording.start",
+        "recording.stop",
+        "recording.read",
+        "recording.download",
+        "recording.delete",
+    ):
+        assert action in actions, actions
+
+
+async def test_without_recording_consent_starting_is_refused(
+    stack: Stack, api: Api, peers: list[MediaPeer]
+) -> None:
+    session_id, physician, *_ = await live_call(stack, api, peers, ("teleconsultation",))
+    refused = await api.call(
+        "POST", "recording/start", api.token(physician, "physician"), {"sessionId": session_id}
+    )
+    assert (refused.status, refused.code) == (403, "RECORDING_PERMISSION_DENIED")
+    assert stack.psql(f"SELECT count(*) FROM recordings WHERE session_id = '{session_id}'") == "0"
+
+
+async def test_revoking_recording_consent_stops_the_recording_within_two_seconds(
+    stack: Stack, api: Api, peers: list[MediaPeer]
+) -> None:
+    session_id, physician, patient, doctor, _ = await live_call(
+        stack, api, peers, ("teleconsultation", "recording")
+    )
+    started = await api.call(
+        "POST", "recording/start", api.token(physician, "physician"), {"sessionId": session_id}
+    )
+    assert started.status == 200, started.body
+    recording_id = started.body["recordingId"]
+    await asyncio.sleep(2)
+    revoked_at = time.monotonic()
+    revoked = await api.call(
+        "POST",
+        "consent/revoke",
+        api.token(patient, "patient"),
+        {"patientId": patient, "purpose": "recording"},
+    )
+    assert revoked.status == 200, revoked.body
+    stopped = await doctor.wait_for_event(
+        "recordingStopped", lambda d: d["recordingId"] == recording_id, timeout=5
+    )
+    assert stopped["reason"] == "consent_revoked"
+    assert time.monotonic() - revoked_at < 2.0
+    meta = await api.call("GET", f"recording/{recording_id}", api.token(physician, "physician"))
+    assert meta.body["status"] == "completed" and meta.body["stopReason"] == "consent_revoked"
