@@ -107,6 +107,7 @@ class Membership:
                 for p in await self._state.producers_in_room(room_id)
                 if p.peerId != claims.participant_id
             ]
+            recording = await self._state.recording_of(room_id)
         await self._notifier.enter_room(sid, room_id)
         await self._notifier.to_room(
             room_id,
@@ -137,6 +138,8 @@ class Membership:
                 {"peerId": p.peerId, "role": p.role, "displayName": p.displayName} for p in others
             ],
             "producers": [producer_payload(p) for p in producers],
+            # The consultation is being recorded (the page shows it): {recordingId} or null.
+            "recording": {"recordingId": recording} if recording else None,
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
         }

@@ -53,6 +53,7 @@ class RoomCapture:
         except SfuError as exc:
             log.error("recording_start_failed", room_id=room_id, error=str(exc))
             raise sfu_api_error(exc, "start recording") from exc
+        await self._state.set_recording(room_id, recording_id)
         await self._notifier.to_room(room_id, "recordingStarted", {"recordingId": recording_id})
         log.info("recording_started", room_id=room_id, streams=len(answer["streams"]))
         return room.nodeId, list(answer["streams"])
@@ -76,6 +77,7 @@ class RoomCapture:
         return result
 
     async def tell_stopped(self, room_id: str, recording_id: str, reason: str) -> None:
+        await self._state.set_recording(room_id, None)
         await self._notifier.to_room(
             room_id, "recordingStopped", {"recordingId": recording_id, "reason": reason}
         )

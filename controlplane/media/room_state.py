@@ -98,6 +98,18 @@ class RoomState:
         pipe.set(_router_key(room.routerId), room.roomId)
         await pipe.execute()
 
+    async def set_recording(self, room_id: str, recording_id: str | None) -> None:
+        """Which recording the room is in (a field of the room's hash, so it lives
+        and expires with the room)."""
+        if recording_id:
+            await self._redis.hset(room_key(room_id), "recordingId", recording_id)
+        else:
+            await self._redis.hdel(room_key(room_id), "recordingId")
+
+    async def recording_of(self, room_id: str) -> str | None:
+        value = await self._redis.hget(room_key(room_id), "recordingId")
+        return value.decode() if isinstance(value, bytes) else value
+
     async def get_room(self, room_id: str) -> RoomRecord | None:
         raw = text_map(await self._redis.hgetall(room_key(room_id)))
         if not raw:

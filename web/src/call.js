@@ -136,6 +136,11 @@ export class Call {
       const why = reason ? ` (${String(reason).replace(/_/g, ' ')})` : '';
       this.end('ended', `The consultation has ended${why}.`);
     });
+    // The server tells everyone in the room while the consultation is recorded.
+    s.on('recordingStarted', ({ recordingId }) => this.emit('recording', { recordingId, active: true }));
+    s.on('recordingStopped', ({ recordingId, reason }) =>
+      this.emit('recording', { recordingId, active: false, reason }),
+    );
     s.on('peerReconnecting', ({ peerId }) => this.emit('peerreconnecting', { peerId, reconnecting: true }));
     s.on('peerReconnected', ({ peerId }) => this.emit('peerreconnecting', { peerId, reconnecting: false }));
     s.on('mediaFallback', ({ mode, reason }) => this.emit('fallback', { peerId: null, mode, reason }));
@@ -185,6 +190,7 @@ export class Call {
     this.role = info.role;
     this.displayName = info.displayName;
     this.emit('profile', this.profile);
+    if (info.recording) this.emit('recording', { recordingId: info.recording.recordingId, active: true });
     await this.loadDevice(info.routerRtpCapabilities);
     for (const peer of info.peers) {
       this.peers.set(peer.peerId, peer);

@@ -51,6 +51,11 @@ async function main() {
       ui.showNotice(peerId, audioOnly ? `${peer.displayName || 'The other participant'}'s connection is weak: audio only for now.` : '');
     }
   });
+  call.on('recording', ({ active, reason }) => {
+    const badge = document.getElementById('recording');
+    badge.hidden = !active;
+    if (!active && reason === 'failed') ui.showNotice('self', 'The recording stopped: the recorder failed.');
+  });
   call.on('relay', () => ui.showNotice('self', 'Your connection is slow: media now goes through a relay server.'));
   call.on('local', ({ source, track }) => {
     if (source === 'mic') return;
