@@ -30,6 +30,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.recording_retention import RecordingRetention, parse_retention
 from controlplane.clinical.recordings import RecordingService, StopRecordingsFirst
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
@@ -206,7 +207,17 @@ async def create_app(settings: Settings) -> web.Application:
     )
     add_web_routes(app, settings.web_dir)
     app[RUNTIME] = Runtime(
-        settings, pool, redis, media, lifecycle, monitor, signaling, webhook, turn, audit, []
+        settings,
+        pool,
+        redis,
+        media,
+        lifecycle,
+        monitor,
+        signaling,
+        webhook,
+        turn,
+        audit,
+        [],
     )
     app.on_startup.append(_start_tasks)
     app.on_shutdown.append(_drain)
@@ -235,6 +246,10 @@ async def _start_tasks(app: web.Application) -> None:
     runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
     runtime.tasks.append(asyncio.create_task(runtime.turn.run()))
     runtime.tasks.append(asyncio.create_task(runtime.audit.flush_refusals_every(15.0)))
+    retention = RecordingRetention(
+        runtime.pool, runtime.audit, parse_retention(runtime.settings.recording_retention)
+    )
+    runtime.tasks.append(asyncio.create_task(retention.run(runtime.settings.retention_interval)))
 
 
 async def _drain(app: web.Application) -> None:

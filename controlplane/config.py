@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from controlplane.clinical.field_crypto import FieldCipher, WeakKeyError
+from controlplane.clinical.recording_retention import parse_retention
 from controlplane.edge.rate_limits import RateLimitConfig, trusted_networks
 
 _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
@@ -125,6 +126,10 @@ class Settings:
     oidc_jwks_url: str = ""
     oidc_issuer: str = ""
     oidc_audience: str = ""  # empty: TELEMED_JWT_API_AUDIENCE
+    # How long recordings are kept per session type (clinical/recording_retention.py)
+    # and how often the shredding job runs (seconds).
+    recording_retention: str = ""
+    retention_interval: float = 3600.0
     # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
@@ -189,6 +194,8 @@ class Settings:
             cors_origins=tuple(
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),
+            recording_retention=env.get("TELEMED_RECORDING_RETENTION", ""),
+            retention_interval=_float(env, "TELEMED_RETENTION_INTERVAL", 3600.0),
             oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
             oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),
             oidc_audience=env.get("TELEMED_OIDC_AUDIENCE", ""),
@@ -247,6 +254,12 @@ class Settings:
             raise ConfigError("TELEMED_TURN_CHECK_INTERVAL must be at least 0.5 seconds")
         if self.turn_credential_ttl < 0:
             raise ConfigError("TELEMED_TURN_CREDENTIAL_TTL must not be negative")
+        try:
+            parse_retention(self.recording_retention)
+        except ValueError as exc:
+            raise ConfigError(f"TELEMED_RECORDING_RETENTION: {exc}") from None
+        if self.retention_interval < 1:
+            raise ConfigError("TELEMED_RETENTION_INTERVAL must be at least 1 second")
         if self.oidc_jwks_url:
             jwks = urlsplit(self.oidc_jwks_url)
             local = jwks.hostname in ("127.0.0.1", "::1", "localhost")

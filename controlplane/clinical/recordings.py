@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
+import structlog
 from pyrage import x25519
 
 from controlplane.auth import ApiClaims
@@ -37,6 +38,8 @@ from controlplane.clinical.session_access import SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_uuid
+
+log = structlog.get_logger(__name__)
 
 
 class RoomRecorder(Protocol):

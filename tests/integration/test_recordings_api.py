@@ -28,14 +28,14 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
 
 
 async def live_call(
-    stack: Stack, api: Api, peers: list[MediaPeer], consents: tuple[str, ...]
+    stack: Stack, api: Api, peers: list[MediaPeer], consents: tuple[str, ...], **session: str
 ) -> tuple[str, str, str, MediaPeer, MediaPeer]:
     """An active session with both parties sending; (session, physician, patient, ...)."""
     physician = await api.licensed_physician()
     patient = await api.consenting_patient(consents)
     doctor_token = api.token(physician, "physician")
     created = await api.call(
-        "POST", "session/create", doctor_token, api.session_body(physician, patient)
+        "POST", "session/create", doctor_token, api.session_body(physician, patient, **session)
     )
     assert created.status == 201, created.body
     session_id = created.body["sessionId"]
@@ -178,3 +178,46 @@ async def test_revoking_recording_consent_stops_the_recording_within_two_seconds
     assert time.monotonic() - revoked_at < 2.0
     meta = await api.call("GET", f"recording/{recording_id}", api.token(physician, "physician"))
     assert meta.body["status"] == "completed" and meta.body["stopReason"] == "consent_revoked"
+
+
+async def test_retention_shreds_only_the_recordings_past_their_types_period(
+    stack: Stack, api: Api, peers: list[MediaPeer], instance
+) -> None:
+    """Second-opinion recordings kept 3 s (a clinic's setting), consultations the
+    default 20 years: only the first kind is shredded (key, file), and audited."""
+    recorded = {}
+    for session_type in ("second_opinion", "consultation"):
+        session_id, physician, *_ = await live_call(
+            stack, api, peers, ("teleconsultation", "recording"), sessionType=session_type
+        )
+        token = api.token(physician, "physician")
+        started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
+        assert started.status == 200, started.body
+        await asyncio.sleep(2)
+        recording_id = started.body["recordingId"]
+        stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
+        assert stopped.status == 200, stopped.body
+        recorded[session_type] = recording_id
+
+    def state(recording_id: str) -> str:
+        return stack.psql(
+            f"SELECT status || ',' || (wrapped_key IS NULL)::text || ',' || coalesce(file, '') "
+            f"FROM recordings WHERE id = '{recording_id}'"
+        )
+
+    short_file = Path(state(recorded["second_opinion"]).split(",")[2])
+    assert await asyncio.to_thread(short_file.exists)
+    cp = instance(TELEMED_RECORDING_RETENTION="second_opinion=3s", TELEMED_RETENTION_INTERVAL="1")
+    for _ in range(30):  # the job runs every second once the instance is up
+        if not state(recorded["second_opinion"]).startswith("completed"):
+            break
+        await asyncio.sleep(0.5)
+    assert state(recorded["second_opinion"]).split(",")[:2] == ["deleted", "true"]
+    assert not await asyncio.to_thread(short_file.exists)
+    assert state(recorded["consultation"]).split(",")[:2] == ["completed", "false"]
+    audited = stack.psql(
+        "SELECT count(*) FROM audit_log WHERE action = 'recording.retention_shred' "
+        f"AND resource_id = '{recorded['second_opinion']}'"
+    )
+    assert audited == "1"
+    cp.process.stop()

@@ -1,0 +1,98 @@
+"""How long recordings are kept, per session type, and the job that shreds the
+ones past it.
+
+Default: 20 years for every type.  Legal basis: in Brazil a consultation's
+recording, when kept, is part of the patient's medical record (CFM Resolution
+2.314/2022 on telemedicine), and medical records are kept for at least 20 years
+from the last entry (Law 13.787/2018, art. 6; CFM Resolution 1.821/2007).  A clinic
+that does not file recordings in the record may set shorter periods per type
+(``TELEMED_RECORDING_RETENTION="consultation=365d,emergency=20y"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from controlplane.clinical.audit import SYSTEM, AuditLog
+from controlplane.clinical.session_types import SESSION_TYPES
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_RETENTION_SECONDS = 20 * 365 * 86400 + 5 * 86400  # 20 years (with leap days)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+_PERIOD = re.compile(r"^(\d+)([smhdy])$")
+
+
+def parse_retention(spec: str) -> dict[str, int]:
+    """Seconds per session type: the defaults, overridden by "type=<n><s|m|h|d|y>,...".
+    Raises ValueError for an unknown type or a malformed period."""
+    periods = dict.fromkeys(SESSION_TYPES, DEFAULT_RETENTION_SECONDS)
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, period = part.partition("=")
+        name = name.strip()
+        match = _PERIOD.match(period.strip())
+        if name not in periods or match is None:
+            raise ValueError(
+                f"recording retention {part!r}: expected <session type>=<n><s|m|h|d|y>"
+            )
+        periods[name] = int(match.group(1)) * _UNITS[match.group(2)]
+    return periods
+
+
+class RecordingRetention:
+    """Shreds (key and file) the recordings older than their session type's period."""
+
+    def __init__(self, pool: asyncpg.Pool, audit: AuditLog, periods: dict[str, int]) -> None:
+        self._pool = pool
+        self._audit = audit
+        self._periods = periods
+
+    async def enforce(self) -> list[str]:
+        async with self._pool.acquire() as conn:
+            due = await conn.fetch(
+                """SELECT r.id, r.session_id, r.file, s.session_type FROM recordings r
+                   JOIN sessions s ON s.id = r.session_id
+                   WHERE r.status IN ('completed', 'failed')
+                     AND r.started_at < now() - make_interval(
+                         secs => ($1::jsonb ->> s.session_type)::double precision)""",
+                json.dumps(self._periods),
+            )
+        shredded = []
+        for record in due:
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    """UPDATE recordings SET status = 'deleted', wrapped_key = NULL,
+                           stop_reason = coalesce(stop_reason, 'retention') WHERE id = $1""",
+                    record["id"],
+                )
+            if record["file"]:
+                await asyncio.to_thread(Path(record["file"]).unlink, missing_ok=True)
+            await self._audit.record(
+                SYSTEM,
+                "recording.retention_shred",
+                resource_type="recording",
+                resource_id=str(record["id"]),
+                session_id=str(record["session_id"]),
+                details={
+                    "sessionType": record["session_type"],
+                    "retentionSeconds": self._periods[record["session_type"]],
+                },
+            )
+            shredded.append(str(record["id"]))
+        if shredded:
+            log.info("recordings_shredded_by_retention", count=len(shredded))
+        return shredded
+
+    async def run(self, interval: float) -> None:
+        while True:
+            try:
+                await self.enforce()
+            except Exception:
+                log.exception("recording_retention_failed")
+            await asyncio.sleep(interval)
