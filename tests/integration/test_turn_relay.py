@@ -115,9 +115,16 @@ async def test_a_forged_or_expired_credential_is_refused_by_coturn(stack: Stack)
     password = hmac.new(stack.turn_secret.encode(), username.encode(), hashlib.sha1).digest()
     expired = {**forged, "username": username, "credential": base64.b64encode(password).decode()}
     for server in (forged, expired):
-        with pytest.raises(stun.TransactionFailed) as refused:
-            await _allocate(server, "udp")
-        assert refused.value.response.attributes["ERROR-CODE"][0] == 401
+        for _attempt in range(3):
+            with pytest.raises(stun.TransactionFailed) as refused:
+                await _allocate(server, "udp")
+            code = refused.value.response.attributes["ERROR-CODE"][0]
+            # 437 (allocation mismatch): the client's new ephemeral port is one an
+            # earlier client (another test, a health check) still holds an
+            # allocation from on coturn; a new port asks again.
+            if code != 437:
+                break
+        assert code == 401
 
 
 async def test_relay_only_peers_see_and_hear_each_other_through_coturn(
