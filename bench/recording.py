@@ -146,7 +146,7 @@ async def main() -> None:
         await redis.aclose()
         assert snapshot is not None
         producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
-        rpc = SfuClient("bench", stack.sfu.url, stack.sfu_secret, timeout=30)
+        rpc = SfuClient(snapshot["nodeId"], stack.sfu.url, stack.sfu_secret, timeout=30)
         rows = []
         try:
             for k in counts:
