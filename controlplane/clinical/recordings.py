@@ -289,7 +289,9 @@ class RecordingService:
             )
         return [_row(record).public() for record in records]
 
-    async def media(self, claims: ApiClaims, recording_id: str) -> tuple[Path, x25519.Identity]:
+    async def media(
+        self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
+    ) -> tuple[Path, x25519.Identity]:
         """The ciphertext file and the identity that opens it (download audited)."""
         row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
         if row.status != "completed" or row.wrapped_key is None or row.file is None:
@@ -303,6 +305,7 @@ class RecordingService:
             resource_type="recording",
             resource_id=recording_id,
             session_id=row.session_id,
+            details={"watermark": watermark},
         )
         return Path(row.file), identity
 

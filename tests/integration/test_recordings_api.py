@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import av
 import pytest
 
 from telemed_client import MediaPeer
@@ -52,19 +53,44 @@ async def live_call(
 
 
 async def download(
-    api: Api, recording_id: str, token: str, byte_range: str | None = None
+    api: Api, recording_id: str, token: str, byte_range: str | None = None, query: str = ""
 ) -> tuple[int, bytes, dict[str, str]]:
     headers = {"Authorization": f"Bearer {token}"}
     if byte_range:
         headers["Range"] = byte_range
     async with api.http.get(
-        f"{api.stack.url}/api/telemedicine/recording/{recording_id}/media", headers=headers
+        f"{api.stack.url}/api/telemedicine/recording/{recording_id}/media{query}",
+        headers=headers,
     ) as response:
         return response.status, await response.read(), dict(response.headers)
 
 
+def luma_changes(original: bytes, marked: bytes, folder: Path) -> tuple[float, float]:
+    """Mean absolute luma difference of the first frame between the two files: in
+    the top-left 150x14 (where the watermark goes) and in a same-sized patch at
+    the bottom right (re-encoding noise only)."""
+    frames = []
+    for name, data in (("original", original), ("marked", marked)):
+        path = folder / f"{name}.mkv"
+        path.write_bytes(data)
+        with av.open(str(path)) as container:
+            frame = next(container.decode(container.streams.video[0]))
+            plane = frame.planes[0]
+            frames.append((bytes(plane), plane.line_size, frame.width, frame.height))
+
+    def patch(x: int, y: int) -> float:
+        total = 0
+        for row in range(y, y + 14):
+            a, b = (f[0][row * f[1] + x : row * f[1] + x + 150] for f in frames)
+            total += sum(abs(p - q) for p, q in zip(a, b, strict=True))
+        return total / (150 * 14)
+
+    width, height = frames[0][2], frames[0][3]
+    return patch(8, 8), patch(width - 158, height - 22)
+
+
 async def test_a_consented_recording_is_started_told_stored_downloaded_and_shredded(
-    stack: Stack, api: Api, peers: list[MediaPeer]
+    stack: Stack, api: Api, peers: list[MediaPeer], tmp_path: Path
 ) -> None:
     session_id, physician, patient, doctor, patient_peer = await live_call(
         stack, api, peers, ("teleconsultation", "recording")
@@ -113,6 +139,11 @@ async def test_a_consented_recording_is_started_told_stored_downloaded_and_shred
     )
     status, _, _ = await download(api, recording_id, doctor_token, f"bytes={len(media)}-")
     assert status == 416
+    # A watermarked copy: the same streams, the video marked in its top-left corner.
+    status, marked, _ = await download(api, recording_id, doctor_token, query="?watermark=1")
+    assert status == 200 and marked.startswith(EBML_MAGIC)
+    corner, elsewhere = await asyncio.to_thread(luma_changes, media, marked, tmp_path)
+    assert corner > 20 and corner > 4 * elsewhere, (corner, elsewhere)
     stranger = api.token("pt-someone-else", "patient")
     assert (await api.call("GET", f"recording/{recording_id}", stranger)).status == 404
 
