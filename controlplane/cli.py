@@ -101,6 +101,35 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recording(args: argparse.Namespace) -> int:
+    """Decrypt a recording to a seekable Matroska file (administrators, audited)."""
+    import getpass
+
+    from controlplane.clinical.audit import Actor
+    from controlplane.clinical.field_crypto import FieldCipher
+    from controlplane.clinical.recording_export import ExportError, export_recording
+
+    env = _settings_env()
+    if not env.get("DATABASE_URL") or not env.get("TELEMED_DATA_KEYS"):
+        print("telemed recording: DATABASE_URL / TELEMED_DATA_KEYS are not set", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(
+            export_recording(
+                env["DATABASE_URL"],
+                FieldCipher.from_config(env["TELEMED_DATA_KEYS"]),
+                args.recording_id,
+                Path(args.out),
+                Actor(f"cli:{getpass.getuser()}", "admin"),
+            )
+        )
+    except (ExportError, ValueError, OSError) as exc:
+        print(f"telemed recording export: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_links(args: argparse.Namespace) -> int:
     """Create an active demo consultation and print a physician link and a patient link."""
     from controlplane.clinical.field_crypto import FieldCipher
@@ -271,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the clinic a coordinator or admin acts for (required for them)",
     )
 
+    recording = sub.add_parser("recording", help="recordings (administrators)")
+    actions = recording.add_subparsers(dest="action", required=True)
+    export = actions.add_parser("export", help="decrypt a recording to a file (audited)")
+    export.add_argument("recording_id")
+    export.add_argument("--out", required=True, help="the file to write (must not exist)")
+
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")
     return parser
@@ -286,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "api-token": cmd_api_token,
         "room": cmd_room,
+        "recording": cmd_recording,
     }
     try:
         return handlers[args.command](args)

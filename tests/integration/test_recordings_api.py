@@ -5,6 +5,10 @@ ranges, revocation stopping it, deletion shredding the key and the file."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,6 +67,28 @@ async def download(
         headers=headers,
     ) as response:
         return response.status, await response.read(), dict(response.headers)
+
+
+def export(stack: Stack, recording_id: str, out: Path) -> subprocess.CompletedProcess[str]:
+    command = ["recording", "export", recording_id, "--out", str(out)]
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *command],
+        env={**os.environ, **stack.control_plane_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def format_of(path: Path) -> dict:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)["format"]
 
 
 def luma_changes(original: bytes, marked: bytes, folder: Path) -> tuple[float, float]:
@@ -146,6 +172,17 @@ async def test_a_consented_recording_is_started_told_stored_downloaded_and_shred
     assert corner > 20 and corner > 4 * elsewhere, (corner, elsewhere)
     stranger = api.token("pt-someone-else", "patient")
     assert (await api.call("GET", f"recording/{recording_id}", stranger)).status == 404
+
+    # An administrator's export: a seekable file (duration in its header), 0600,
+    # never over an existing file.
+    exported = tmp_path / "export.mkv"
+    first = await asyncio.to_thread(export, stack, recording_id, exported)
+    assert first.returncode == 0, first.stderr
+    assert (await asyncio.to_thread(exported.stat)).st_mode & 0o777 == 0o600
+    header = await asyncio.to_thread(format_of, exported)
+    assert header["nb_streams"] == 4 and 3.5 <= float(header["duration"]) <= 6
+    again = await asyncio.to_thread(export, stack, recording_id, exported)
+    assert again.returncode == 2 and "exists" in again.stderr
 
     # Delete: the wrapped key and the file go; the row stays for the audit trail.
     ciphertext_file = Path(stack.psql(f"SELECT file FROM recordings WHERE id = '{recording_id}'"))
