@@ -30,6 +30,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.recording_policy import AutoRecorder, parse_clinics
 from controlplane.clinical.recording_retention import RecordingRetention, parse_retention
 from controlplane.clinical.recordings import RecordingService, StopRecordingsFirst
 from controlplane.clinical.records import ClinicalRecords
@@ -134,14 +135,25 @@ async def create_app(settings: Settings) -> web.Application:
         ),
     )
 
+    # recordings
+    recordings = RecordingService(pool, access, consents, audit, cipher, media.capture)
+
     async def recording_failed(recording_id: str, reason: str) -> None:
         room_id = await recordings.mark_failed(recording_id, reason)
         if room_id is not None:
             await media.capture.tell_stopped(room_id, recording_id, "failed")
 
     media.events.recording_failed.append(recording_failed)
+    auto_recorder = AutoRecorder(
+        recordings,
+        store,
+        access,
+        consents,
+        media.capture.senders,
+        parse_clinics(settings.auto_record_clinics),
+    )
+    media.producers.listeners.append(auto_recorder.producer_added)
     media.registry.on_rejected(lambda reason: metrics.sfu_untrusted.labels(reason).inc())
-    recordings = RecordingService(pool, access, consents, audit, cipher, media.capture)
     lifecycle = SessionLifecycle(
         pool,
         store,

@@ -129,6 +129,8 @@ class Settings:
     # How long recordings are kept per session type (clinical/recording_retention.py)
     # and how often the shredding job runs (seconds).
     recording_retention: str = ""
+    # Clinics whose emergencies record automatically (with recording consent); "*": all.
+    auto_record_clinics: str = ""
     retention_interval: float = 3600.0
     # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
@@ -195,6 +197,7 @@ class Settings:
                 o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
             ),
             recording_retention=env.get("TELEMED_RECORDING_RETENTION", ""),
+            auto_record_clinics=env.get("TELEMED_AUTO_RECORD_CLINICS", ""),
             retention_interval=_float(env, "TELEMED_RETENTION_INTERVAL", 3600.0),
             oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
             oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),

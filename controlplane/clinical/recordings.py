@@ -151,6 +151,12 @@ class RecordingService:
                 session_id=session_id,
                 details={"reason": "no recording consent"},
             )
+        return await self.begin(actor_of(claims), session)
+
+    async def begin(self, actor: Actor, session: SessionRow) -> dict[str, Any]:
+        """Record an active session whose rules were checked (CONFLICT when it
+        already records)."""
+        session_id = session.id
         recording_id = str(uuid.uuid4())
         identity = x25519.Identity.generate()
         wrapped = self._cipher.encrypt(str(identity), f"recording:{recording_id}")
@@ -161,7 +167,7 @@ class RecordingService:
                            wrapped_key) VALUES ($1, $2, 'recording', $3, '', $4)""",
                     uuid.UUID(recording_id),
                     uuid.UUID(session_id),
-                    claims.subject,
+                    str(actor.id),
                     wrapped,
                 )
         except asyncpg.UniqueViolationError:
@@ -175,7 +181,7 @@ class RecordingService:
             raise
         await self._set(recording_id, node_id=node_id, tracks=json.dumps(streams))
         await self._audit.record(
-            actor_of(claims),
+            actor,
             "recording.start",
             resource_type="recording",
             resource_id=recording_id,

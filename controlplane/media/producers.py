@@ -3,6 +3,7 @@ pause/resume and close on the SFU, and tell the room."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -28,6 +29,8 @@ class Producers:
         self._routers = routers
         self._state = state
         self._notifier = notifier
+        # Told the room id after each new producer (e.g. the automatic recording).
+        self.listeners: list[Callable[[str], None]] = []
 
     async def produce(self, sid: str, payload: dict[str, Any]) -> dict[str, Any]:
         participant = self._participants.get(sid)
@@ -70,6 +73,8 @@ class Producers:
         await self._notifier.to_room(
             room.roomId, "newProducer", producer_payload(record), skip_sid=sid
         )
+        for listener in self.listeners:
+            listener(room.roomId)
         log.info(
             "producer_created",
             room_id=room.roomId,

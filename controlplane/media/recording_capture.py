@@ -58,6 +58,10 @@ class RoomCapture:
         log.info("recording_started", room_id=room_id, streams=len(answer["streams"]))
         return room.nodeId, list(answer["streams"])
 
+    async def senders(self, room_id: str) -> set[str]:
+        """Who in the room sends media now."""
+        return {p.peerId for p in await self._state.producers_in_room(room_id)}
+
     async def stop_capture(
         self, room_id: str, node_id: str, recording_id: str, reason: str
     ) -> dict[str, Any]:

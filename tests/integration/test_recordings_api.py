@@ -33,7 +33,12 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
 
 
 async def live_call(
-    stack: Stack, api: Api, peers: list[MediaPeer], consents: tuple[str, ...], **session: str
+    stack: Stack,
+    api: Api,
+    peers: list[MediaPeer],
+    consents: tuple[str, ...],
+    url: str | None = None,
+    **session: str,
 ) -> tuple[str, str, str, MediaPeer, MediaPeer]:
     """An active session with both parties sending; (session, physician, patient, ...)."""
     physician = await api.licensed_physician()
@@ -50,7 +55,7 @@ async def live_call(
     for subject, role in ((physician, "physician"), (patient, "patient")):
         token = await api.call("POST", f"session/{session_id}/room-token", api.token(subject, role))
         assert token.status == 200, token.body
-        members.append(MediaPeer(stack.url, token.body["token"]))
+        members.append(MediaPeer(url or stack.url, token.body["token"]))
     peers.extend(members)
     await start_call(started.body["roomId"], *members)
     return session_id, physician, patient, members[0], members[1]
@@ -289,3 +294,38 @@ async def test_retention_shreds_only_the_recordings_past_their_types_period(
     )
     assert audited == "1"
     cp.process.stop()
+
+
+async def test_an_emergency_records_itself_where_the_clinic_asks_and_the_patient_consented(
+    stack: Stack, api: Api, peers: list[MediaPeer], instance
+) -> None:
+    cp = instance(TELEMED_AUTO_RECORD_CLINICS="clinic-1")
+    consented = await live_call(
+        stack, api, peers, ("teleconsultation", "recording"), url=cp.url, sessionType="emergency"
+    )
+    refused = await live_call(
+        stack, api, peers, ("teleconsultation",), url=cp.url, sessionType="emergency"
+    )
+    started = await consented[3].wait_for_event("recordingStarted", timeout=10)
+    listed = await api.call(
+        "GET", f"session/{consented[0]}/recordings", api.token(consented[1], "physician")
+    )
+    [recording] = listed.body["recordings"]
+    assert recording["recordingId"] == started["recordingId"]
+    assert recording["startedBy"] == "system" and recording["status"] == "recording"
+    # Both parties' microphone and camera are in it (it waited for them to settle).
+    assert len(recording["tracks"]) == 4
+    # No consent: nothing records, however long the call goes.
+    await asyncio.sleep(3)
+    none = await api.call(
+        "GET", f"session/{refused[0]}/recordings", api.token(refused[1], "physician")
+    )
+    assert none.body["recordings"] == []
+    assert not [e for e in refused[3].event_log.events if e.name == "recordingStarted"]
+    stopped = await api.call(
+        "POST",
+        "recording/stop",
+        api.token(consented[1], "physician"),
+        {"recordingId": recording["recordingId"]},
+    )
+    assert stopped.status == 200, stopped.body
