@@ -30,9 +30,9 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
-from controlplane.clinical.recording_policy import AutoRecorder, parse_clinics
+from controlplane.clinical.recording_policy import AutoRecorder, StopRecordingsFirst, parse_clinics
 from controlplane.clinical.recording_retention import RecordingRetention, parse_retention
-from controlplane.clinical.recordings import RecordingService, StopRecordingsFirst
+from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.session_access import SessionAccess
@@ -142,6 +142,8 @@ async def create_app(settings: Settings) -> web.Application:
         room_id = await recordings.mark_failed(recording_id, reason)
         if room_id is not None:
             await media.capture.tell_stopped(room_id, recording_id, "failed")
+            room = await media.state.get_room(room_id)
+            await alerts.recording_failed(room_id, recording_id, room.callType if room else "")
 
     media.events.recording_failed.append(recording_failed)
     auto_recorder = AutoRecorder(
@@ -175,19 +177,20 @@ async def create_app(settings: Settings) -> web.Application:
     history = QualityHistory(redis)
     alert_store = AlertStore(pool)
     webhook = AlertWebhook(settings.alert_webhook_url) if settings.alert_webhook_url else None
+    alerts = AlertDispatcher(
+        alert_store,
+        store,
+        metrics,
+        staff_push=signaling.push_staff,
+        webhook=webhook.send if webhook else None,
+    )
     monitor = QualityMonitor(
         media.participants,
         media.state,
         media.registry,
         history,
         metrics,
-        AlertDispatcher(
-            alert_store,
-            store,
-            metrics,
-            staff_push=signaling.push_staff,
-            webhook=webhook.send if webhook else None,
-        ),
+        alerts,
         media.fallback,
         interval=settings.stats_interval,
     )

@@ -17,6 +17,7 @@ import structlog
 
 from controlplane.clinical.audit import SYSTEM
 from controlplane.clinical.consents import ConsentStore
+from controlplane.clinical.lifecycle import LiveRooms
 from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.session_access import SessionAccess
 from controlplane.clinical.session_store import SessionStore
@@ -99,3 +100,19 @@ class AutoRecorder:
     async def close(self) -> None:
         for task in list(self._pending.values()):
             task.cancel()
+
+
+class StopRecordingsFirst:
+    """Live rooms as the session lifecycle sees them: a room that closes (the
+    session ended) has its recording completed first, not cut off."""
+
+    def __init__(self, rooms: LiveRooms, recordings: RecordingService) -> None:
+        self._rooms = rooms
+        self._recordings = recordings
+
+    async def close_room_for_session(self, room_id: str, reason: str) -> None:
+        await self._recordings.stop_for_room(room_id, f"session_{reason}")
+        await self._rooms.close_room_for_session(room_id, reason)
+
+    async def participant_count(self, room_id: str) -> int:
+        return await self._rooms.participant_count(room_id)

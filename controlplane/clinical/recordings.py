@@ -33,7 +33,6 @@ from controlplane.auth import ApiClaims
 from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import FieldCipher
-from controlplane.clinical.lifecycle import LiveRooms
 from controlplane.clinical.session_access import SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
@@ -257,20 +256,26 @@ class RecordingService:
         Returns the room of the session it recorded (None when nothing changed)."""
         if not is_uuid(recording_id):
             return None
-        row = await self._find(recording_id)
-        if row is None or row.status != "recording":
+        async with self._pool.acquire() as conn:
+            # Every control plane hears the node's notice: one of them acts on it.
+            session_id = await conn.fetchval(
+                """UPDATE recordings SET status = 'failed', failure = $2
+                   WHERE id = $1 AND status = 'recording' RETURNING session_id""",
+                uuid.UUID(recording_id),
+                reason[:500],
+            )
+        if session_id is None:
             return None
-        await self._set(recording_id, status="failed", failure=reason[:500])
         await self._audit.record(
             SYSTEM,
             "recording.failed",
-            outcome="failure",
+            outcome="error",
             resource_type="recording",
             resource_id=recording_id,
-            session_id=row.session_id,
+            session_id=str(session_id),
             details={"reason": reason[:200]},
         )
-        session = await self._access.session(row.session_id)
+        session = await self._access.session(str(session_id))
         return session.room_id if session else None
 
     # ---- reading ------------------------------------------------------------------
@@ -384,19 +389,3 @@ class RecordingService:
                 uuid.UUID(recording_id),
                 *columns.values(),
             )
-
-
-class StopRecordingsFirst:
-    """Live rooms as the session lifecycle sees them: a room that closes (the
-    session ended) has its recording completed first, not cut off."""
-
-    def __init__(self, rooms: LiveRooms, recordings: RecordingService) -> None:
-        self._rooms = rooms
-        self._recordings = recordings
-
-    async def close_room_for_session(self, room_id: str, reason: str) -> None:
-        await self._recordings.stop_for_room(room_id, f"session_{reason}")
-        await self._rooms.close_room_for_session(room_id, reason)
-
-    async def participant_count(self, room_id: str) -> int:
-        return await self._rooms.participant_count(room_id)

@@ -85,6 +85,37 @@ class AlertDispatcher:
         event = "alert" if transition.raised else "alertCleared"
         await self._publish(event, payload)
 
+    async def recording_failed(self, room_id: str, recording_id: str, call_type: str) -> None:
+        """A consultation's recorder died: a critical alert for its clinic's staff."""
+        session_id, clinic_id = await self._session_of(room_id)
+        description = "the recording stopped: the recorder failed"
+        self._metrics.alerts.labels("recording_failed", "critical").inc()
+        alert_id = await self._store.raised(
+            rule="recording_failed",
+            severity="critical",
+            room_id=room_id,
+            session_id=session_id,
+            participant_id="recorder",
+            call_type=call_type,
+            description=description,
+        )
+        log.error("alert_raised", rule="recording_failed", severity="critical", room_id=room_id)
+        await self._publish(
+            "alert",
+            {
+                "alertId": alert_id,
+                "clinicId": clinic_id,
+                "rule": "recording_failed",
+                "severity": "critical",
+                "description": description,
+                "roomId": room_id,
+                "recordingId": recording_id,
+                "callType": call_type,
+                "at": time.time(),
+                "sessionId": session_id,
+            },
+        )
+
     async def participant_left(self, room_id: str, participant_id: str) -> None:
         """Close the participant's open alerts, reason ``participant_left``."""
         rules = await self._store.clear_all(room_id, participant_id, "participant_left")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import av
 import pytest
+import socketio
 
 from telemed_client import MediaPeer
 from tests.conftest import Stack, start_call
@@ -329,3 +331,71 @@ async def test_an_emergency_records_itself_where_the_clinic_asks_and_the_patient
         {"recordingId": recording["recordingId"]},
     )
     assert stopped.status == 200, stopped.body
+
+
+def recorder_children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if Path(f"/proc/{child}/comm").read_text().strip() == "ffmpeg":
+                found.add(int(child))
+    return found
+
+
+async def test_a_recorder_killed_mid_call_fails_the_recording_loudly(
+    stack: Stack, api: Api, peers: list[MediaPeer]
+) -> None:
+    """kill -9 of the recording's ffmpeg: the recording is marked failed and
+    audited, the room is told, and the clinic's staff get a critical alert."""
+    staff = socketio.AsyncClient(reconnection=False)
+    alerts: list[dict] = []
+    staff.on("alert", alerts.append, namespace="/staff")
+    await staff.connect(
+        stack.url,
+        namespaces=["/staff"],
+        transports=["websocket"],
+        auth={"token": stack.tokens.mint_api(subject="tech-rec", role="admin", clinic="clinic-1")},
+    )
+    try:
+        session_id, physician, _, doctor, _ = await live_call(
+            stack, api, peers, ("teleconsultation", "recording")
+        )
+        token = api.token(physician, "physician")
+        before = await asyncio.to_thread(recorder_children, stack.sfu.proc.pid)
+        started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
+        assert started.status == 200, started.body
+        recording_id = started.body["recordingId"]
+        (ffmpeg,) = await asyncio.to_thread(recorder_children, stack.sfu.proc.pid) - before
+        os.kill(ffmpeg, signal.SIGKILL)
+
+        told = await doctor.wait_for_event(
+            "recordingStopped", lambda d: d["recordingId"] == recording_id, timeout=5
+        )
+        assert told["reason"] == "failed"
+        meta = await api.call("GET", f"recording/{recording_id}", token)
+        assert meta.body["status"] == "failed"
+        for _ in range(50):
+            if any(a.get("recordingId") == recording_id for a in alerts):
+                break
+            await asyncio.sleep(0.1)
+        [alert] = [a for a in alerts if a.get("recordingId") == recording_id]
+        assert (alert["rule"], alert["severity"], alert["clinicId"]) == (
+            "recording_failed",
+            "critical",
+            "clinic-1",
+        )
+        audited = stack.psql(
+            "SELECT count(*) FROM audit_log WHERE action = 'recording.failed' "
+            f"AND resource_id = '{recording_id}'"
+        )
+        assert audited == "1"
+        # The session can record again.
+        again = await api.call("POST", "recording/start", token, {"sessionId": session_id})
+        assert again.status == 200, again.body
+        await asyncio.sleep(2)
+        stopped = await api.call(
+            "POST", "recording/stop", token, {"recordingId": again.body["recordingId"]}
+        )
+        assert stopped.status == 200, stopped.body
+    finally:
+        await staff.disconnect()
