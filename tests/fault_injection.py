@@ -4,6 +4,7 @@ stopped and restarted on the same port, and TCP connections cut with ``ss -K``."
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.devstack import services as ls
@@ -51,3 +52,16 @@ def cut_socket_of(peer: MediaPeer) -> None:
     """Kill one peer's signaling socket (a dropped link: no goodbye on either side)."""
     local_port = peer.sio.eio.ws.get_extra_info("sockname")[1]
     subprocess.run(["ss", "-K", "sport", "=", f":{local_port}"], check=True, capture_output=True)
+
+
+def children_named(pid: int, name: str) -> set[int]:
+    """The pids of ``pid``'s child processes called ``name`` (e.g. a recorder's ffmpeg)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                if Path(f"/proc/{child}/comm").read_text().strip() == name:
+                    found.add(int(child))
+            except FileNotFoundError:
+                continue  # it exited meanwhile
+    return found

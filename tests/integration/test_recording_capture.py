@@ -27,6 +27,7 @@ from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient, SfuRequestError
 from telemed_client import MediaPeer
 from tests.conftest import Stack, new_room_id, start_call
+from tests.fault_injection import children_named
 
 pytestmark = pytest.mark.integration
 
@@ -177,15 +178,6 @@ async def test_a_call_is_recorded_encrypted_and_decodes_completely(
             assert stream["tone"] > 0.5 and stream["off_tone"] < 0.01, stream
 
 
-def children(pid: int, name: str) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if Path(f"/proc/{child}/comm").read_text().strip() == name:
-                found.append(int(child))
-    return found
-
-
 async def test_an_ffmpeg_that_dies_is_reported_and_its_ports_come_back(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
@@ -212,9 +204,9 @@ async def test_an_ffmpeg_that_dies_is_reported_and_its_ports_come_back(
             "producerIds": producers,
             "recipient": str(x25519.Identity.generate().to_public()),
         }
-        before = set(children(stack.sfu.proc.pid, "ffmpeg"))
+        before = children_named(stack.sfu.proc.pid, "ffmpeg")
         await rpc.request("startRecording", {**start, "recordingId": f"dies-{room}"})
-        (ffmpeg,) = set(children(stack.sfu.proc.pid, "ffmpeg")) - before
+        (ffmpeg,) = children_named(stack.sfu.proc.pid, "ffmpeg") - before
         os.kill(ffmpeg, signal.SIGKILL)
         for _ in range(50):
             if failures:

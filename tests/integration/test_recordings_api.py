@@ -21,6 +21,7 @@ import socketio
 
 from telemed_client import MediaPeer
 from tests.conftest import Stack, start_call
+from tests.fault_injection import children_named
 from tests.integration.api_client import Api
 
 pytestmark = pytest.mark.integration
@@ -333,15 +334,6 @@ async def test_an_emergency_records_itself_where_the_clinic_asks_and_the_patient
     assert stopped.status == 200, stopped.body
 
 
-def recorder_children(pid: int) -> set[int]:
-    found = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if Path(f"/proc/{child}/comm").read_text().strip() == "ffmpeg":
-                found.add(int(child))
-    return found
-
-
 async def test_a_recorder_killed_mid_call_fails_the_recording_loudly(
     stack: Stack, api: Api, peers: list[MediaPeer]
 ) -> None:
@@ -361,11 +353,11 @@ async def test_a_recorder_killed_mid_call_fails_the_recording_loudly(
             stack, api, peers, ("teleconsultation", "recording")
         )
         token = api.token(physician, "physician")
-        before = await asyncio.to_thread(recorder_children, stack.sfu.proc.pid)
+        before = await asyncio.to_thread(children_named, stack.sfu.proc.pid, "ffmpeg")
         started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
         assert started.status == 200, started.body
         recording_id = started.body["recordingId"]
-        (ffmpeg,) = await asyncio.to_thread(recorder_children, stack.sfu.proc.pid) - before
+        (ffmpeg,) = await asyncio.to_thread(children_named, stack.sfu.proc.pid, "ffmpeg") - before
         os.kill(ffmpeg, signal.SIGKILL)
 
         told = await doctor.wait_for_event(
