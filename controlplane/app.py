@@ -138,14 +138,22 @@ async def create_app(settings: Settings) -> web.Application:
     # recordings
     recordings = RecordingService(pool, access, consents, audit, cipher, media.capture)
 
+    async def tell_failed(recording_id: str, room_id: str) -> None:
+        await media.capture.tell_stopped(room_id, recording_id, "failed")
+        room = await media.state.get_room(room_id)
+        await alerts.recording_failed(room_id, recording_id, room.callType if room else "")
+
     async def recording_failed(recording_id: str, reason: str) -> None:
         room_id = await recordings.mark_failed(recording_id, reason)
         if room_id is not None:
-            await media.capture.tell_stopped(room_id, recording_id, "failed")
-            room = await media.state.get_room(room_id)
-            await alerts.recording_failed(room_id, recording_id, room.callType if room else "")
+            await tell_failed(recording_id, room_id)
+
+    async def node_lost(node_id: str) -> None:
+        for recording_id, room_id in await recordings.fail_on_node(node_id):
+            await tell_failed(recording_id, room_id)
 
     media.events.recording_failed.append(recording_failed)
+    media.events.node_lost.append(node_lost)
     auto_recorder = AutoRecorder(
         recordings,
         store,

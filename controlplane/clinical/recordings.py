@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +32,7 @@ from controlplane.auth import ApiClaims
 from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.recording_rows import RecordingRow, row_of
 from controlplane.clinical.session_access import SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
@@ -51,58 +51,6 @@ class RoomRecorder(Protocol):
     async def stop_capture(
         self, room_id: str, node_id: str, recording_id: str, reason: str
     ) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class RecordingRow:
-    id: str
-    session_id: str
-    status: str
-    started_by: str
-    started_at: datetime
-    stopped_at: datetime | None
-    duration_ms: int | None
-    size: int | None
-    sha256: str | None
-    tracks: list[dict[str, Any]]
-    node_id: str
-    file: str | None
-    wrapped_key: bytes | None
-    stop_reason: str | None
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "recordingId": self.id,
-            "sessionId": self.session_id,
-            "status": self.status,
-            "startedBy": self.started_by,
-            "startedAt": self.started_at.isoformat(),
-            "stoppedAt": self.stopped_at.isoformat() if self.stopped_at else None,
-            "durationSeconds": round(self.duration_ms / 1000, 3) if self.duration_ms else None,
-            "bytes": self.size,
-            "sha256": self.sha256,
-            "tracks": self.tracks,
-            "stopReason": self.stop_reason,
-        }
-
-
-def _row(record: asyncpg.Record) -> RecordingRow:
-    return RecordingRow(
-        id=str(record["id"]),
-        session_id=str(record["session_id"]),
-        status=record["status"],
-        started_by=record["started_by"],
-        started_at=record["started_at"],
-        stopped_at=record["stopped_at"],
-        duration_ms=record["duration_ms"],
-        size=record["bytes"],
-        sha256=record["sha256"],
-        tracks=json.loads(record["tracks"]),
-        node_id=record["node_id"],
-        file=record["file"],
-        wrapped_key=bytes(record["wrapped_key"]) if record["wrapped_key"] else None,
-        stop_reason=record["stop_reason"],
-    )
 
 
 def _may_record(claims: ApiClaims, session: SessionRow) -> bool:
@@ -251,6 +199,20 @@ class RecordingService:
             stopped.append(row.id)
         return stopped
 
+    async def fail_on_node(self, node_id: str) -> list[tuple[str, str]]:
+        """The SFU node was lost: its live recordings died with it.  Returns
+        (recording id, room id) of each one marked failed (and audited)."""
+        async with self._pool.acquire() as conn:
+            ids = await conn.fetch(
+                "SELECT id FROM recordings WHERE node_id = $1 AND status = 'recording'", node_id
+            )
+        failed = []
+        for record in ids:
+            room_id = await self.mark_failed(str(record["id"]), "the SFU node was lost")
+            if room_id is not None:
+                failed.append((str(record["id"]), room_id))
+        return failed
+
     async def mark_failed(self, recording_id: str, reason: str) -> str | None:
         """The recorder died (or could not complete the file): never silently.
         Returns the room of the session it recorded (None when nothing changed)."""
@@ -298,7 +260,7 @@ class RecordingService:
                 "SELECT * FROM recordings WHERE session_id = $1 ORDER BY started_at",
                 uuid.UUID(session_id),
             )
-        return [_row(record).public() for record in records]
+        return [row_of(record).public() for record in records]
 
     async def media(
         self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
@@ -372,7 +334,7 @@ class RecordingService:
             record = await conn.fetchrow(
                 "SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id)
             )
-        return _row(record) if record is not None else None
+        return row_of(record) if record is not None else None
 
     async def _load(self, recording_id: str) -> RecordingRow:
         row = await self._find(recording_id)

@@ -30,8 +30,10 @@ class SfuEvents:
         self._state = state
         self._notifier = notifier
         self._failures = failures
-        # Told (recording id, reason) when a node's recorder fails.
+        # Told (recording id, reason) when a node's recorder fails, and the node id
+        # when a node is lost (its recordings died with it).
         self.recording_failed: list[Callable[[str, str], Awaitable[None]]] = []
+        self.node_lost: list[Callable[[str], Awaitable[None]]] = []
 
     async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if event == "consumer.closed":
@@ -59,6 +61,11 @@ class SfuEvents:
 
     async def on_node_lost(self, node_id: str) -> None:
         """The RPC connection to an SFU node dropped: its rooms lost their media."""
+        for listener in self.node_lost:
+            try:
+                await listener(node_id)
+            except Exception:
+                log.exception("node_lost_listener_failed", node_id=node_id)
         room_ids = set(await self._state.rooms_on_node(node_id))
         room_ids.update(p.room_id for p in self._participants.all() if p.node_id == node_id)
         for room_id in sorted(room_ids):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+import aiohttp
 import pytest
 
 from controlplane.devstack import services as ls
@@ -20,6 +21,7 @@ from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack, new_room_id, start_call
 from tests.fault_injection import cut_connections_to
+from tests.integration.api_client import Api
 from tests.integration.test_consultation_media import _start_pair
 
 pytestmark = pytest.mark.integration
@@ -122,6 +124,55 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
             assert [k async for k in client.scan_iter(match=f"telemed:room:{{{room}}}*")] == []
         finally:
             await client.aclose()
+    finally:
+        node.stop()
+
+
+async def test_a_recording_on_a_node_that_dies_is_failed_told_and_alerted(
+    isolated: IsolatedStack, peers: list[MediaPeer]
+) -> None:
+    """kill -9 of the SFU node while a consultation records: the recording does not
+    stay 'recording' forever; it is failed (audited) and the room is told."""
+    node = _start_node(isolated, f"sfu-rec-{secrets.token_hex(2)}")
+    try:
+        room, doctor, _ = await _isolated_call(isolated, peers, "dr-rec-die", "pt-rec-die")
+        stack = isolated.stack
+        session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
+        async with aiohttp.ClientSession() as http:
+            api = Api(stack, http)
+            coordinator = api.token("coord-rec-die", "coordinator")
+            version = await api.consent_version("recording")
+            granted = await api.call(
+                "POST",
+                "consent",
+                coordinator,
+                {"patientId": "seed-pt", "purpose": "recording", "version": version},
+            )
+            assert granted.status == 201, granted.body
+            async with http.post(
+                f"{isolated.control.url}/api/telemedicine/recording/start",
+                json={"sessionId": session_id},
+                headers={"Authorization": f"Bearer {coordinator}"},
+            ) as response:
+                started = await response.json()
+                assert response.status == 200, started
+        recording_id = started["recordingId"]
+        await doctor.wait_for_event("recordingStarted", lambda d: d["recordingId"] == recording_id)
+
+        os.kill(node.proc.pid, signal.SIGKILL)
+        stopped = await doctor.wait_for_event(
+            "recordingStopped", lambda d: d["recordingId"] == recording_id, timeout=10
+        )
+        assert stopped["reason"] == "failed"
+        row = stack.psql(
+            f"SELECT status || ',' || failure FROM recordings WHERE id = '{recording_id}'"
+        )
+        assert row == "failed,the SFU node was lost"
+        audited = stack.psql(
+            "SELECT count(*) FROM audit_log WHERE action = 'recording.failed' "
+            f"AND resource_id = '{recording_id}'"
+        )
+        assert audited == "1"
     finally:
         node.stop()
 
