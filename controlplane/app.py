@@ -30,7 +30,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
-from controlplane.clinical.recording_policy import AutoRecorder, StopRecordingsFirst, parse_clinics
+from controlplane.clinical.recording_policy import AutoRecorder, StopRecordingsFirst
 from controlplane.clinical.recording_retention import RecordingRetention, parse_retention
 from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
@@ -160,7 +160,7 @@ async def create_app(settings: Settings) -> web.Application:
         access,
         consents,
         media.capture.senders,
-        parse_clinics(settings.auto_record_clinics),
+        frozenset(settings.auto_record_clinics),
     )
     media.producers.listeners.append(auto_recorder.producer_added)
     media.registry.on_rejected(lambda reason: metrics.sfu_untrusted.labels(reason).inc())

@@ -73,6 +73,15 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _split(value: str) -> tuple[str, ...]:
+    """The non-empty items of a comma-separated setting."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _items(env: dict[str, str], name: str, default: str = "") -> tuple[str, ...]:
+    return _split(env.get(name, default))
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name, "")
     if raw == "":
@@ -130,7 +139,7 @@ class Settings:
     # and how often the shredding job runs (seconds).
     recording_retention: str = ""
     # Clinics whose emergencies record automatically (with recording consent); "*": all.
-    auto_record_clinics: str = ""
+    auto_record_clinics: tuple[str, ...] = ()
     retention_interval: float = 3600.0
     # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
@@ -183,9 +192,7 @@ class Settings:
             max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
             resume_window=_float(env, "TELEMED_RESUME_WINDOW", 30.0),
             web_dir=Path(env.get("TELEMED_WEB_DIR") or _WEB_DIR),
-            turn_hosts=tuple(
-                h.strip() for h in env.get("TELEMED_TURN_HOSTS", "").split(",") if h.strip()
-            ),
+            turn_hosts=_items(env, "TELEMED_TURN_HOSTS"),
             turn_secret=env.get("TELEMED_TURN_SECRET", ""),
             turn_port=_int(env, "TELEMED_TURN_PORT", 3478),
             turn_tls_port=_int(env, "TELEMED_TURN_TLS_PORT", 0),
@@ -193,11 +200,9 @@ class Settings:
             turn_check_interval=_float(env, "TELEMED_TURN_CHECK_INTERVAL", 15.0),
             tls_cert=env.get("TELEMED_TLS_CERT", ""),
             tls_key=env.get("TELEMED_TLS_KEY", ""),
-            cors_origins=tuple(
-                o.strip() for o in env.get("TELEMED_CORS_ORIGINS", "").split(",") if o.strip()
-            ),
+            cors_origins=_items(env, "TELEMED_CORS_ORIGINS"),
             recording_retention=env.get("TELEMED_RECORDING_RETENTION", ""),
-            auto_record_clinics=env.get("TELEMED_AUTO_RECORD_CLINICS", ""),
+            auto_record_clinics=_items(env, "TELEMED_AUTO_RECORD_CLINICS"),
             retention_interval=_float(env, "TELEMED_RETENTION_INTERVAL", 3600.0),
             oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
             oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),
@@ -209,11 +214,7 @@ class Settings:
                     if env.get(f"TELEMED_RATE_{f.name.upper()}")
                 }
             ),
-            trusted_proxies=tuple(
-                p.strip()
-                for p in env.get("TELEMED_TRUSTED_PROXIES", "127.0.0.0/8,::1").split(",")
-                if p.strip()
-            ),
+            trusted_proxies=_items(env, "TELEMED_TRUSTED_PROXIES", "127.0.0.0/8,::1"),
         )
         settings.validate()
         return settings
@@ -225,7 +226,7 @@ class Settings:
 
     def max_duration_overrides(self) -> dict[str, int]:
         overrides: dict[str, int] = {}
-        for part in (p.strip() for p in self.max_durations.split(",") if p.strip()):
+        for part in _split(self.max_durations):
             name, _, seconds = part.partition("=")
             try:
                 overrides[name.strip()] = int(seconds)

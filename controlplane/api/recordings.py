@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from datetime import UTC, datetime
 
-import pyrage
-import structlog
 from aiohttp import web
 
 from controlplane.api.context import body, caller, services
 from schemas import rest as r
-from schemas.errors import ApiError, ErrorCode
-
-log = structlog.get_logger(__name__)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -50,66 +43,14 @@ async def session_recordings(request: web.Request) -> web.Response:
     return web.json_response({"recordings": listed})
 
 
-async def watermarked(media: bytes, who: str) -> bytes:
-    """A copy with a visible line naming who downloaded it and when (video
-    re-encoded with ffmpeg's drawtext; audio copied)."""
-    when = datetime.now(UTC).strftime("%Y-%m-%d %Hh%Mm%Ss UTC")
-    text = f"Downloaded by {who.replace(':', '.')} on {when}"
-    drawtext = (
-        f"drawtext=text='{text}':fontcolor=white:fontsize=14:box=1:boxcolor=black@0.6"
-        ":boxborderw=4:x=6:y=6"
-    )
-    process = await asyncio.create_subprocess_exec(
-        "ffmpeg",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-f",
-        "matroska",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0",
-        "-c:a",
-        "copy",
-        "-vf",
-        drawtext,
-        "-c:v",
-        "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "1M",
-        "-f",
-        "matroska",
-        "pipe:1",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate(media)
-    if process.returncode != 0:
-        log.error("watermark_failed", error=err.decode(errors="replace")[-300:])
-        raise ApiError(ErrorCode.INTERNAL_ERROR, "the watermarked copy could not be made")
-    return out
-
-
 async def recording_media(request: web.Request) -> web.Response:
     """The decrypted Matroska file (``?watermark=1``: a copy naming who downloaded
     it and when), with HTTP range requests (206 / 416)."""
     claims = await caller(request)
     watermark = request.query.get("watermark") in ("1", "true")
-    path, identity = await services(request).recordings.media(
+    media = await services(request).recordings.media(
         claims, request.match_info["recording_id"], watermark=watermark
     )
-    try:
-        media = await asyncio.to_thread(lambda: pyrage.decrypt(path.read_bytes(), [identity]))
-    except (OSError, pyrage.DecryptError):
-        raise ApiError(ErrorCode.CONFLICT, "the recording's file cannot be read") from None
-    if watermark:
-        media = await watermarked(media, claims.subject)
     headers = {"Accept-Ranges": "bytes", "Content-Type": "video/x-matroska"}
     wanted = request.headers.get("Range")
     if not wanted:

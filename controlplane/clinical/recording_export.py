@@ -24,7 +24,7 @@ from controlplane.clinical.field_crypto import FieldCipher
 
 
 class ExportError(Exception):
-    pass
+    """The recording cannot be exported (the message says why)."""
 
 
 def _write_export(ciphertext: Path, identity: x25519.Identity, out: Path) -> int:

@@ -28,10 +28,6 @@ log = structlog.get_logger(__name__)
 AUTO_RECORDED_TYPES = frozenset({"emergency"})
 
 
-def parse_clinics(spec: str) -> frozenset[str]:
-    return frozenset(c.strip() for c in spec.split(",") if c.strip())
-
-
 class AutoRecorder:
     def __init__(
         self,

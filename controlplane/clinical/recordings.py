@@ -32,6 +32,7 @@ from controlplane.auth import ApiClaims
 from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.recording_media import decrypted, watermarked
 from controlplane.clinical.recording_rows import RecordingRow, row_of
 from controlplane.clinical.session_access import SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
@@ -127,13 +128,8 @@ class RecordingService:
             await self._set(recording_id, status="failed", failure=exc.message, wrapped_key=None)
             raise
         await self._set(recording_id, node_id=node_id, tracks=json.dumps(streams))
-        await self._audit.record(
-            actor,
-            "recording.start",
-            resource_type="recording",
-            resource_id=recording_id,
-            session_id=session_id,
-            details={"tracks": len(streams)},
+        await self._note(
+            actor, "recording.start", recording_id, session_id, details={"tracks": len(streams)}
         )
         return (await self._load(recording_id)).public()
 
@@ -161,12 +157,11 @@ class RecordingService:
             file=str(result["file"]),
             stop_reason=reason,
         )
-        await self._audit.record(
+        await self._note(
             actor,
             "recording.stop",
-            resource_type="recording",
-            resource_id=row.id,
-            session_id=row.session_id,
+            row.id,
+            row.session_id,
             details={"reason": reason, "bytes": int(result["bytes"])},
         )
         return (await self._load(row.id)).public()
@@ -228,14 +223,13 @@ class RecordingService:
             )
         if session_id is None:
             return None
-        await self._audit.record(
+        await self._note(
             SYSTEM,
             "recording.failed",
-            outcome="error",
-            resource_type="recording",
-            resource_id=recording_id,
-            session_id=str(session_id),
+            recording_id,
+            str(session_id),
             details={"reason": reason[:200]},
+            outcome="error",
         )
         session = await self._access.session(str(session_id))
         return session.room_id if session else None
@@ -244,13 +238,7 @@ class RecordingService:
 
     async def get(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
         row, _ = await self._visible(claims, recording_id, "recording.read", _may_watch)
-        await self._audit.record(
-            actor_of(claims),
-            "recording.read",
-            resource_type="recording",
-            resource_id=recording_id,
-            session_id=row.session_id,
-        )
+        await self._note(actor_of(claims), "recording.read", recording_id, row.session_id)
         return row.public()
 
     async def of_session(self, claims: ApiClaims, session_id: str) -> list[dict[str, Any]]:
@@ -264,23 +252,23 @@ class RecordingService:
 
     async def media(
         self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
-    ) -> tuple[Path, x25519.Identity]:
-        """The ciphertext file and the identity that opens it (download audited)."""
+    ) -> bytes:
+        """The decrypted file (watermarked on request) for a download, audited."""
         row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
         if row.status != "completed" or row.wrapped_key is None or row.file is None:
             raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
         identity = x25519.Identity.from_str(
             self._cipher.decrypt(row.wrapped_key, f"recording:{row.id}")
         )
-        await self._audit.record(
+        await self._note(
             actor_of(claims),
             "recording.download",
-            resource_type="recording",
-            resource_id=recording_id,
-            session_id=row.session_id,
+            recording_id,
+            row.session_id,
             details={"watermark": watermark},
         )
-        return Path(row.file), identity
+        media = await decrypted(Path(row.file), identity)
+        return await watermarked(media, claims.subject) if watermark else media
 
     async def delete(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
         """Crypto-shredding: the wrapped key goes, then the file; the row stays."""
@@ -290,16 +278,31 @@ class RecordingService:
         await self._set(recording_id, status="deleted", wrapped_key=None)
         if row.file:
             await asyncio.to_thread(Path(row.file).unlink, missing_ok=True)
-        await self._audit.record(
-            actor_of(claims),
-            "recording.delete",
-            resource_type="recording",
-            resource_id=recording_id,
-            session_id=row.session_id,
-        )
+        await self._note(actor_of(claims), "recording.delete", recording_id, row.session_id)
         return (await self._load(recording_id)).public()
 
     # ---- store ----------------------------------------------------------------------
+
+    async def _note(
+        self,
+        actor: Actor,
+        action: str,
+        recording_id: str,
+        session_id: str,
+        *,
+        details: dict[str, Any] | None = None,
+        outcome: str = "success",
+    ) -> None:
+        """The audit entry of an action on a recording."""
+        await self._audit.record(
+            actor,
+            action,
+            outcome=outcome,
+            resource_type="recording",
+            resource_id=recording_id,
+            session_id=session_id,
+            details=details,
+        )
 
     async def _visible(
         self, claims: ApiClaims, recording_id: str, action: str, rule: Any

@@ -31,12 +31,7 @@ class RoomCapture:
         self, room_id: str, recording_id: str, recipient: str
     ) -> tuple[str, list[dict[str, Any]]]:
         room = await self._state.get_room(room_id)
-        producers = []
-        if room is not None:
-            for record in await self._state.participants(room_id):
-                producers += [
-                    p.producerId for p in await self._state.producers_of(room_id, record.peerId)
-                ]
+        producers = [p.producerId for p in await self._state.producers_in_room(room_id)]
         if room is None or not producers:
             raise ApiError(ErrorCode.CONFLICT, "nobody sends media in the consultation yet")
         try:

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Stack
 from tests.e2e.conftest import Pages, room_id, wait_decoding
 from tests.integration.api_client import Api
+from tests.integration.test_recording_capture import decode_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -27,14 +28,7 @@ def streams_and_errors(path: Path) -> tuple[list[str], str]:
         check=True,
     )
     kinds = sorted(s["codec_type"] for s in json.loads(probe.stdout)["streams"])
-    decode_all = ["-map", "0", "-enc_time_base", "-1", "-f", "null", "-"]
-    decode = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), *decode_all],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return kinds, decode.stderr.strip()
+    return kinds, decode_errors(path)[1]
 
 
 async def test_a_recorded_browser_call_shows_the_indicator_and_is_decodable(

@@ -86,21 +86,25 @@ def tone_level(path: Path, stream: int, frequency: float) -> float:
     return power / energy if energy else 0.0
 
 
-def analyse(ciphertext: bytes, identity: x25519.Identity, folder: Path) -> dict:
-    plain = folder / "call.mkv"
-    plain.write_bytes(pyrage.decrypt(ciphertext, [identity]))
-    info = probe(plain)
-    # Decode every stream.  The null output keeps the file's own (millisecond)
-    # time base: by default it re-times video at 1/frame-rate, and two frames 33
-    # and 34 ms apart can then land on one tick, a complaint about the check's
-    # output, not about the file.
+def decode_errors(path: Path) -> tuple[int, str]:
+    """Decode every stream; ffmpeg's exit code and error output.  The null output
+    keeps the file's own (millisecond) time base: by default it re-times video at
+    1/frame-rate, and two frames 33 and 34 ms apart can then land on one tick, a
+    complaint about the check's output, not about the file."""
     decode_all = ["-map", "0", "-enc_time_base", "-1", "-f", "null", "-"]
     check = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(plain), *decode_all],
+        ["ffmpeg", "-v", "error", "-i", str(path), *decode_all],
         capture_output=True,
         text=True,
         check=False,
     )
+    return check.returncode, check.stderr.strip()
+
+
+def analyse(ciphertext: bytes, identity: x25519.Identity, folder: Path) -> dict:
+    plain = folder / "call.mkv"
+    plain.write_bytes(pyrage.decrypt(ciphertext, [identity]))
+    info = probe(plain)
     for stream in info["streams"]:
         if stream["codec_type"] == "video":
             stream["decoded"] = decoded_frames(plain, stream["index"])
@@ -110,47 +114,51 @@ def analyse(ciphertext: bytes, identity: x25519.Identity, folder: Path) -> dict:
     return {
         "magic": plain.read_bytes()[:4],
         "info": info,
-        "decode_errors": (check.returncode, check.stderr.strip()),
+        "decode_errors": decode_errors(plain),
+    }
+
+
+async def live_call(
+    stack: Stack, peers: list[MediaPeer], redis, doctor_id: str, patient_id: str
+) -> tuple[str, MediaPeer, MediaPeer, dict, list[str]]:
+    """A 1:1 call sending both ways: room, doctor, patient, room snapshot, producer ids."""
+    room = new_room_id()
+    doctor = MediaPeer(stack.url, stack.token(room, doctor_id, "physician"))
+    patient = MediaPeer(stack.url, stack.token(room, patient_id, "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor, patient)
+    await patient.wait_for_frames(doctor_id, "video", count=5)
+    snapshot = await RoomState(redis).snapshot(room)
+    assert snapshot is not None
+    producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
+    return room, doctor, patient, snapshot, producers
+
+
+def start_params(
+    snapshot: dict, producers: list[str], identity: x25519.Identity, recording_id: str
+) -> dict:
+    return {
+        "routerId": snapshot["routerId"],
+        "recordingId": recording_id,
+        "producerIds": producers,
+        "recipient": str(identity.to_public()),
     }
 
 
 async def test_a_call_is_recorded_encrypted_and_decodes_completely(
     stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient, tmp_path: Path
 ) -> None:
-    room = new_room_id()
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-rec", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-rec", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor, patient)
+    room, doctor, _, snapshot, producers = await live_call(stack, peers, redis, "dr-rec", "pt-rec")
     await doctor.wait_for_frames("pt-rec", "video", count=5)
-
-    snapshot = await RoomState(redis).snapshot(room)
-    assert snapshot is not None
-    producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
     assert len(producers) == 4
     identity = x25519.Identity.generate()
     recording_id = f"rec-{room}"
     started = time.monotonic()
-    answer = await rpc.request(
-        "startRecording",
-        {
-            "routerId": snapshot["routerId"],
-            "recordingId": recording_id,
-            "producerIds": producers,
-            "recipient": str(identity.to_public()),
-        },
-    )
+    params = start_params(snapshot, producers, identity, recording_id)
+    answer = await rpc.request("startRecording", params)
     assert sorted(s["kind"] for s in answer["streams"]) == ["audio", "audio", "video", "video"]
     with pytest.raises(SfuRequestError) as twice:
-        await rpc.request(
-            "startRecording",
-            {
-                "routerId": snapshot["routerId"],
-                "recordingId": recording_id,
-                "producerIds": producers,
-                "recipient": str(identity.to_public()),
-            },
-        )
+        await rpc.request("startRecording", params)
     assert twice.value.error_type == "CONFLICT"
     await asyncio.sleep(10)
     result = await rpc.request("stopRecording", {"recordingId": recording_id})
@@ -191,21 +199,12 @@ async def test_an_ffmpeg_that_dies_is_reported_and_its_ports_come_back(
         "sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=20, on_notification=heard
     )
     try:
-        room = new_room_id()
-        doctor = MediaPeer(stack.url, stack.token(room, "dr-rec2", "physician"))
-        patient = MediaPeer(stack.url, stack.token(room, "pt-rec2", "patient"))
-        peers.extend([doctor, patient])
-        await start_call(room, doctor, patient)
-        snapshot = await RoomState(redis).snapshot(room)
-        assert snapshot is not None
-        producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
-        start = {
-            "routerId": snapshot["routerId"],
-            "producerIds": producers,
-            "recipient": str(x25519.Identity.generate().to_public()),
-        }
+        room, _, _, snapshot, producers = await live_call(stack, peers, redis, "dr-rec2", "pt-rec2")
+        identity = x25519.Identity.generate()
         before = children_named(stack.sfu.proc.pid, "ffmpeg")
-        await rpc.request("startRecording", {**start, "recordingId": f"dies-{room}"})
+        await rpc.request(
+            "startRecording", start_params(snapshot, producers, identity, f"dies-{room}")
+        )
         (ffmpeg,) = children_named(stack.sfu.proc.pid, "ffmpeg") - before
         os.kill(ffmpeg, signal.SIGKILL)
         for _ in range(50):
@@ -218,7 +217,9 @@ async def test_an_ffmpeg_that_dies_is_reported_and_its_ports_come_back(
             await rpc.request("stopRecording", {"recordingId": f"dies-{room}"})
         assert gone.value.error_type == "NOT_FOUND"
         # Its ports and consumers were released: the same call records again.
-        again = await rpc.request("startRecording", {**start, "recordingId": f"again-{room}"})
+        again = await rpc.request(
+            "startRecording", start_params(snapshot, producers, identity, f"again-{room}")
+        )
         assert len(again["streams"]) == 4
         await asyncio.sleep(2)  # ffmpeg writes its header once it has seen every stream
         stopped = await rpc.request("stopRecording", {"recordingId": f"again-{room}"})
@@ -233,15 +234,9 @@ async def test_camera_off_and_on_during_a_recording_keeps_it_decodable_and_compl
     """The physician turns the camera off for 2 s mid-recording: the file still
     decodes without errors, and that stream has its frames before and after
     (a key frame was requested when the producer resumed)."""
-    room = new_room_id()
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-cam-rec", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-cam-rec", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor, patient)
-    await patient.wait_for_frames("dr-cam-rec", "video", count=5)
-    snapshot = await RoomState(redis).snapshot(room)
-    assert snapshot is not None
-    producers = [p["producerId"] for peer in snapshot["peers"] for p in peer["producers"]]
+    room, doctor, _, snapshot, producers = await live_call(
+        stack, peers, redis, "dr-cam-rec", "pt-cam-rec"
+    )
     [camera] = [
         p["producerId"]
         for peer in snapshot["peers"]
@@ -252,15 +247,7 @@ async def test_camera_off_and_on_during_a_recording_keeps_it_decodable_and_compl
     identity = x25519.Identity.generate()
     recording_id = f"cam-{room}"
     started = time.monotonic()
-    await rpc.request(
-        "startRecording",
-        {
-            "routerId": snapshot["routerId"],
-            "recordingId": recording_id,
-            "producerIds": producers,
-            "recipient": str(identity.to_public()),
-        },
-    )
+    await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
     await asyncio.sleep(3)
     await doctor.request("pauseProducer", {"producerId": camera})
     await asyncio.sleep(2)

@@ -1,0 +1,46 @@
+"""A recording's bytes for a download: the ciphertext decrypted, and on request a
+copy whose video names who downloaded it and when (ffmpeg drawtext: the video is
+re-encoded on that path only, the audio copied)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyrage
+import structlog
+from pyrage import x25519
+
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+async def decrypted(path: Path, identity: x25519.Identity) -> bytes:
+    try:
+        return await asyncio.to_thread(lambda: pyrage.decrypt(path.read_bytes(), [identity]))
+    except (OSError, pyrage.DecryptError):
+        raise ApiError(ErrorCode.CONFLICT, "the recording's file cannot be read") from None
+
+
+async def watermarked(media: bytes, who: str) -> bytes:
+    when = datetime.now(UTC).strftime("%Y-%m-%d %Hh%Mm%Ss UTC")
+    text = f"Downloaded by {who.replace(':', '.')} on {when}"
+    drawtext = (
+        f"drawtext=text='{text}':fontcolor=white:fontsize=14:box=1:boxcolor=black@0.6"
+        ":boxborderw=4:x=6:y=6"
+    )
+    video = ["-vf", drawtext, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"]
+    process = await asyncio.create_subprocess_exec(
+        *("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "matroska", "-i", "pipe:0"),
+        *("-map", "0", "-c:a", "copy", *video, "-b:v", "1M", "-f", "matroska", "pipe:1"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(media)
+    if process.returncode != 0:
+        log.error("watermark_failed", error=err.decode(errors="replace")[-300:])
+        raise ApiError(ErrorCode.INTERNAL_ERROR, "the watermarked copy could not be made")
+    return out
