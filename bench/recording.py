@@ -103,11 +103,12 @@ async def measure(
     cpu = (sum(cpu_seconds(pid) for pid in pids) - before) / window
     results = [await rpc.request("stopRecording", {"recordingId": i}) for i in ids]
     seconds = time.monotonic() - started
+    files = [Path(r["segments"][0]["file"]) for r in results]  # no producer joins: one each
     shares = await asyncio.gather(
-        *(asyncio.to_thread(video_frame_share, Path(r["file"]), identity, seconds) for r in results)
+        *(asyncio.to_thread(video_frame_share, file, identity, seconds) for file in files)
     )
-    for result in results:
-        Path(result["file"]).unlink(missing_ok=True)
+    for file in files:
+        file.unlink(missing_ok=True)
     return {"k": k, "cpu": cpu, "per_recording": cpu / k, "frames": min(shares)}
 
 

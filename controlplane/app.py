@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import asyncpg
@@ -152,7 +153,14 @@ async def create_app(settings: Settings) -> web.Application:
         for recording_id, room_id in await recordings.fail_on_node(node_id):
             await tell_failed(recording_id, room_id)
 
+    async def recording_stopped(result: dict[str, Any]) -> None:
+        room_id = await recordings.completed_by_node(result)
+        if room_id is not None:
+            await media.capture.tell_stopped(room_id, str(result["recordingId"]), "node_shutdown")
+
     media.events.recording_failed.append(recording_failed)
+    media.events.recording_stopped.append(recording_stopped)
+    media.producers.listeners.append(media.capture.producer_added)
     media.events.node_lost.append(node_lost)
     auto_recorder = AutoRecorder(
         recordings,

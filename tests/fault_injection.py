@@ -3,7 +3,9 @@ stopped and restarted on the same port, and TCP connections cut with ``ss -K``."
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +54,21 @@ def cut_socket_of(peer: MediaPeer) -> None:
     """Kill one peer's signaling socket (a dropped link: no goodbye on either side)."""
     local_port = peer.sio.eio.ws.get_extra_info("sockname")[1]
     subprocess.run(["ss", "-K", "sport", "=", f":{local_port}"], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def udp_dropped_on_loopback(ports: str, table: str = "telemed_test_udp_drop") -> Iterator[None]:
+    """Drop every UDP datagram arriving on loopback for ``ports`` (e.g. "45000-45999",
+    the test SFU's media ports) while the block runs: a network gap."""
+    rules = (
+        f"table inet {table} {{\n chain input {{\n type filter hook input priority 0;\n"
+        f" iif lo udp dport {ports} drop\n }}\n}}\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules.encode(), check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False, capture_output=True)
 
 
 def children_named(pid: int, name: str) -> set[int]:

@@ -1,51 +1,47 @@
 """`telemed recording export`: an administrator decrypts a recording to a file.
 
-The ciphertext is decrypted as a stream (pyrage) straight into ffmpeg, which copies
-the streams into a seekable Matroska file (with the duration and cues the recorder
-could not write into its pipe).  The export is audited; the file written is
+The segments are decrypted and joined in memory (as for a download) and piped into
+ffmpeg, which copies the streams into a seekable Matroska file (with the duration
+and cues the recorder could not write into its pipe).  The export is audited; the file written is
 plaintext on purpose, so the command refuses to overwrite and creates it mode 0600.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import subprocess
 import uuid
 from pathlib import Path
-from typing import cast
+from typing import Any
 
 import asyncpg
-import pyrage
 from pyrage import x25519
 
 from controlplane.clinical.audit import Actor, AuditLog
 from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.recording_media import joined
 
 
 class ExportError(Exception):
     """The recording cannot be exported (the message says why)."""
 
 
-def _write_export(ciphertext: Path, identity: x25519.Identity, out: Path) -> int:
-    """Decrypt into ffmpeg, which writes ``out`` (0600); its size."""
+def _write_export(segments: list[dict[str, Any]], identity: x25519.Identity, out: Path) -> int:
+    """Decrypt and join into ffmpeg, which writes ``out`` (0600); its size."""
     out.touch(mode=0o600, exist_ok=False)
     try:
+        media = joined(segments, identity)
         remux_args = ["-map", "0", "-c", "copy", "-f", "matroska", str(out)]
-        remux = subprocess.Popen(
+        remux = subprocess.run(
             ["ffmpeg", "-y", "-hide_banner", "-loglevel", "error", "-i", "pipe:0", *remux_args],
-            stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            input=media,
+            capture_output=True,
+            timeout=600,
+            check=False,
         )
-        try:
-            with ciphertext.open("rb") as source:
-                pyrage.decrypt_io(source, cast(io.BufferedIOBase, remux.stdin), [identity])
-        finally:
-            if remux.stdin is not None:
-                remux.stdin.close()
-        err = remux.stderr.read() if remux.stderr is not None else b""
-        if remux.wait(timeout=600) != 0:
-            raise ExportError(f"ffmpeg: {err.decode(errors='replace')[-300:]}")
+        if remux.returncode != 0:
+            raise ExportError(f"ffmpeg: {remux.stderr.decode(errors='replace')[-300:]}")
         return out.stat().st_size
     except BaseException:
         out.unlink(missing_ok=True)
@@ -59,18 +55,19 @@ async def export_recording(
     try:
         async with pool.acquire() as conn:
             row = await conn.fetchrow(
-                "SELECT session_id, status, file, wrapped_key FROM recordings WHERE id = $1",
+                "SELECT session_id, status, segments, wrapped_key FROM recordings WHERE id = $1",
                 uuid.UUID(recording_id),
             )
         if row is None:
             raise ExportError("no such recording")
-        if row["status"] != "completed" or row["wrapped_key"] is None or not row["file"]:
+        segments = json.loads(row["segments"])
+        if row["status"] != "completed" or row["wrapped_key"] is None or not segments:
             raise ExportError(f"the recording is {row['status']}")
         identity = x25519.Identity.from_str(
             cipher.decrypt(bytes(row["wrapped_key"]), f"recording:{recording_id}")
         )
         try:
-            size = await asyncio.to_thread(_write_export, Path(row["file"]), identity, out)
+            size = await asyncio.to_thread(_write_export, segments, identity, out)
         except FileExistsError:
             raise ExportError(f"{out} exists; choose another path") from None
         await AuditLog(pool).record(

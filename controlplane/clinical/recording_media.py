@@ -1,26 +1,44 @@
-"""A recording's bytes for a download: the ciphertext decrypted, and on request a
-copy whose video names who downloaded it and when (ffmpeg drawtext: the video is
-re-encoded on that path only, the audio copied)."""
+"""A recording's bytes for a download: its segments' ciphertext decrypted and joined
+into one file (recording_merge.py), and on request a copy whose video names who
+downloaded it and when (ffmpeg drawtext: the video is re-encoded on that path
+only, the audio copied)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import av
 import pyrage
 import structlog
 from pyrage import x25519
 
+from controlplane.clinical.recording_merge import Segment, merge
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
 
 
-async def decrypted(path: Path, identity: x25519.Identity) -> bytes:
+def joined(segments: list[dict[str, Any]], identity: x25519.Identity) -> bytes:
+    """The recording's segments (their rows) decrypted and joined into one file."""
+    parts = [
+        Segment(
+            pyrage.decrypt(Path(segment["file"]).read_bytes(), [identity]),
+            int(segment["startedAt"]),
+            [str(stream["producerId"]) for stream in segment["streams"]],
+        )
+        for segment in segments
+    ]
+    return merge(parts)
+
+
+async def decrypted(segments: list[dict[str, Any]], identity: x25519.Identity) -> bytes:
     try:
-        return await asyncio.to_thread(lambda: pyrage.decrypt(path.read_bytes(), [identity]))
-    except (OSError, pyrage.DecryptError):
+        return await asyncio.to_thread(joined, segments, identity)
+    except (OSError, pyrage.DecryptError, av.FFmpegError):
+        log.error("recording_unreadable", segments=len(segments))
         raise ApiError(ErrorCode.CONFLICT, "the recording's file cannot be read") from None
 
 

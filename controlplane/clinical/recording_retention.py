@@ -56,7 +56,7 @@ class RecordingRetention:
     async def enforce(self) -> list[str]:
         async with self._pool.acquire() as conn:
             due = await conn.fetch(
-                """SELECT r.id, r.session_id, r.file, s.session_type FROM recordings r
+                """SELECT r.id, r.session_id, r.segments, s.session_type FROM recordings r
                    JOIN sessions s ON s.id = r.session_id
                    WHERE r.status IN ('completed', 'failed')
                      AND r.started_at < now() - make_interval(
@@ -71,8 +71,8 @@ class RecordingRetention:
                            stop_reason = coalesce(stop_reason, 'retention') WHERE id = $1""",
                     record["id"],
                 )
-            if record["file"]:
-                await asyncio.to_thread(Path(record["file"]).unlink, missing_ok=True)
+            for segment in json.loads(record["segments"]):
+                await asyncio.to_thread(Path(segment["file"]).unlink, missing_ok=True)
             await self._audit.record(
                 SYSTEM,
                 "recording.retention_shred",

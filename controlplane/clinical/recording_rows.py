@@ -1,10 +1,12 @@
-"""A recording's row (table ``recordings``, migration 0004) and its public form."""
+"""A recording's row (table ``recordings``, migrations 0004 and 0005) and its public
+form.  A recording is one or more segments (files), in order; see
+sfu_worker/src/recorder.js for why."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -23,9 +25,13 @@ class RecordingRow:
     sha256: str | None
     tracks: list[dict[str, Any]]
     node_id: str
-    file: str | None
     wrapped_key: bytes | None
     stop_reason: str | None
+    segments: list[dict[str, Any]]
+
+    @property
+    def files(self) -> list[str]:
+        return [str(segment["file"]) for segment in self.segments if segment.get("file")]
 
     def public(self) -> dict[str, Any]:
         return {
@@ -40,6 +46,18 @@ class RecordingRow:
             "sha256": self.sha256,
             "tracks": self.tracks,
             "stopReason": self.stop_reason,
+            "segments": [self._public_segment(segment) for segment in self.segments],
+        }
+
+    def _public_segment(self, segment: dict[str, Any]) -> dict[str, Any]:
+        first = self.segments[0]["startedAt"]
+        return {
+            "index": segment["index"],
+            "offsetSeconds": round((segment["startedAt"] - first) / 1000, 3),
+            "durationSeconds": round((segment["stoppedAt"] - segment["startedAt"]) / 1000, 3),
+            "bytes": segment["bytes"],
+            "sha256": segment["sha256"],
+            "tracks": segment["streams"],
         }
 
 
@@ -56,7 +74,28 @@ def row_of(record: asyncpg.Record) -> RecordingRow:
         sha256=record["sha256"],
         tracks=json.loads(record["tracks"]),
         node_id=record["node_id"],
-        file=record["file"],
         wrapped_key=bytes(record["wrapped_key"]) if record["wrapped_key"] else None,
         stop_reason=record["stop_reason"],
+        segments=json.loads(record["segments"]),
     )
+
+
+def completed_columns(result: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The columns of a recording the SFU node completed (its ``stopRecording``
+    answer): the total size, the segments, every track; the SHA-256 is the one
+    file's when there is one (each segment has its own)."""
+    segments = list(result["segments"])
+    tracks: dict[str, Any] = {}
+    for segment in segments:
+        for stream in segment["streams"]:
+            tracks.setdefault(str(stream["producerId"]), stream)
+    return {
+        "status": "completed",
+        "stopped_at": datetime.fromtimestamp(result["stoppedAt"] / 1000, UTC),
+        "duration_ms": int(result["stoppedAt"] - result["startedAt"]),
+        "bytes": int(result["bytes"]),
+        "sha256": str(segments[0]["sha256"]) if len(segments) == 1 else None,
+        "segments": json.dumps(segments),
+        "tracks": json.dumps(list(tracks.values())),
+        "stop_reason": reason,
+    }

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +32,7 @@ from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.recording_media import decrypted, watermarked
-from controlplane.clinical.recording_rows import RecordingRow, row_of
+from controlplane.clinical.recording_rows import RecordingRow, completed_columns, row_of
 from controlplane.clinical.session_access import SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
@@ -147,24 +146,25 @@ class RecordingService:
         except ApiError as exc:
             await self.mark_failed(row.id, exc.message)
             raise
-        await self._set(
-            row.id,
-            status="completed",
-            stopped_at=datetime.fromtimestamp(result["stoppedAt"] / 1000, UTC),
-            duration_ms=int(result["stoppedAt"] - result["startedAt"]),
-            bytes=int(result["bytes"]),
-            sha256=str(result["sha256"]),
-            file=str(result["file"]),
-            stop_reason=reason,
-        )
-        await self._note(
-            actor,
-            "recording.stop",
-            row.id,
-            row.session_id,
-            details={"reason": reason, "bytes": int(result["bytes"])},
-        )
+        await self._set(row.id, **completed_columns(result, reason))
+        await self._note_stop(actor, row.id, row.session_id, reason, result)
         return (await self._load(row.id)).public()
+
+    async def completed_by_node(self, result: dict[str, Any]) -> str | None:
+        """The SFU node completed a recording as it shut down (``recording.stopped``):
+        store it as completed.  The room it recorded (None when nothing changed:
+        every control plane hears the notice, one of them acts on it)."""
+        recording_id = str(result.get("recordingId"))
+        if not is_uuid(recording_id):
+            return None
+        reason = str(result.get("reason") or "node_shutdown")
+        columns = completed_columns(result, reason)
+        session_id = await self._set(recording_id, while_recording=True, **columns)
+        if session_id is None:
+            return None
+        await self._note_stop(SYSTEM, recording_id, str(session_id), reason, result)
+        session = await self._access.session(str(session_id))
+        return session.room_id if session else None
 
     async def stop_for_consent_revocation(self, patient_id: str) -> list[str]:
         """The patient revoked their recording consent: stop what records them."""
@@ -213,14 +213,10 @@ class RecordingService:
         Returns the room of the session it recorded (None when nothing changed)."""
         if not is_uuid(recording_id):
             return None
-        async with self._pool.acquire() as conn:
-            # Every control plane hears the node's notice: one of them acts on it.
-            session_id = await conn.fetchval(
-                """UPDATE recordings SET status = 'failed', failure = $2
-                   WHERE id = $1 AND status = 'recording' RETURNING session_id""",
-                uuid.UUID(recording_id),
-                reason[:500],
-            )
+        # Every control plane hears the node's notice: one of them acts on it.
+        session_id = await self._set(
+            recording_id, while_recording=True, status="failed", failure=reason[:500]
+        )
         if session_id is None:
             return None
         await self._note(
@@ -255,7 +251,7 @@ class RecordingService:
     ) -> bytes:
         """The decrypted file (watermarked on request) for a download, audited."""
         row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
-        if row.status != "completed" or row.wrapped_key is None or row.file is None:
+        if row.status != "completed" or row.wrapped_key is None or not row.segments:
             raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
         identity = x25519.Identity.from_str(
             self._cipher.decrypt(row.wrapped_key, f"recording:{row.id}")
@@ -267,7 +263,7 @@ class RecordingService:
             row.session_id,
             details={"watermark": watermark},
         )
-        media = await decrypted(Path(row.file), identity)
+        media = await decrypted(row.segments, identity)
         return await watermarked(media, claims.subject) if watermark else media
 
     async def delete(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
@@ -276,8 +272,8 @@ class RecordingService:
         if row.status == "recording":
             await self._stop(actor_of(claims), row, session, "deleted")
         await self._set(recording_id, status="deleted", wrapped_key=None)
-        if row.file:
-            await asyncio.to_thread(Path(row.file).unlink, missing_ok=True)
+        for file in row.files:
+            await asyncio.to_thread(Path(file).unlink, missing_ok=True)
         await self._note(actor_of(claims), "recording.delete", recording_id, row.session_id)
         return (await self._load(recording_id)).public()
 
@@ -303,6 +299,16 @@ class RecordingService:
             session_id=session_id,
             details=details,
         )
+
+    async def _note_stop(
+        self, actor: Actor, recording_id: str, session_id: str, reason: str, result: dict[str, Any]
+    ) -> None:
+        details = {
+            "reason": reason,
+            "bytes": int(result["bytes"]),
+            "segments": len(result["segments"]),
+        }
+        await self._note(actor, "recording.stop", recording_id, session_id, details=details)
 
     async def _visible(
         self, claims: ApiClaims, recording_id: str, action: str, rule: Any
@@ -345,12 +351,18 @@ class RecordingService:
             raise ApiError(ErrorCode.NOT_FOUND, "recording not found")
         return row
 
-    async def _set(self, recording_id: str, **columns: Any) -> None:
+    async def _set(
+        self, recording_id: str, *, while_recording: bool = False, **columns: Any
+    ) -> str | None:
+        """Update a recording (only if it still records, ``while_recording``); its
+        session id, None when no row changed."""
         names = list(columns)
         assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+        live = " AND status = 'recording'" if while_recording else ""
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                f"UPDATE recordings SET {assignments} WHERE id = $1",
+            session_id = await conn.fetchval(
+                f"UPDATE recordings SET {assignments} WHERE id = $1{live} RETURNING session_id",
                 uuid.UUID(recording_id),
                 *columns.values(),
             )
+        return str(session_id) if session_id is not None else None

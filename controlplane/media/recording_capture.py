@@ -2,11 +2,16 @@
 sfu_worker/src/recorder.js), and telling the room it is recorded.
 
 Everyone in the room gets ``recordingStarted`` / ``recordingStopped``; the page
-shows an indicator for as long as it records.
+shows an indicator for as long as it records.  A producer that appears while the
+room records (a screen share, a late participant) is added to the recording: the
+node starts a new segment with it (``extendRecording``), once producers have
+settled for a moment so that a microphone and camera arriving together make one
+segment, not two.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -22,10 +27,18 @@ log = structlog.get_logger(__name__)
 
 
 class RoomCapture:
-    def __init__(self, state: RoomState, registry: SfuRegistry, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        state: RoomState,
+        registry: SfuRegistry,
+        notifier: Notifier,
+        settle: float = 0.3,
+    ) -> None:
         self._state = state
         self._registry = registry
         self._notifier = notifier
+        self._settle = settle
+        self._pending: dict[str, asyncio.Task[None]] = {}
 
     async def start_capture(
         self, room_id: str, recording_id: str, recipient: str
@@ -51,7 +64,45 @@ class RoomCapture:
         await self._state.set_recording(room_id, recording_id)
         await self._notifier.to_room(room_id, "recordingStarted", {"recordingId": recording_id})
         log.info("recording_started", room_id=room_id, streams=len(answer["streams"]))
+        self.producer_added(room_id)  # one that appeared while it started
         return room.nodeId, list(answer["streams"])
+
+    def producer_added(self, room_id: str) -> None:
+        """A producer appeared in ``room_id``: add it to the room's recording, if it
+        records, once producers have settled."""
+        earlier = self._pending.pop(room_id, None)
+        if earlier is not None:
+            earlier.cancel()
+        task = asyncio.create_task(self._extend_after_settling(room_id))
+        self._pending[room_id] = task
+        task.add_done_callback(
+            lambda done: (
+                self._pending.pop(room_id, None) if self._pending.get(room_id) is done else None
+            )
+        )
+
+    async def _extend_after_settling(self, room_id: str) -> None:
+        await asyncio.sleep(self._settle)
+        recording_id = await self._state.recording_of(room_id)
+        room = await self._state.get_room(room_id)
+        if room is None or not recording_id:
+            return
+        producers = [p.producerId for p in await self._state.producers_in_room(room_id)]
+        try:
+            client = await self._registry.client(room.nodeId)
+            answer = await client.request(
+                "extendRecording", {"recordingId": recording_id, "producerIds": producers}
+            )
+        except SfuError as exc:
+            # A recorder that failed says so itself (recording.failed).
+            log.warning("recording_extend_failed", room_id=room_id, error=str(exc))
+            return
+        if answer.get("added"):
+            log.info("recording_segment_started", room_id=room_id, segment=answer["segment"])
+
+    async def close(self) -> None:
+        for task in list(self._pending.values()):
+            task.cancel()
 
     async def senders(self, room_id: str) -> set[str]:
         """Who in the room sends media now."""

@@ -30,9 +30,11 @@ class SfuEvents:
         self._state = state
         self._notifier = notifier
         self._failures = failures
-        # Told (recording id, reason) when a node's recorder fails, and the node id
-        # when a node is lost (its recordings died with it).
+        # Told (recording id, reason) when a node's recorder fails, what a node
+        # completed as it shut down, and the node id when a node is lost (its
+        # recordings died with it).
         self.recording_failed: list[Callable[[str, str], Awaitable[None]]] = []
+        self.recording_stopped: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.node_lost: list[Callable[[str], Awaitable[None]]] = []
 
     async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
@@ -47,6 +49,9 @@ class SfuEvents:
         elif event == "recording.failed":
             for listener in self.recording_failed:
                 await listener(str(data.get("recordingId")), str(data.get("reason")))
+        elif event == "recording.stopped":
+            for stopped in self.recording_stopped:
+                await stopped(data)
         elif event == "worker.died":
             log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):

@@ -8,11 +8,20 @@
 // control plane), so only ciphertext reaches the disk.  The node never holds the
 // private key: it cannot read what it recorded.
 //
-// Consumers are resumed only once ffmpeg has bound every RTP port (read from
-// /proc/net/udp, not guessed with a sleep); then a key frame is requested, and
-// again whenever a producer resumes.  ffmpeg is stopped with SIGINT so it writes
-// a complete file; an ffmpeg or age that exits on its own is reported
-// (recording.failed).  RTP/RTCP ports come from a pool (SFU_RECORDING_MIN_PORT..MAX).
+// Consumers are resumed only once ffmpeg has bound every RTP port (its own
+// sockets, read from /proc, not guessed with a sleep); then a key frame is requested, and
+// again whenever a producer resumes, and every second while a video stream that
+// is not paused stops reaching the recorder (a network gap).  ffmpeg is stopped with SIGINT so it writes a complete
+// file; an ffmpeg or age that exits on its own is reported (recording.failed).
+// RTP/RTCP ports come from a pool (SFU_RECORDING_MIN_PORT..MAX).
+//
+// A Matroska file declares its tracks in its header, and ffmpeg reads an RTP
+// session's streams once, at its start: a producer that appears mid-recording
+// (a screen share, a participant who joins late or re-sends after moving to a
+// new transport) starts a new *segment*.  The next segment (every producer still
+// live, plus the new ones) is running before the previous one is stopped, so the
+// two overlap by a moment rather than leave a gap; the control plane joins the
+// segments into one file when it is read (clinical/recording_merge.py).
 const { spawn } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
@@ -24,6 +33,8 @@ const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const RECIPIENT_RE = /^age1[02-9ac-hj-np-z]{58}$/;
 const READY_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 10000;
+const GAP_CHECK_MS = 1000;
+const GAP_MS = 1000;
 
 class PortPool {
   constructor(min, max) {
@@ -42,8 +53,20 @@ class PortPool {
   }
 }
 
-// Local UDP ports bound on this host (IPv4 and IPv6).
-function boundUdpPorts() {
+// The local UDP ports bound by process ``pid``'s own sockets (IPv4 and IPv6): the
+// socket inodes in /proc/net/udp matched against the process's descriptors, so a
+// port some other process holds does not count.
+function udpPortsOf(pid) {
+  const inodes = new Set();
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const match = /^socket:\[(\d+)\]$/.exec(target);
+      if (match) inodes.add(match[1]);
+    }
+  } catch (error) {
+    return new Set(); // it exited, or not yet started
+  }
   const ports = new Set();
   for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
     let text = '';
@@ -53,11 +76,18 @@ function boundUdpPorts() {
       continue;
     }
     for (const line of text.split('\n').slice(1)) {
-      const local = line.trim().split(/\s+/)[1];
-      if (local) ports.add(Number.parseInt(local.split(':').pop(), 16));
+      const fields = line.trim().split(/\s+/);
+      if (fields.length > 9 && inodes.has(fields[9])) ports.add(Number.parseInt(fields[1].split(':').pop(), 16));
     }
   }
   return ports;
+}
+
+// ffmpeg and age die with the node (PR_SET_PDEATHSIG through util-linux setpriv):
+// after a kill -9 of the node they would otherwise hold the pool's ports and wait
+// for RTP forever.
+function spawnTied(bin, args, options) {
+  return spawn('setpriv', ['--pdeathsig', 'KILL', '--', bin, ...args], options);
 }
 
 function sdpFor(streams) {
@@ -112,39 +142,91 @@ class Recorder {
       throw new RpcError('INVALID_PARAMS', 'recipient must be an age X25519 recipient');
     }
     if (this.recordings.has(recordingId)) throw new RpcError('CONFLICT', 'already recording');
+    const producerIds = this.checkProducers(params.routerId, params.producerIds);
     const { router } = this.sfu.getRouter(params.routerId);
-    const producerIds = Array.isArray(params.producerIds) ? params.producerIds : [];
+    fs.mkdirSync(this.config.recordingsDir, { recursive: true, mode: 0o700 });
+    const recording = {
+      id: recordingId, recipient: params.recipient, router, routerId: params.routerId, current: null, done: [],
+      failed: null, startedAt: Date.now(), queue: Promise.resolve(),
+    };
+    this.recordings.set(recordingId, recording);
+    try {
+      recording.current = await this.openSegment(recording, producerIds);
+    } catch (error) {
+      this.recordings.delete(recordingId);
+      throw error;
+    }
+    this.log('info', 'recording started', { recordingId, streams: recording.current.streams.length });
+    return { recordingId, streams: this.describe(recording.current), startedAt: recording.startedAt, segment: 0 };
+  }
+
+  checkProducers(routerId, list) {
+    const producerIds = Array.isArray(list) ? [...new Set(list)] : [];
     if (producerIds.length === 0 || producerIds.length > 16) {
       throw new RpcError('INVALID_PARAMS', 'producerIds must list 1 to 16 producers');
     }
     for (const id of producerIds) {
       const { transportId } = this.sfu.getProducer(id);
-      if (this.sfu.getTransport(transportId).routerId !== params.routerId) {
+      if (this.sfu.getTransport(transportId).routerId !== routerId) {
         throw new RpcError('INVALID_PARAMS', `producer ${id} is not in this router`);
       }
     }
-    fs.mkdirSync(this.config.recordingsDir, { recursive: true, mode: 0o700 });
-    const file = path.join(this.config.recordingsDir, `${recordingId}.mkv.age`);
-    const recording = {
-      id: recordingId, file, recipient: params.recipient, streams: [], ffmpeg: null, age: null,
-      stopping: false, startedAt: Date.now(), failed: null,
+    return producerIds;
+  }
+
+  // The room's producers now (the control plane's list): those the current segment
+  // lacks start a new segment with every producer still live.  Requests for one
+  // recording run one after the other; a list with nothing new changes nothing.
+  async extend(params) {
+    const recording = this.live(params.recordingId);
+    const run = recording.queue.then(async () => {
+      if (recording.failed) throw new RpcError('FAILED', recording.failed);
+      const current = recording.current;
+      const known = new Set(current.streams.map((stream) => stream.producerId));
+      const wanted = Array.isArray(params.producerIds) ? params.producerIds : [];
+      const added = wanted.filter((id) => !known.has(id) && this.sfu.producers.has(id));
+      if (added.length === 0) return { recordingId: recording.id, segment: current.index, added: [] };
+      const kept = current.streams.filter((stream) => !stream.consumer.closed).map((s) => s.producerId);
+      const producerIds = this.checkProducers(recording.routerId, [...kept, ...added]);
+      const next = await this.openSegment(recording, producerIds);
+      recording.current = next;
+      recording.done.push(await this.closeSegment(recording, current));
+      this.log('info', 'recording segment started', { recordingId: recording.id, segment: next.index, added: added.length });
+      return { recordingId: recording.id, segment: next.index, added, streams: this.describe(next) };
+    });
+    recording.queue = run.catch(() => {});
+    return run;
+  }
+
+  live(recordingId) {
+    const recording = this.recordings.get(recordingId);
+    if (!recording) throw new RpcError('NOT_FOUND', `recording ${recordingId} not found`);
+    return recording;
+  }
+
+  async openSegment(recording, producerIds) {
+    const index = recording.current ? recording.current.index + 1 : 0;
+    const segment = {
+      index, file: path.join(this.config.recordingsDir, `${recording.id}.${index}.mkv.age`),
+      streams: [], ffmpeg: null, age: null, stderr: '', stopping: false, startedAt: 0,
     };
-    this.recordings.set(recordingId, recording);
     try {
-      for (const producerId of producerIds) recording.streams.push(await this.addStream(router, producerId));
-      await this.launch(recording);
-      await this.waitBound(recording);
-      for (const stream of recording.streams) {
+      for (const producerId of producerIds) segment.streams.push(await this.addStream(recording.router, producerId));
+      this.launch(recording, segment);
+      await this.waitBound(recording, segment);
+      segment.startedAt = Date.now();
+      for (const stream of segment.streams) {
         await stream.consumer.resume();
         if (stream.consumer.kind === 'video') await stream.consumer.requestKeyFrame();
       }
+      this.watchGaps(segment);
     } catch (error) {
-      await this.cleanUp(recording);
-      fs.rmSync(file, { force: true });
+      segment.stopping = true;
+      this.release(segment);
+      fs.rmSync(`${segment.file}.part`, { force: true });
       throw error instanceof RpcError ? error : new RpcError('INTERNAL', `recording failed to start: ${error.message}`);
     }
-    this.log('info', 'recording started', { recordingId, streams: recording.streams.length });
-    return { recordingId, streams: this.describe(recording), startedAt: recording.startedAt };
+    return segment;
   }
 
   async addStream(router, producerId) {
@@ -163,14 +245,48 @@ class Recorder {
       this.ports.give(port);
       throw error;
     }
-    stream.consumer.on('producerresume', () => {
-      if (stream.consumer.kind === 'video') stream.consumer.requestKeyFrame().catch(() => {});
-    });
+    stream.consumer.on('producerresume', () => this.keyFrame(stream));
     return stream;
   }
 
-  async launch(recording) {
-    const ffmpeg = spawn(this.config.ffmpegBin, [
+  keyFrame(stream) {
+    if (stream.consumer.kind === 'video' && !stream.consumer.closed) {
+      stream.consumer.requestKeyFrame().catch(() => {});
+    }
+  }
+
+  // A video stream that stops reaching the recorder while its producer is not
+  // paused (a network gap at the sender): ask for a key frame every second until
+  // it flows again, since its next frames may refer to ones the file never got
+  // (and the consumer forwards nothing until a key frame after a gap).
+  watchGaps(segment) {
+    const timer = setInterval(async () => {
+      for (const stream of segment.streams) {
+        const { consumer } = stream;
+        if (consumer.kind !== 'video' || consumer.closed || consumer.producerPaused) continue;
+        let packets = 0;
+        try {
+          const stats = await consumer.getStats();
+          packets = stats.find((entry) => entry.type === 'outbound-rtp')?.packetCount ?? 0;
+        } catch (error) {
+          continue;
+        }
+        const now = Date.now();
+        if (packets !== stream.packets) {
+          stream.packets = packets;
+          stream.flowingAt = now;
+        } else if (now - (stream.flowingAt ?? now) >= GAP_MS) {
+          this.log('info', 'recording stream stalled, key frame requested', { producerId: stream.producerId });
+          stream.flowingAt = now; // again in GAP_MS if it stays stalled
+          this.keyFrame(stream);
+        }
+      }
+    }, GAP_CHECK_MS);
+    segment.timers = [timer];
+  }
+
+  launch(recording, segment) {
+    const ffmpeg = spawnTied(this.config.ffmpegBin, [
       '-hide_banner', '-nostdin', '-loglevel', 'error',
       '-protocol_whitelist', 'pipe,udp,rtp', '-f', 'sdp', '-i', 'pipe:0',
       '-map', '0', '-c', 'copy',
@@ -180,93 +296,133 @@ class Recorder {
       '-bsf', 'setts=ts=max(TS\\,PREV_OUTDTS+max(DURATION\\,10))',
       '-f', 'matroska', 'pipe:1',
     ], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const age = spawn(this.config.ageBin, ['-r', recording.recipient, '-o', `${recording.file}.part`], {
+    const age = spawnTied(this.config.ageBin, ['-r', recording.recipient, '-o', `${segment.file}.part`], {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
-    recording.ffmpeg = ffmpeg;
-    recording.age = age;
-    recording.stderr = '';
+    segment.ffmpeg = ffmpeg;
+    segment.age = age;
     ffmpeg.stderr.on('data', (chunk) => {
-      recording.stderr = (recording.stderr + chunk.toString()).slice(-2000);
+      segment.stderr = (segment.stderr + chunk.toString()).slice(-2000);
     });
     ffmpeg.stdout.pipe(age.stdin);
     for (const [name, child] of [['ffmpeg', ffmpeg], ['age', age]]) {
       child.on('exit', (code, signal) => {
-        if (recording.stopping || recording.failed) return;
-        recording.failed = `${name} exited (${signal || code})`;
-        this.log('error', 'recording failed', { recordingId: recording.id, reason: recording.failed });
-        this.notify('recording.failed', { recordingId: recording.id, reason: recording.failed });
-        // A partial file is not kept: its key stays with the control plane, which
-        // marks the recording failed.
-        this.cleanUp(recording).then(() => fs.rmSync(`${recording.file}.part`, { force: true }), () => {});
+        if (segment.stopping || recording.failed) return;
+        this.fail(recording, `${name} exited (${signal || code})`);
       });
     }
-    ffmpeg.stdin.end(sdpFor(recording.streams));
+    ffmpeg.stdin.end(sdpFor(segment.streams));
   }
 
-  async waitBound(recording) {
+  // Never silent: the control plane marks the recording failed and alerts.  No
+  // file of it is kept (its key stays with the control plane, which has no row
+  // for a partial file).
+  fail(recording, reason) {
+    recording.failed = reason;
+    this.recordings.delete(recording.id);
+    this.log('error', 'recording failed', { recordingId: recording.id, reason });
+    this.notify('recording.failed', { recordingId: recording.id, reason });
+    for (const segment of [...recording.done, recording.current].filter(Boolean)) {
+      segment.stopping = true;
+      this.release(segment);
+      fs.rmSync(`${segment.file}.part`, { force: true });
+      fs.rmSync(segment.file, { force: true });
+    }
+  }
+
+  async waitBound(recording, segment) {
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    const wanted = recording.streams.map((stream) => stream.port);
+    const wanted = segment.streams.map((stream) => stream.port);
     while (Date.now() < deadline) {
-      if (recording.failed) throw new RpcError('INTERNAL', `ffmpeg did not start: ${recording.stderr.trim()}`);
-      const bound = boundUdpPorts();
+      if (recording.failed) throw new RpcError('INTERNAL', `ffmpeg did not start: ${segment.stderr.trim()}`);
+      const bound = udpPortsOf(segment.ffmpeg.pid);
       if (wanted.every((port) => bound.has(port))) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     throw new RpcError('TIMEOUT', 'ffmpeg did not open its RTP ports in time');
   }
 
-  describe(recording) {
-    return recording.streams.map(({ producerId, consumer }) => ({
+  describe(segment) {
+    return segment.streams.map(({ producerId, consumer }) => ({
       producerId, kind: consumer.kind, codec: consumer.rtpParameters.codecs[0].mimeType,
     }));
   }
 
-  async stop(params) {
-    const recording = this.recordings.get(params.recordingId);
-    if (!recording) throw new RpcError('NOT_FOUND', `recording ${params.recordingId} not found`);
-    if (recording.failed) {
-      this.recordings.delete(recording.id);
-      throw new RpcError('FAILED', recording.failed);
-    }
-    recording.stopping = true;
+  // SIGINT: ffmpeg writes the Matroska trailer and exits (with 255, "received
+  // signal 2"); age then seals the file.  A segment that cannot be completed fails
+  // the recording.
+  async closeSegment(recording, segment) {
+    segment.stopping = true;
     const stoppedAt = Date.now();
-    recording.ffmpeg.kill('SIGINT'); // ffmpeg writes the Matroska trailer and exits
-    // ffmpeg exits with 255 after finishing the file on SIGINT ("received signal 2").
-    const exited = await waitExit(recording.ffmpeg, STOP_TIMEOUT_MS);
-    const clean = exited && [0, 255].includes(recording.ffmpeg.exitCode);
-    if (!clean) recording.ffmpeg.kill('SIGKILL');
-    const sealed = (await waitExit(recording.age, STOP_TIMEOUT_MS)) && recording.age.exitCode === 0;
-    await this.cleanUp(recording);
+    segment.ffmpeg.kill('SIGINT');
+    const exited = await waitExit(segment.ffmpeg, STOP_TIMEOUT_MS);
+    const clean = exited && [0, 255].includes(segment.ffmpeg.exitCode);
+    if (!clean) segment.ffmpeg.kill('SIGKILL');
+    const sealed = (await waitExit(segment.age, STOP_TIMEOUT_MS)) && segment.age.exitCode === 0;
+    this.release(segment);
     if (!clean || !sealed) {
-      fs.rmSync(`${recording.file}.part`, { force: true });
-      throw new RpcError('FAILED', `the recording could not be completed: ${recording.stderr.trim() || 'timeout'}`);
+      const reason = `the recording could not be completed: ${segment.stderr.trim() || 'timeout'}`;
+      if (!recording.failed) this.fail(recording, reason);
+      throw new RpcError('FAILED', reason);
     }
-    fs.renameSync(`${recording.file}.part`, recording.file);
-    const bytes = fs.statSync(recording.file).size;
-    this.log('info', 'recording stopped', { recordingId: recording.id, bytes });
+    fs.renameSync(`${segment.file}.part`, segment.file);
     return {
-      recordingId: recording.id, file: recording.file, bytes, sha256: await sha256Of(recording.file),
-      startedAt: recording.startedAt, stoppedAt, streams: this.describe(recording),
+      index: segment.index, file: segment.file, bytes: fs.statSync(segment.file).size,
+      sha256: await sha256Of(segment.file), startedAt: segment.startedAt, stoppedAt,
+      streams: this.describe(segment),
     };
   }
 
-  async cleanUp(recording) {
-    this.recordings.delete(recording.id);
-    for (const stream of recording.streams) {
+  async stop(params) {
+    const recording = this.live(params.recordingId);
+    const run = recording.queue.then(async () => {
+      if (recording.failed) throw new RpcError('FAILED', recording.failed);
+      try {
+        recording.done.push(await this.closeSegment(recording, recording.current));
+      } finally {
+        this.recordings.delete(recording.id);
+      }
+      return this.summary(recording);
+    });
+    recording.queue = run.catch(() => {});
+    return run;
+  }
+
+  summary(recording) {
+    const segments = recording.done;
+    const bytes = segments.reduce((sum, segment) => sum + segment.bytes, 0);
+    this.log('info', 'recording stopped', { recordingId: recording.id, bytes, segments: segments.length });
+    return {
+      recordingId: recording.id, startedAt: recording.startedAt,
+      stoppedAt: segments[segments.length - 1].stoppedAt, bytes, segments,
+    };
+  }
+
+  release(segment) {
+    for (const timer of segment.timers || []) clearInterval(timer);
+    for (const stream of segment.streams) {
       if (stream.transport && !stream.transport.closed) stream.transport.close();
       if (!stream.released) {
         stream.released = true;
         this.ports.give(stream.port);
       }
     }
-    for (const child of [recording.ffmpeg, recording.age]) {
+    for (const child of [segment.ffmpeg, segment.age]) {
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   }
 
+  // The node is shutting down: complete every recording and tell the control
+  // plane what was written (it would otherwise count them lost with the node).
   async closeAll() {
-    for (const recording of [...this.recordings.values()]) await this.stop({ recordingId: recording.id }).catch(() => {});
+    for (const recording of [...this.recordings.values()]) {
+      try {
+        const result = await this.stop({ recordingId: recording.id });
+        this.notify('recording.stopped', { ...result, reason: 'node_shutdown' });
+      } catch (error) {
+        // stop() failed the recording (and said so) already
+      }
+    }
   }
 }
 

@@ -346,6 +346,10 @@ class Sfu {
     return this.recorder.start(params);
   }
 
+  async extendRecording(params) {
+    return this.recorder.extend(params);
+  }
+
   async stopRecording(params) {
     return this.recorder.stop(params);
   }
@@ -392,6 +396,7 @@ const RPC_METHODS = [
   'getProducerStats',
   'getConsumerStats',
   'startRecording',
+  'extendRecording',
   'stopRecording',
 ];
 

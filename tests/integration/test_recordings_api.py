@@ -193,7 +193,10 @@ async def test_a_consented_recording_is_started_told_stored_downloaded_and_shred
     assert again.returncode == 2 and "exists" in again.stderr
 
     # Delete: the wrapped key and the file go; the row stays for the audit trail.
-    ciphertext_file = Path(stack.psql(f"SELECT file FROM recordings WHERE id = '{recording_id}'"))
+    ciphertext_file = Path(
+        stack.psql(f"SELECT segments->0->>'file' FROM recordings WHERE id = '{recording_id}'")
+    )
+    assert ciphertext_file.name.endswith(".mkv.age")
     assert await asyncio.to_thread(ciphertext_file.exists)
     deleted = await api.call("DELETE", f"recording/{recording_id}", doctor_token)
     assert deleted.status == 200 and deleted.body["status"] == "deleted"
@@ -277,11 +280,13 @@ async def test_retention_shreds_only_the_recordings_past_their_types_period(
 
     def state(recording_id: str) -> str:
         return stack.psql(
-            f"SELECT status || ',' || (wrapped_key IS NULL)::text || ',' || coalesce(file, '') "
+            "SELECT status || ',' || (wrapped_key IS NULL)::text || ',' "
+            "|| coalesce(segments->0->>'file', '') "
             f"FROM recordings WHERE id = '{recording_id}'"
         )
 
     short_file = Path(state(recorded["second_opinion"]).split(",")[2])
+    assert short_file.name.endswith(".mkv.age")
     assert await asyncio.to_thread(short_file.exists)
     cp = instance(TELEMED_RECORDING_RETENTION="second_opinion=3s", TELEMED_RETENTION_INTERVAL="1")
     for _ in range(30):  # the job runs every second once the instance is up

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import aiohttp
@@ -20,9 +21,10 @@ from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient
 from telemed_client import MediaPeer, SignalingError
 from tests.conftest import Stack, new_room_id, start_call
-from tests.fault_injection import cut_connections_to
+from tests.fault_injection import children_named, cut_connections_to
 from tests.integration.api_client import Api
 from tests.integration.test_consultation_media import _start_pair
+from tests.integration.test_recording_capture import decode_errors, probe
 
 pytestmark = pytest.mark.integration
 
@@ -128,42 +130,62 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
         node.stop()
 
 
+def _alive(pids: set[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+async def _record(iso: IsolatedStack, room: str, http: aiohttp.ClientSession) -> tuple[str, str]:
+    """Start recording the room's session on the isolated control plane (the
+    patient's recording consent granted first): (recording id, coordinator token)."""
+    stack = iso.stack
+    session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
+    api = Api(stack, http)
+    coordinator = api.token("coord-rec-node", "coordinator")
+    version = await api.consent_version("recording")
+    granted = await api.call(
+        "POST",
+        "consent",
+        coordinator,
+        {"patientId": "seed-pt", "purpose": "recording", "version": version},
+    )
+    assert granted.status == 201, granted.body
+    async with http.post(
+        f"{iso.control.url}/api/telemedicine/recording/start",
+        json={"sessionId": session_id},
+        headers={"Authorization": f"Bearer {coordinator}"},
+    ) as response:
+        started = await response.json()
+        assert response.status == 200, started
+    return started["recordingId"], coordinator
+
+
 async def test_a_recording_on_a_node_that_dies_is_failed_told_and_alerted(
     isolated: IsolatedStack, peers: list[MediaPeer]
 ) -> None:
     """kill -9 of the SFU node while a consultation records: the recording does not
-    stay 'recording' forever; it is failed (audited) and the room is told."""
+    stay 'recording' forever; it is failed (audited) and the room is told; and the
+    node's ffmpeg and age die with it (left over, they held the recording ports
+    and the next node's recordings failed)."""
     node = _start_node(isolated, f"sfu-rec-{secrets.token_hex(2)}")
     try:
         room, doctor, _ = await _isolated_call(isolated, peers, "dr-rec-die", "pt-rec-die")
         stack = isolated.stack
-        session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
         async with aiohttp.ClientSession() as http:
-            api = Api(stack, http)
-            coordinator = api.token("coord-rec-die", "coordinator")
-            version = await api.consent_version("recording")
-            granted = await api.call(
-                "POST",
-                "consent",
-                coordinator,
-                {"patientId": "seed-pt", "purpose": "recording", "version": version},
-            )
-            assert granted.status == 201, granted.body
-            async with http.post(
-                f"{isolated.control.url}/api/telemedicine/recording/start",
-                json={"sessionId": session_id},
-                headers={"Authorization": f"Bearer {coordinator}"},
-            ) as response:
-                started = await response.json()
-                assert response.status == 200, started
-        recording_id = started["recordingId"]
+            recording_id, _ = await _record(isolated, room, http)
         await doctor.wait_for_event("recordingStarted", lambda d: d["recordingId"] == recording_id)
+        recorder = children_named(node.proc.pid, "ffmpeg") | children_named(node.proc.pid, "age")
+        assert len(recorder) == 2
 
         os.kill(node.proc.pid, signal.SIGKILL)
         stopped = await doctor.wait_for_event(
             "recordingStopped", lambda d: d["recordingId"] == recording_id, timeout=10
         )
         assert stopped["reason"] == "failed"
+        for _ in range(30):
+            if not _alive(recorder):
+                break
+            await asyncio.sleep(0.1)
+        assert not _alive(recorder)
         row = stack.psql(
             f"SELECT status || ',' || failure FROM recordings WHERE id = '{recording_id}'"
         )
@@ -173,6 +195,53 @@ async def test_a_recording_on_a_node_that_dies_is_failed_told_and_alerted(
             f"AND resource_id = '{recording_id}'"
         )
         assert audited == "1"
+    finally:
+        node.stop()
+
+
+async def test_a_node_stopped_gracefully_completes_its_recordings(
+    isolated: IsolatedStack, peers: list[MediaPeer], tmp_path: Path
+) -> None:
+    """SIGTERM to the SFU node while a consultation records (a deploy, a reboot):
+    the node completes the file and says so; the recording is 'completed', not
+    'failed', the room hears why it stopped, and the file downloads and decodes."""
+    node = _start_node(isolated, f"sfu-rec-term-{secrets.token_hex(2)}")
+    try:
+        room, doctor, _ = await _isolated_call(isolated, peers, "dr-rec-term", "pt-rec-term")
+        stack = isolated.stack
+        async with aiohttp.ClientSession() as http:
+            recording_id, coordinator = await _record(isolated, room, http)
+            await doctor.wait_for_event(
+                "recordingStarted", lambda d: d["recordingId"] == recording_id
+            )
+            await asyncio.sleep(3)
+            node.proc.send_signal(signal.SIGTERM)
+            stopped = await doctor.wait_for_event(
+                "recordingStopped", lambda d: d["recordingId"] == recording_id, timeout=15
+            )
+            assert stopped["reason"] == "node_shutdown"
+            row = stack.psql(
+                "SELECT status || ',' || stop_reason || ',' || coalesce(failure, '-') "
+                f"FROM recordings WHERE id = '{recording_id}'"
+            )
+            assert row == "completed,node_shutdown,-"
+            async with http.get(
+                f"{isolated.control.url}/api/telemedicine/recording/{recording_id}/media",
+                headers={"Authorization": f"Bearer {coordinator}"},
+            ) as response:
+                assert response.status == 200
+                media = await response.read()
+        path = tmp_path / "call.mkv"
+        path.write_bytes(media)
+        assert decode_errors(path) == (0, "")
+        info = probe(path)
+        assert sorted(s["codec_type"] for s in info["streams"]) == [
+            "audio",
+            "audio",
+            "video",
+            "video",
+        ]
+        assert info["duration"] >= 2.0
     finally:
         node.stop()
 

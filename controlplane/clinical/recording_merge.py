@@ -1,0 +1,126 @@
+"""A recording's segments joined into one Matroska file, without re-encoding.
+
+A segment is a complete file holding the producers that were live when it began
+(sfu_worker/src/recorder.js starts the next one when a producer appears).  The
+joined file has one track per producer, in order of first appearance; a track
+that appears late starts at its own time.  Consecutive segments overlap by a
+moment: they record the same RTP packets, so the first key frame of a video track
+in the next segment is found byte for byte in the previous one, which places the
+next segment on the previous one's clock exactly (the node's wall-clock start is
+the fallback).  Each track switches to the next segment at that segment's first
+key frame (video) or first packet (audio), and only moves forward in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.container import InputContainer
+from av.packet import Packet
+from av.stream import Stream
+
+
+@dataclass(frozen=True)
+class Segment:
+    data: bytes  # the decrypted Matroska file
+    started_ms: int  # the node's wall clock when it began
+    producers: list[str]  # the producer of each of its streams, in stream order
+
+
+@dataclass(frozen=True)
+class _First:
+    seconds: float  # within its segment
+    digest: bytes
+    kind: str
+
+
+def _seconds(packet: Packet[Stream]) -> float:
+    stamp = packet.pts if packet.pts is not None else packet.dts
+    return float((stamp or 0) * Fraction(packet.time_base))
+
+
+def _packets(segment: Segment) -> Iterator[tuple[str, Packet[Stream]]]:
+    with av.open(io.BytesIO(segment.data), format="matroska") as container:
+        assert isinstance(container, InputContainer)
+        for packet in container.demux():
+            if packet.dts is not None and packet.size:
+                yield segment.producers[packet.stream.index], packet
+
+
+def _firsts(segment: Segment) -> dict[str, _First]:
+    """Per producer: its first key frame (video) or first packet (audio)."""
+    found: dict[str, _First] = {}
+    for producer, packet in _packets(segment):
+        kind = packet.stream.type
+        if producer in found or (kind == "video" and not packet.is_keyframe):
+            continue
+        found[producer] = _First(_seconds(packet), hashlib.sha256(bytes(packet)).digest(), kind)
+        if len(found) == len(set(segment.producers)):
+            break
+    return found
+
+
+def _offset(
+    previous: Segment, previous_offset: float, nxt: Segment, firsts: dict[str, _First]
+) -> float:
+    """Where ``nxt`` starts on the joined clock, in seconds."""
+    anchors = {
+        first.digest: (producer, first.seconds)
+        for producer, first in firsts.items()
+        if first.kind == "video" and producer in previous.producers
+    }
+    for producer, packet in _packets(previous):
+        anchor = anchors.get(hashlib.sha256(bytes(packet)).digest())
+        if anchor is not None and anchor[0] == producer:
+            return previous_offset + _seconds(packet) - anchor[1]
+    return previous_offset + (nxt.started_ms - previous.started_ms) / 1000
+
+
+def merge(segments: list[Segment]) -> bytes:
+    if len(segments) == 1:
+        return segments[0].data
+    firsts = [_firsts(segment) for segment in segments]
+    offsets = [0.0]
+    for k in range(1, len(segments)):
+        offsets.append(_offset(segments[k - 1], offsets[k - 1], segments[k], firsts[k]))
+    out_buffer = io.BytesIO()
+    with av.open(out_buffer, "w", format="matroska") as out:
+        tracks = {}
+        for segment in segments:
+            with av.open(io.BytesIO(segment.data), format="matroska") as container:
+                for stream in container.streams:
+                    producer = segment.producers[stream.index]
+                    if producer not in tracks:
+                        tracks[producer] = out.add_stream_from_template(stream)
+        last: dict[str, int] = {}
+        for k, segment in enumerate(segments):
+            # A track continuing in the next segment switches to it there.
+            until = (
+                {p: offsets[k + 1] + f.seconds for p, f in firsts[k + 1].items()}
+                if k + 1 < len(segments)
+                else {}
+            )
+            started: set[str] = set()
+            for producer, packet in _packets(segment):
+                track = tracks[producer]
+                if packet.stream.type == "video" and producer not in started:
+                    if not packet.is_keyframe:
+                        continue  # refers to frames this segment does not have
+                    started.add(producer)
+                at = offsets[k] + _seconds(packet)
+                if producer in until and at >= until[producer] - 1e-6:
+                    continue
+                shift = round(offsets[k] / Fraction(packet.time_base))
+                packet.pts = packet.pts + shift if packet.pts is not None else None
+                dts = (packet.dts or 0) + shift
+                if dts <= last.get(producer, -(2**62)):
+                    continue
+                packet.dts = last[producer] = dts
+                packet.stream = track
+                out.mux(packet)
+    return out_buffer.getvalue()
