@@ -33,7 +33,7 @@ from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.recording_media import decrypted, watermarked
 from controlplane.clinical.recording_rows import RecordingRow, completed_columns, row_of
-from controlplane.clinical.session_access import SessionAccess, actor_of
+from controlplane.clinical.session_access import Rule, SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_uuid
@@ -51,6 +51,12 @@ class RoomRecorder(Protocol):
     async def stop_capture(
         self, room_id: str, node_id: str, recording_id: str, reason: str
     ) -> dict[str, Any]: ...
+
+
+_ONLY_RECORDERS = "only the session's physician or a coordinator of its clinic may do this"
+_ONLY_WATCHERS = (
+    "only the session's physician and patient and its clinic's coordinators may see its recordings"
+)
 
 
 def _may_record(claims: ApiClaims, session: SessionRow) -> bool:
@@ -83,8 +89,9 @@ class RecordingService:
     # ---- start and stop -------------------------------------------------------------
 
     async def start(self, claims: ApiClaims, session_id: str) -> dict[str, Any]:
-        session = await self._access.readable(claims, session_id, "recording.start")
-        await self._require(claims, session, "recording.start", _may_record)
+        session = await self._access.guarded(
+            claims, session_id, "recording.start", _may_record, _ONLY_RECORDERS
+        )
         if session.status != "active":
             raise ApiError(ErrorCode.CONFLICT, f"the session is {session.status}")
         if not await self._consents.active(session.patient_id, "recording"):
@@ -238,7 +245,7 @@ class RecordingService:
         return row.public()
 
     async def of_session(self, claims: ApiClaims, session_id: str) -> list[dict[str, Any]]:
-        await self._access.visible(claims, session_id, "recording.list", _may_watch)
+        await self._access.guarded(claims, session_id, "recording.list", _may_watch, _ONLY_WATCHERS)
         async with self._pool.acquire() as conn:
             records = await conn.fetch(
                 "SELECT * FROM recordings WHERE session_id = $1 ORDER BY started_at",
@@ -311,7 +318,7 @@ class RecordingService:
         await self._note(actor, "recording.stop", recording_id, session_id, details=details)
 
     async def _visible(
-        self, claims: ApiClaims, recording_id: str, action: str, rule: Any
+        self, claims: ApiClaims, recording_id: str, action: str, rule: Rule
     ) -> tuple[RecordingRow, SessionRow]:
         row = await self._find(recording_id) if is_uuid(recording_id) else None
         if row is None:
@@ -323,20 +330,9 @@ class RecordingService:
                 resource_type="recording",
                 resource_id=recording_id[:64],
             )
-        session = await self._access.visible(claims, row.session_id, action, _may_watch)
-        await self._require(claims, session, action, rule)
+        message = _ONLY_RECORDERS if rule is _may_record else _ONLY_WATCHERS
+        session = await self._access.guarded(claims, row.session_id, action, rule, message)
         return row, session
-
-    async def _require(
-        self, claims: ApiClaims, session: SessionRow, action: str, rule: Any
-    ) -> None:
-        if not rule(claims, session):
-            raise await self._access.forbid(
-                claims,
-                action,
-                "only the session's physician or a coordinator of its clinic may do this",
-                session.id,
-            )
 
     async def _find(self, recording_id: str) -> RecordingRow | None:
         async with self._pool.acquire() as conn:

@@ -4,7 +4,9 @@
 - quality detail: coordinators and admins of its clinic, and the session's physician;
 - clinical records: the session's physician and patient;
 - start / end: the session's physician or a coordinator of its clinic.
-Whoever may not see a session gets NOT_FOUND (existence does not leak); every
+Whoever may not see a session gets NOT_FOUND (existence does not leak), except
+on recordings, which answer FORBIDDEN to a caller who may not act on an existing
+one (``guarded``; their ids are random UUIDs, which a caller cannot guess); every
 refusal is audited.
 """
 
@@ -62,6 +64,18 @@ class SessionAccess:
                 session_id=session_id,
                 details={"reason": "missing" if session is None else "no access"},
             )
+        return session
+
+    async def guarded(
+        self, claims: ApiClaims, session_id: str, action: str, rule: Rule, message: str
+    ) -> SessionRow:
+        """The session if ``rule`` lets this caller act on it; an audited NOT_FOUND
+        when it does not exist, FORBIDDEN (with ``message``) when it does."""
+        session = await self._store.load(session_id)
+        if session is None:
+            return await self.visible(claims, session_id, action, rule)  # NOT_FOUND
+        if not rule(claims, session):
+            raise await self.forbid(claims, action, message, session.id)
         return session
 
     async def session(self, session_id: str) -> SessionRow | None:

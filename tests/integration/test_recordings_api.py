@@ -23,6 +23,7 @@ from telemed_client import MediaPeer
 from tests.conftest import Stack, start_call
 from tests.fault_injection import children_named
 from tests.integration.api_client import Api
+from tests.integration.test_recording_capture import decode_errors, probe
 
 pytestmark = pytest.mark.integration
 
@@ -178,8 +179,31 @@ async def test_a_consented_recording_is_started_told_stored_downloaded_and_shred
     assert status == 200 and marked.startswith(EBML_MAGIC)
     corner, elsewhere = await asyncio.to_thread(luma_changes, media, marked, tmp_path)
     assert corner > 20 and corner > 4 * elsewhere, (corner, elsewhere)
-    stranger = api.token("pt-someone-else", "patient")
-    assert (await api.call("GET", f"recording/{recording_id}", stranger)).status == 404
+    # Another patient, and another clinic's coordinator: FORBIDDEN, audited.
+    for stranger in (
+        api.token("pt-someone-else", "patient"),
+        api.token("coord-elsewhere", "coordinator", clinic="clinic-elsewhere"),
+    ):
+        for method, path in (
+            ("GET", f"recording/{recording_id}"),
+            ("GET", f"session/{session_id}/recordings"),
+            ("DELETE", f"recording/{recording_id}"),
+        ):
+            refused = await api.call(method, path, stranger)
+            assert (refused.status, refused.code) == (403, "FORBIDDEN"), (method, path)
+        assert (await download(api, recording_id, stranger))[0] == 403
+    elsewhere = api.token("coord-elsewhere", "coordinator", clinic="clinic-elsewhere")
+    refused = await api.call("POST", "recording/start", elsewhere, {"sessionId": session_id})
+    assert (refused.status, refused.code) == (403, "FORBIDDEN")
+    unknown = await api.call("GET", f"recording/{session_id}", doctor_token)  # no such id
+    assert (unknown.status, unknown.code) == (404, "NOT_FOUND")
+    assert (
+        stack.psql(
+            "SELECT count(*) FROM audit_log WHERE outcome = 'denied' "
+            "AND actor_id = 'coord-elsewhere' AND action LIKE 'recording.%'"
+        )
+        == "5"
+    )
 
     # An administrator's export: a seekable file (duration in its header), 0600,
     # never over an existing file.
@@ -396,3 +420,40 @@ async def test_a_recorder_killed_mid_call_fails_the_recording_loudly(
         assert stopped.status == 200, stopped.body
     finally:
         await staff.disconnect()
+
+
+async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
+    stack: Stack, api: Api, peers: list[MediaPeer], tmp_path: Path
+) -> None:
+    """The physician shares the screen during a recording started through the API:
+    the control plane adds it (a second segment on the node); the recording's
+    metadata lists both segments and five tracks, and the download is one file
+    with the five streams, all decoding."""
+    session_id, physician, _, doctor, _ = await live_call(
+        stack, api, peers, ("teleconsultation", "recording")
+    )
+    token = api.token(physician, "physician")
+    started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
+    assert started.status == 200, started.body
+    recording_id = started.body["recordingId"]
+    await asyncio.sleep(2)
+    await doctor.share_screen()
+    await asyncio.sleep(4)
+    stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
+    assert stopped.status == 200, stopped.body
+    segments = stopped.body["segments"]
+    assert [len(s["tracks"]) for s in segments] == [4, 5]
+    assert 1.5 <= segments[1]["offsetSeconds"] <= 3.5
+    assert all(len(s["sha256"]) == 64 for s in segments) and stopped.body["sha256"] is None
+    assert sorted(t["kind"] for t in stopped.body["tracks"]) == ["audio"] * 2 + ["video"] * 3
+    assert stopped.body["bytes"] == sum(s["bytes"] for s in segments)
+
+    status, media, _ = await download(api, recording_id, token)
+    assert status == 200
+    path = tmp_path / "call.mkv"
+    path.write_bytes(media)
+    assert decode_errors(path) == (0, "")
+    info = probe(path)
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio"] * 2 + ["video"] * 3
+    screen = [p for p in info["packets"] if p["stream_index"] == 4]
+    assert len(screen) >= 15 * 3 * 0.8  # about 4 s shared at 15 fps
