@@ -10,7 +10,7 @@ See docs/python-client.md.
 from telemed_client.events import PeerEvent
 from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack, audio_rms
 from telemed_client.network import restrict_ice_host_addresses
-from telemed_client.peer import MediaPeer
+from telemed_client.peer import MediaPeer, share_screen
 from telemed_client.protocol import SignalingError
 from telemed_client.receiving import ReceivedTrack
 
@@ -24,4 +24,5 @@ __all__ = [
     "ToneAudioTrack",
     "audio_rms",
     "restrict_ice_host_addresses",
+    "share_screen",
 ]

@@ -237,18 +237,6 @@ class MediaPeer(IceControls):
             self.timings[f"produce.{track.kind}"] = time.perf_counter() - started
             self.producers[source] = producer
 
-    async def share_screen(self, track: MediaStreamTrack | None = None) -> str:
-        """Send a second video, source ``screen`` (by default a 640x480 pattern at
-        15 fps), on the send transport; its producer id."""
-        if self.send_transport is None:
-            raise RuntimeError("start sending first")
-        screen = track or PatternVideoTrack(640, 480, fps=15)
-        producer = await self.send_transport.produce(
-            track=screen, stopTracks=False, appData={"source": "screen"}
-        )
-        self.producers["screen"] = producer
-        return str(producer.id)
-
     async def start_receiving(self) -> list[ReceivedTrack]:
         self.receiving = True
         device = self._loaded_device()
@@ -339,3 +327,16 @@ class MediaPeer(IceControls):
         await self.close_media()
         with contextlib.suppress(Exception):
             await self.sio.shutdown()
+
+
+async def share_screen(peer: MediaPeer, track: MediaStreamTrack | None = None) -> str:
+    """Send a second video from ``peer``, source ``screen`` (by default a 640x480
+    pattern at 15 fps), on its send transport; the producer id."""
+    if peer.send_transport is None:
+        raise RuntimeError("start sending first")
+    screen = track or PatternVideoTrack(640, 480, fps=15)
+    producer = await peer.send_transport.produce(
+        track=screen, stopTracks=False, appData={"source": "screen"}
+    )
+    peer.producers["screen"] = producer
+    return str(producer.id)

@@ -37,8 +37,8 @@ def joined(segments: list[dict[str, Any]], identity: x25519.Identity) -> bytes:
 async def decrypted(segments: list[dict[str, Any]], identity: x25519.Identity) -> bytes:
     try:
         return await asyncio.to_thread(joined, segments, identity)
-    except (OSError, pyrage.DecryptError, av.FFmpegError):
-        log.error("recording_unreadable", segments=len(segments))
+    except (OSError, pyrage.DecryptError, av.FFmpegError) as exc:
+        log.error("recording_unreadable", segments=len(segments), error=repr(exc)[:300])
         raise ApiError(ErrorCode.CONFLICT, "the recording's file cannot be read") from None
 
 

@@ -29,7 +29,7 @@ class Producers:
         self._routers = routers
         self._state = state
         self._notifier = notifier
-        # Told the room id after each new producer (e.g. the automatic recording).
+        # Told the room id after each new or resumed producer (recordings).
         self.listeners: list[Callable[[str], None]] = []
 
     async def produce(self, sid: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +104,9 @@ class Producers:
             {"peerId": participant.participant_id, "producerId": producer_id},
             skip_sid=sid,
         )
+        if not paused:  # a camera turned on may be new to a recording
+            for listener in self.listeners:
+                listener(room.roomId)
         return {"paused": paused}
 
     async def close(self, sid: str, producer_id: str) -> dict[str, Any]:

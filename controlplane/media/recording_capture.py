@@ -32,7 +32,7 @@ class RoomCapture:
         state: RoomState,
         registry: SfuRegistry,
         notifier: Notifier,
-        settle: float = 0.3,
+        settle: float = 1.0,
     ) -> None:
         self._state = state
         self._registry = registry

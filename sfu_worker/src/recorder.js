@@ -34,6 +34,8 @@ const RECIPIENT_RE = /^age1[02-9ac-hj-np-z]{58}$/;
 const READY_TIMEOUT_MS = 5000;
 const STOP_TIMEOUT_MS = 10000;
 const GAP_CHECK_MS = 1000;
+// ffmpeg probes an RTP stream for up to 5 s (analyzeduration) before its header.
+const HEADER_TIMEOUT_MS = 8000;
 const GAP_MS = 1000;
 
 class PortPool {
@@ -149,15 +151,27 @@ class Recorder {
       id: recordingId, recipient: params.recipient, router, routerId: params.routerId, current: null, done: [],
       failed: null, startedAt: Date.now(), queue: Promise.resolve(),
     };
-    this.recordings.set(recordingId, recording);
+    this.recordings.set(recording.id, recording);
     try {
-      recording.current = await this.openSegment(recording, producerIds);
+      recording.current = await this.openSegment(recording, this.recordable(producerIds));
     } catch (error) {
       this.recordings.delete(recordingId);
       throw error;
     }
     this.log('info', 'recording started', { recordingId, streams: recording.current.streams.length });
     return { recordingId, streams: this.describe(recording.current), startedAt: recording.startedAt, segment: 0 };
+  }
+
+  // A paused video producer sends nothing, and ffmpeg cannot write a Matroska
+  // header for a video stream it never saw (its size is unknown): it joins the
+  // recording when it resumes (the control plane asks again then).
+  recordable(producerIds) {
+    const live = producerIds.filter((id) => {
+      const { producer } = this.sfu.getProducer(id);
+      return !(producer.kind === 'video' && producer.paused);
+    });
+    if (live.length === 0) throw new RpcError('CONFLICT', 'every producer to record is a paused video');
+    return live;
   }
 
   checkProducers(routerId, list) {
@@ -184,13 +198,20 @@ class Recorder {
       const current = recording.current;
       const known = new Set(current.streams.map((stream) => stream.producerId));
       const wanted = Array.isArray(params.producerIds) ? params.producerIds : [];
-      const added = wanted.filter((id) => !known.has(id) && this.sfu.producers.has(id));
+      const added = wanted.filter((id) => {
+        const item = this.sfu.producers.get(id);
+        return item && !known.has(id) && !(item.producer.kind === 'video' && item.producer.paused);
+      });
       if (added.length === 0) return { recordingId: recording.id, segment: current.index, added: [] };
       const kept = current.streams.filter((stream) => !stream.consumer.closed).map((s) => s.producerId);
       const producerIds = this.checkProducers(recording.routerId, [...kept, ...added]);
       const next = await this.openSegment(recording, producerIds);
       recording.current = next;
-      recording.done.push(await this.closeSegment(recording, current));
+      // The previous segment stops only once the next one writes (ffmpeg writes
+      // nothing until it has seen every stream), so no moment is missing.
+      await this.waitWriting(next);
+      const closed = await this.closeSegment(recording, current);
+      if (closed) recording.done.push(closed);
       this.log('info', 'recording segment started', { recordingId: recording.id, segment: next.index, added: added.length });
       return { recordingId: recording.id, segment: next.index, added, streams: this.describe(next) };
     });
@@ -304,6 +325,10 @@ class Recorder {
     ffmpeg.stderr.on('data', (chunk) => {
       segment.stderr = (segment.stderr + chunk.toString()).slice(-2000);
     });
+    segment.written = 0;
+    ffmpeg.stdout.on('data', (chunk) => {
+      segment.written += chunk.length;
+    });
     ffmpeg.stdout.pipe(age.stdin);
     for (const [name, child] of [['ffmpeg', ffmpeg], ['age', age]]) {
       child.on('exit', (code, signal) => {
@@ -342,6 +367,13 @@ class Recorder {
     throw new RpcError('TIMEOUT', 'ffmpeg did not open its RTP ports in time');
   }
 
+  async waitWriting(segment) {
+    const deadline = Date.now() + HEADER_TIMEOUT_MS;
+    while (segment.written === 0 && Date.now() < deadline && !segment.stopping) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   describe(segment) {
     return segment.streams.map(({ producerId, consumer }) => ({
       producerId, kind: consumer.kind, codec: consumer.rtpParameters.codecs[0].mimeType,
@@ -365,6 +397,11 @@ class Recorder {
       if (!recording.failed) this.fail(recording, reason);
       throw new RpcError('FAILED', reason);
     }
+    if (segment.written === 0) {
+      // Stopped before ffmpeg had seen every stream: it wrote nothing.
+      fs.rmSync(`${segment.file}.part`, { force: true });
+      return null;
+    }
     fs.renameSync(`${segment.file}.part`, segment.file);
     return {
       index: segment.index, file: segment.file, bytes: fs.statSync(segment.file).size,
@@ -378,9 +415,13 @@ class Recorder {
     const run = recording.queue.then(async () => {
       if (recording.failed) throw new RpcError('FAILED', recording.failed);
       try {
-        recording.done.push(await this.closeSegment(recording, recording.current));
+        const closed = await this.closeSegment(recording, recording.current);
+        if (closed) recording.done.push(closed);
       } finally {
         this.recordings.delete(recording.id);
+      }
+      if (recording.done.length === 0) {
+        throw new RpcError('FAILED', 'nothing was recorded: stopped before every stream had been seen');
       }
       return this.summary(recording);
     });

@@ -27,7 +27,7 @@ from pyrage import x25519
 from controlplane.clinical.recording_media import joined
 from controlplane.media.room_state import RoomState
 from controlplane.placement.sfu_client import SfuClient, SfuRequestError
-from telemed_client import MediaPeer
+from telemed_client import MediaPeer, share_screen
 from tests.conftest import Stack, new_room_id, start_call
 from tests.fault_injection import children_named, udp_dropped_on_loopback
 
@@ -292,7 +292,7 @@ async def test_a_screen_share_during_a_recording_is_joined_in_sync(
     await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
     await asyncio.sleep(3)
     shared_at = time.monotonic() - started
-    screen = await doctor.share_screen()
+    screen = await share_screen(doctor)
     wanted = {"recordingId": recording_id, "producerIds": [*producers, screen]}
     extended = await rpc.request("extendRecording", wanted)
     assert extended["added"] == [screen] and extended["segment"] == 1
@@ -355,3 +355,43 @@ async def test_a_network_gap_at_the_sender_leaves_the_recording_decodable(
     assert times[-1] >= found["info"]["duration"] - 1.0  # and the video came back
     # About 3 s before and 4 s after the gap: at least 90% of those frames.
     assert found["info"]["streams"][camera]["decoded"] >= 0.9 * 30 * (wall - gap - 1)
+
+
+async def test_a_camera_that_is_off_when_recording_starts_joins_when_it_comes_on(
+    stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient, tmp_path: Path
+) -> None:
+    """The physician's camera is off (producer paused) when the recording starts:
+    the recording starts without it (ffmpeg could not write a header for a video
+    it never saw) and takes it in, in a new segment, once it comes on."""
+    room, doctor, _, snapshot, producers = await live_call(
+        stack, peers, redis, "dr-off-rec", "pt-off-rec"
+    )
+    camera = doctor.producers["camera"].id
+    await doctor.request("pauseProducer", {"producerId": camera})
+    identity = x25519.Identity.generate()
+    recording_id = f"off-{room}"
+    started = time.monotonic()
+    answer = await rpc.request(
+        "startRecording", start_params(snapshot, producers, identity, recording_id)
+    )
+    assert camera not in [s["producerId"] for s in answer["streams"]]
+    assert len(answer["streams"]) == 3
+    await asyncio.sleep(3)
+    await doctor.request("resumeProducer", {"producerId": camera})
+    on_at = time.monotonic() - started
+    extended = await rpc.request(
+        "extendRecording", {"recordingId": recording_id, "producerIds": producers}
+    )
+    assert extended["added"] == [camera]
+    await asyncio.sleep(4)
+    result = await rpc.request("stopRecording", {"recordingId": recording_id})
+
+    assert [len(s["streams"]) for s in result["segments"]] == [3, 4]
+    path = tmp_path / "joined.mkv"
+    path.write_bytes(await asyncio.to_thread(joined, result["segments"], identity))
+    assert decode_errors(path) == (0, "")
+    info = probe(path)
+    assert sorted(s["codec_type"] for s in info["streams"]) == ["audio", "audio", "video", "video"]
+    times = packet_times(info, 3)  # the camera comes last: it joined last
+    assert on_at - 0.3 <= times[0] <= on_at + 1.5, (times[0], on_at)
+    assert decoded_frames(path, 3) >= 0.8 * 30 * 3

@@ -19,7 +19,7 @@ import av
 import pytest
 import socketio
 
-from telemed_client import MediaPeer
+from telemed_client import MediaPeer, share_screen
 from tests.conftest import Stack, start_call
 from tests.fault_injection import children_named
 from tests.integration.api_client import Api
@@ -437,7 +437,7 @@ async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
     assert started.status == 200, started.body
     recording_id = started.body["recordingId"]
     await asyncio.sleep(2)
-    await doctor.share_screen()
+    await share_screen(doctor)
     await asyncio.sleep(4)
     stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
     assert stopped.status == 200, stopped.body
