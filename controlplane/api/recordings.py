@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from controlplane.api.context import body, caller, services
+from controlplane.clinical.recording_media import decrypted, streamed
 from schemas import rest as r
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -43,16 +45,23 @@ async def session_recordings(request: web.Request) -> web.Response:
     return web.json_response({"recordings": listed})
 
 
-async def recording_media(request: web.Request) -> web.Response:
+async def recording_media(request: web.Request) -> web.StreamResponse:
     """The decrypted Matroska file (``?watermark=1``: a copy naming who downloaded
-    it and when), with HTTP range requests (206 / 416)."""
+    it and when), with HTTP range requests (206 / 416).  A whole one-segment file
+    is streamed as it is decrypted; ranges, joined segments and watermarked copies
+    are built in memory first."""
     claims = await caller(request)
     watermark = request.query.get("watermark") in ("1", "true")
-    media = await services(request).recordings.media(
-        claims, request.match_info["recording_id"], watermark=watermark
-    )
-    headers = {"Accept-Ranges": "bytes", "Content-Type": "video/x-matroska"}
+    recording_id = request.match_info["recording_id"]
     wanted = request.headers.get("Range")
+    headers = {"Accept-Ranges": "bytes", "Content-Type": "video/x-matroska"}
+    recordings = services(request).recordings
+    if not wanted and not watermark:
+        segments, identity = await recordings.media_source(claims, recording_id)
+        if len(segments) == 1:
+            return await _stream(request, streamed(segments[0], identity), headers)
+        return web.Response(body=await decrypted(segments, identity), headers=headers)
+    media = await recordings.media(claims, recording_id, watermark=watermark)
     if not wanted:
         return web.Response(body=media, headers=headers)
     match = _RANGE.match(wanted.strip())
@@ -66,3 +75,21 @@ async def recording_media(request: web.Request) -> web.Response:
         raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     return web.Response(status=206, body=media[start : end + 1], headers=headers)
+
+
+async def _stream(
+    request: web.Request, chunks: AsyncIterator[bytes], headers: dict[str, str]
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    try:
+        async for chunk in chunks:
+            await response.write(chunk)
+    except OSError:
+        # Headers are sent: a failure can only cut the transfer short, which the
+        # client sees as an incomplete body (logged by the decryption).
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response

@@ -6,6 +6,10 @@ only, the audio copied)."""
 from __future__ import annotations
 
 import asyncio
+import io
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,67 @@ async def decrypted(segments: list[dict[str, Any]], identity: x25519.Identity) -
     except (OSError, pyrage.DecryptError, av.FFmpegError) as exc:
         log.error("recording_unreadable", segments=len(segments), error=repr(exc)[:300])
         raise ApiError(ErrorCode.CONFLICT, "the recording's file cannot be read") from None
+
+
+class _ToQueue(io.BufferedIOBase):
+    """Where pyrage writes plaintext (in a thread): chunks onto an asyncio queue,
+    waiting while the reader is behind; stops when the reader has gone."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[bytes | None],
+        gone: threading.Event,
+    ) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._gone = gone
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        future = asyncio.run_coroutine_threadsafe(self._queue.put(chunk), self._loop)
+        while True:
+            try:
+                future.result(timeout=0.5)
+                return len(chunk)
+            except FutureTimeout:
+                if self._gone.is_set():
+                    future.cancel()
+                    raise OSError("the download was abandoned") from None
+
+
+async def streamed(segment: dict[str, Any], identity: x25519.Identity) -> AsyncIterator[bytes]:
+    """One segment's plaintext as it is decrypted, a chunk at a time (a bounded
+    queue: memory stays small whatever the recording's size)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+    gone = threading.Event()
+    failure: list[BaseException] = []
+
+    def decrypt() -> None:
+        try:
+            with Path(segment["file"]).open("rb") as source:
+                pyrage.decrypt_io(source, _ToQueue(loop, queue, gone), [identity])
+        except BaseException as exc:  # reported to the reader below
+            failure.append(exc)
+        if not gone.is_set():
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    worker = asyncio.ensure_future(asyncio.to_thread(decrypt))
+    try:
+        while (chunk := await queue.get()) is not None:
+            yield chunk
+        if failure:
+            log.error("recording_unreadable", segments=1, error=repr(failure[0])[:300])
+            raise OSError("the recording could not be decrypted")
+    finally:
+        gone.set()
+        while not queue.empty():
+            queue.get_nowait()
+        await worker
 
 
 async def watermarked(media: bytes, who: str) -> bytes:

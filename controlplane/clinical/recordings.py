@@ -253,10 +253,10 @@ class RecordingService:
             )
         return [row_of(record).public() for record in records]
 
-    async def media(
+    async def media_source(
         self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
-    ) -> bytes:
-        """The decrypted file (watermarked on request) for a download, audited."""
+    ) -> tuple[list[dict[str, Any]], x25519.Identity]:
+        """What a download reads (the segments and the key), the download audited."""
         row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
         if row.status != "completed" or row.wrapped_key is None or not row.segments:
             raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
@@ -270,7 +270,14 @@ class RecordingService:
             row.session_id,
             details={"watermark": watermark},
         )
-        media = await decrypted(row.segments, identity)
+        return row.segments, identity
+
+    async def media(
+        self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
+    ) -> bytes:
+        """The decrypted file, its segments joined (watermarked on request)."""
+        segments, identity = await self.media_source(claims, recording_id, watermark=watermark)
+        media = await decrypted(segments, identity)
         return await watermarked(media, claims.subject) if watermark else media
 
     async def delete(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:

@@ -166,6 +166,8 @@ async def test_a_consented_recording_is_started_told_stored_downloaded_and_shred
     assert [r["recordingId"] for r in listed.body["recordings"]] == [recording_id]
     status, media, headers = await download(api, recording_id, api.token(patient, "patient"))
     assert status == 200 and media.startswith(EBML_MAGIC) and headers["Accept-Ranges"] == "bytes"
+    # Streamed as it is decrypted (no length known up front), not built in memory.
+    assert headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in headers
     status, part, headers = await download(api, recording_id, doctor_token, "bytes=4-99")
     assert (status, part, headers["Content-Range"]) == (
         206,
