@@ -102,29 +102,34 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
 
 
 def cmd_recording(args: argparse.Namespace) -> int:
-    """Decrypt a recording to a seekable Matroska file (administrators, audited)."""
+    """Decrypt a recording to a seekable Matroska file, or wrap recordings' keys
+    with the current key (administrators, audited)."""
     import getpass
 
     from controlplane.clinical.audit import Actor
-    from controlplane.clinical.field_crypto import FieldCipher
-    from controlplane.clinical.recording_export import ExportError, export_recording
+    from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
+    from controlplane.clinical.recording_export import (
+        ExportError,
+        export_recording,
+        rewrap_recordings,
+    )
 
     env = _settings_env()
     if not env.get("DATABASE_URL") or not env.get("TELEMED_DATA_KEYS"):
         print("telemed recording: DATABASE_URL / TELEMED_DATA_KEYS are not set", file=sys.stderr)
         return 2
+    actor = Actor(f"cli:{getpass.getuser()}", "admin")
     try:
-        result = asyncio.run(
-            export_recording(
-                env["DATABASE_URL"],
-                FieldCipher.from_config(env["TELEMED_DATA_KEYS"]),
-                args.recording_id,
-                Path(args.out),
-                Actor(f"cli:{getpass.getuser()}", "admin"),
+        cipher = FieldCipher.from_config(env["TELEMED_DATA_KEYS"])
+        if args.action == "rewrap":
+            job = rewrap_recordings(env["DATABASE_URL"], cipher, args.recording_ids, actor)
+        else:
+            job = export_recording(
+                env["DATABASE_URL"], cipher, args.recording_id, Path(args.out), actor
             )
-        )
-    except (ExportError, ValueError, OSError) as exc:
-        print(f"telemed recording export: {exc}", file=sys.stderr)
+        result = asyncio.run(job)
+    except (ExportError, DecryptionError, ValueError, OSError) as exc:
+        print(f"telemed recording {args.action}: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0
@@ -305,6 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = actions.add_parser("export", help="decrypt a recording to a file (audited)")
     export.add_argument("recording_id")
     export.add_argument("--out", required=True, help="the file to write (must not exist)")
+    rewrap = actions.add_parser(
+        "rewrap", help="wrap recordings' keys with the current (first) TELEMED_DATA_KEYS key"
+    )
+    rewrap.add_argument("recording_ids", nargs="*", help="only these (default: all)")
 
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")

@@ -65,6 +65,13 @@ class FieldCipher:
         sealed = self._keys[self._current].encrypt(nonce, plaintext.encode(), associated.encode())
         return bytes([_FORMAT, self._current]) + nonce + sealed
 
+    def rewrapped(self, blob: bytes, associated: str) -> bytes | None:
+        """``blob`` encrypted again with the current key, or None when it already is
+        (after a rotation, so that the old key can be retired)."""
+        if len(blob) >= 2 and blob[1] == self._current:
+            return None
+        return self.encrypt(self.decrypt(blob, associated), associated)
+
     def decrypt(self, blob: bytes, associated: str) -> str:
         if len(blob) < 2 + _NONCE + 16 or blob[0] != _FORMAT:
             raise DecryptionError("not an encrypted field")

@@ -1,4 +1,6 @@
-"""`telemed recording export`: an administrator decrypts a recording to a file.
+"""`telemed recording export`: an administrator decrypts a recording to a file;
+`telemed recording rewrap`: after a key rotation, recordings' keys are wrapped
+again with the current key-encryption key, so that the old one can be retired.
 
 The segments are decrypted and joined in memory (as for a download) and piped into
 ffmpeg, which copies the streams into a seekable Matroska file (with the duration
@@ -79,5 +81,39 @@ async def export_recording(
             details={"bytes": size},
         )
         return {"recordingId": recording_id, "file": str(out), "bytes": size}
+    finally:
+        await pool.close()
+
+
+async def rewrap_recordings(
+    database_url: str, cipher: FieldCipher, recording_ids: list[str], actor: Actor
+) -> dict[str, object]:
+    """Wrap each stored recording key (all, or ``recording_ids``) with the current
+    key; one audit entry with the count.  Keys already current are left alone."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        ids = [uuid.UUID(i) for i in recording_ids]
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT id, wrapped_key FROM recordings WHERE wrapped_key IS NOT NULL
+                   AND (cardinality($1::uuid[]) = 0 OR id = ANY($1::uuid[]))""",
+                ids,
+            )
+            rewrapped = 0
+            for row in rows:
+                blob = cipher.rewrapped(bytes(row["wrapped_key"]), f"recording:{row['id']}")
+                if blob is None:
+                    continue
+                await conn.execute(
+                    "UPDATE recordings SET wrapped_key = $2 WHERE id = $1", row["id"], blob
+                )
+                rewrapped += 1
+        await AuditLog(pool).record(
+            actor,
+            "recording.rewrap",
+            resource_type="recording",
+            details={"rewrapped": rewrapped, "checked": len(rows)},
+        )
+        return {"rewrapped": rewrapped, "checked": len(rows)}
     finally:
         await pool.close()

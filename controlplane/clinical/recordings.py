@@ -30,7 +30,7 @@ from pyrage import x25519
 from controlplane.auth import ApiClaims
 from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
-from controlplane.clinical.field_crypto import FieldCipher
+from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
 from controlplane.clinical.recording_media import decrypted, watermarked
 from controlplane.clinical.recording_rows import RecordingRow, completed_columns, row_of
 from controlplane.clinical.session_access import Rule, SessionAccess, actor_of
@@ -260,9 +260,15 @@ class RecordingService:
         row, _ = await self._visible(claims, recording_id, "recording.download", _may_watch)
         if row.status != "completed" or row.wrapped_key is None or not row.segments:
             raise ApiError(ErrorCode.CONFLICT, f"the recording is {row.status}")
-        identity = x25519.Identity.from_str(
-            self._cipher.decrypt(row.wrapped_key, f"recording:{row.id}")
-        )
+        try:
+            identity = x25519.Identity.from_str(
+                self._cipher.decrypt(row.wrapped_key, f"recording:{row.id}")
+            )
+        except DecryptionError:
+            log.error("recording_key_unwrap_failed", recording_id=row.id)
+            raise ApiError(
+                ErrorCode.CONFLICT, "the recording's key cannot be opened with the configured keys"
+            ) from None
         await self._note(
             actor_of(claims),
             "recording.download",

@@ -19,6 +19,7 @@ import av
 import pytest
 import socketio
 
+from controlplane.clinical.field_crypto import FieldCipher
 from telemed_client import MediaPeer, share_screen
 from tests.conftest import Stack, start_call
 from tests.fault_injection import children_named
@@ -459,3 +460,62 @@ async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
     assert sorted(s["codec_type"] for s in info["streams"]) == ["audio"] * 2 + ["video"] * 3
     screen = [p for p in info["packets"] if p["stream_index"] == 4]
     assert len(screen) >= 15 * 3 * 0.8  # about 4 s shared at 15 fps
+
+
+def rewrap(stack: Stack, keys: str, recording_id: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "recording", "rewrap", recording_id],
+        env={**os.environ, **stack.control_plane_env(TELEMED_DATA_KEYS=keys)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_a_key_rotation_keeps_recordings_readable_then_retires_the_old_key(
+    stack: Stack, api: Api, peers: list[MediaPeer], instance
+) -> None:
+    """A recording's key is wrapped by the first of TELEMED_DATA_KEYS.  A new key
+    put first: the recording still opens (the old key unwraps); `telemed recording
+    rewrap` wraps it with the new key; then a control plane with only the new key
+    opens it, and one with only the old key cannot (a clear CONFLICT)."""
+    session_id, physician, *_ = await live_call(
+        stack, api, peers, ("teleconsultation", "recording")
+    )
+    token = api.token(physician, "physician")
+    started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
+    assert started.status == 200, started.body
+    recording_id = started.body["recordingId"]
+    await asyncio.sleep(3)
+    stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
+    assert stopped.status == 200, stopped.body
+    status, original, _ = await download(api, recording_id, token)
+    assert status == 200
+
+    old = stack.control_plane_env()["TELEMED_DATA_KEYS"]
+    new = FieldCipher.generate_spec(key_id=77)
+
+    async def fetch(url: str) -> tuple[int, bytes]:
+        async with api.http.get(
+            f"{url}/api/telemedicine/recording/{recording_id}/media",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            return response.status, await response.read()
+
+    rotated = instance(TELEMED_DATA_KEYS=f"{new},{old}")
+    assert await fetch(rotated.url) == (200, original)
+    done = await asyncio.to_thread(rewrap, stack, f"{new},{old}", recording_id)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"rewrapped": 1, "checked": 1}
+    key_id = stack.psql(
+        f"SELECT get_byte(wrapped_key, 1) FROM recordings WHERE id = '{recording_id}'"
+    )
+    assert key_id == "77"
+    again = await asyncio.to_thread(rewrap, stack, f"{new},{old}", recording_id)
+    assert json.loads(again.stdout) == {"rewrapped": 0, "checked": 1}
+
+    only_new = instance(TELEMED_DATA_KEYS=new)
+    assert await fetch(only_new.url) == (200, original)
+    status, body = await fetch(stack.url)  # the old key alone
+    assert status == 409 and b"configured keys" in body
