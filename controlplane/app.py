@@ -37,6 +37,7 @@ from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.session_access import SessionAccess
+from controlplane.clinical.session_participants import SessionParticipants
 from controlplane.clinical.session_store import SessionStore
 from controlplane.clinical.sessions import SessionService
 from controlplane.config import Settings
@@ -134,6 +135,7 @@ async def create_app(settings: Settings) -> web.Application:
         on_first_media=lambda call_type, seconds: metrics.join_to_media.labels(call_type).observe(
             seconds
         ),
+        patients_wait=settings.patients_waiting(),
     )
 
     # recordings
@@ -225,6 +227,17 @@ async def create_app(settings: Settings) -> web.Application:
             sessions=SessionService(pool, store, access, audit, licences, consents, cipher),
             lifecycle=lifecycle,
             room_tokens=RoomTokens(store, audit, tokens, ttl=settings.room_token_ttl),
+            participants=SessionParticipants(
+                store,
+                access,
+                audit,
+                licences,
+                consents,
+                tokens,
+                media.waiting_room,
+                token_ttl=settings.room_token_ttl,
+                max_participants=settings.max_peers_per_room,
+            ),
             records=ClinicalRecords(pool, access, audit, cipher),
             recordings=recordings,
             consent=ConsentService(consents, audit, lifecycle, recordings),

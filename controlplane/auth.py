@@ -21,9 +21,20 @@ from controlplane.media.profiles import CALL_TYPES
 from schemas.errors import ApiError, ErrorCode
 from schemas.ids import is_valid_id
 
-ROLES = ("physician", "patient", "coordinator", "admin")
+ROLES = (
+    "physician",
+    "patient",
+    "coordinator",
+    "admin",
+    "nurse",
+    "specialist",
+    "interpreter",
+    "companion",
+)
+# Who treats: may admit from the waiting room; licence-checked when added.
+CLINICIAN_ROLES = frozenset({"physician", "nurse", "specialist"})
 # Roles that act as clinical or administrative staff and must have used MFA.
-MFA_ROLES = frozenset({"physician", "coordinator", "admin"})
+MFA_ROLES = frozenset({"physician", "nurse", "specialist", "coordinator", "admin"})
 # Staff act for one clinic: their API tokens must name it (claim ``clinic``).
 CLINIC_ROLES = frozenset({"coordinator", "admin"})
 _ALGORITHM = "HS256"

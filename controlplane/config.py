@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from controlplane.clinical.field_crypto import FieldCipher, WeakKeyError
 from controlplane.clinical.recording_retention import parse_retention
+from controlplane.clinical.session_types import SESSION_TYPES
 from controlplane.edge.rate_limits import RateLimitConfig, trusted_networks
 
 _WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "dist"
@@ -71,6 +72,20 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _waiting_types(items: tuple[str, ...]) -> frozenset[str]:
+    if items in ((), ("none",)):
+        return frozenset()
+    if items == ("default",):
+        return frozenset(SESSION_TYPES) - {"emergency"}
+    unknown = sorted(set(items) - set(SESSION_TYPES))
+    if unknown:
+        raise ConfigError(
+            f"TELEMED_WAITING_ROOM_TYPES: unknown session types {unknown} "
+            f"(known: {', '.join(SESSION_TYPES)}; or default, none)"
+        )
+    return frozenset(items)
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -138,6 +153,9 @@ class Settings:
     # How long recordings are kept per session type (clinical/recording_retention.py)
     # and how often the shredding job runs (seconds).
     recording_retention: str = ""
+    # Session types whose patient waits to be admitted ("default": all but
+    # emergency; "none": none); companions and interpreters always wait.
+    waiting_room_types: tuple[str, ...] = ("default",)
     # Clinics whose emergencies record automatically (with recording consent); "*": all.
     auto_record_clinics: tuple[str, ...] = ()
     retention_interval: float = 3600.0
@@ -203,6 +221,7 @@ class Settings:
             cors_origins=_items(env, "TELEMED_CORS_ORIGINS"),
             recording_retention=env.get("TELEMED_RECORDING_RETENTION", ""),
             auto_record_clinics=_items(env, "TELEMED_AUTO_RECORD_CLINICS"),
+            waiting_room_types=_items(env, "TELEMED_WAITING_ROOM_TYPES", "default"),
             retention_interval=_float(env, "TELEMED_RETENTION_INTERVAL", 3600.0),
             oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
             oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),
@@ -223,6 +242,10 @@ class Settings:
         """Browser origins allowed on Socket.IO: the public URL's, and TELEMED_CORS_ORIGINS."""
         public = urlsplit(self.public_url)
         return (f"{public.scheme}://{public.netloc}", *self.cors_origins)
+
+    def patients_waiting(self) -> frozenset[str]:
+        """The session types whose patient waits in the waiting room."""
+        return _waiting_types(self.waiting_room_types)
 
     def max_duration_overrides(self) -> dict[str, int]:
         overrides: dict[str, int] = {}
@@ -262,6 +285,7 @@ class Settings:
             parse_retention(self.recording_retention)
         except ValueError as exc:
             raise ConfigError(f"TELEMED_RECORDING_RETENTION: {exc}") from None
+        self.patients_waiting()
         if self.retention_interval < 1:
             raise ConfigError("TELEMED_RETENTION_INTERVAL must be at least 1 second")
         if self.oidc_jwks_url:

@@ -183,3 +183,30 @@ class RecordingSchema(Schema):
     sha256 = fields.String(allow_none=True)
     tracks = fields.List(fields.Dict())
     stopReason = fields.String(allow_none=True)
+    segments = fields.List(fields.Dict())
+
+
+ADDABLE_ROLES = ("physician", "nurse", "specialist", "interpreter", "companion")
+
+
+class ParticipantAddSchema(_Strict):
+    participantId = fields.String(required=True, validate=_ID)
+    role = fields.String(required=True, validate=validate.OneOf(ADDABLE_ROLES))
+    # How an invited interpreter or companion is shown in the room (not stored).
+    displayName = fields.String(load_default="", validate=validate.Length(max=80))
+
+
+class ParticipantSchema(Schema):
+    participantId = fields.String()
+    role = fields.String()
+    addedBy = fields.String(allow_none=True)
+    addedAt = fields.String()
+
+
+class ParticipantAddedSchema(ParticipantSchema):
+    # For an interpreter or companion (no account of their own): their room token.
+    roomToken = fields.Nested(RoomTokenSchema, allow_none=True)
+
+
+class ParticipantListSchema(Schema):
+    participants = fields.List(fields.Nested(ParticipantSchema))

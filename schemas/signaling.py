@@ -147,6 +147,17 @@ class ConsumerIdSchema(_Strict):
     consumerId = _uuid()
 
 
+class PeerIdSchema(_Strict):
+    """A clinician's decision on a participant of the room (the waiting room)."""
+
+    peerId = fields.String(required=True, validate=validate.Regexp(ID_PATTERN, error="invalid id"))
+
+
+class RemoveParticipantSchema(PeerIdSchema):
+    # "waiting": back to the waiting room; "out": out of the consultation.
+    to = fields.String(load_default="out", validate=validate.OneOf(("waiting", "out")))
+
+
 class TransportIdSchema(_Strict):
     transportId = _uuid()
 

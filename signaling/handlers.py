@@ -115,6 +115,22 @@ async def leave(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.membership.leave(sid, reason="left")
 
 
+@event("admitParticipant", s.PeerIdSchema)
+async def admit_participant(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.media.waiting_room.decide(sid, p["peerId"], "admit")
+
+
+@event("denyParticipant", s.PeerIdSchema)
+async def deny_participant(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.media.waiting_room.decide(sid, p["peerId"], "deny")
+
+
+@event("removeParticipant", s.RemoveParticipantSchema)
+async def remove_participant(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    decision = "toWaiting" if p["to"] == "waiting" else "remove"
+    return await ctx.media.waiting_room.decide(sid, p["peerId"], decision)
+
+
 @event("reportStats", s.StatsReportSchema)
 async def report_stats(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.client_stats.record(sid, p)

@@ -120,6 +120,10 @@ class MediaPeer(IceControls):
         self.record_event(event, data)
         if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
             self.in_background(self._consume_quietly(data.get("producerId")))
+        elif event == "admission":  # let in from the waiting room: receive the room
+            self.join_info["admission"] = data
+            if data.get("state") == "in_call" and self.auto_consume and self.recv_transport:
+                self.in_background(self._consume_quietly(None))
         elif event == "consumerClosed":
             await self.drop_consumer(str(data.get("consumerId")))
 
@@ -244,6 +248,8 @@ class MediaPeer(IceControls):
         transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
         self.recv_transport = transport
         self._wire_connect(transport)
+        if self.join_info.get("admission", {}).get("state") == "waiting":
+            return []  # nothing to receive until a clinician lets us in
         return await self.consume()
 
     async def consume(self, producer_id: str | None = None) -> list[ReceivedTrack]:

@@ -82,7 +82,10 @@ class Resumer:
         live = {item["id"] for item in ack["consumers"]}
         for consumer_id in [cid for cid in peer.consumers if cid not in live]:
             await peer.drop_consumer(consumer_id)
-        if peer.recv_transport is not None and peer.auto_consume:
+        if "admission" in ack:
+            peer.join_info["admission"] = ack["admission"]
+        waiting = ack.get("admission", {}).get("state") == "waiting"
+        if peer.recv_transport is not None and peer.auto_consume and not waiting:
             await peer.consume()
         peer.record_event("resumed", ack)
 

@@ -197,11 +197,14 @@ def _control_plane_env(
     data_keys: str,
     **overrides: str,
 ) -> dict[str, str]:
-    # A short resume window, so tests see participants that dropped out go.
+    # A short resume window, so tests see participants that dropped out go.  The
+    # shared control plane lets patients straight in (the calls of most tests);
+    # the waiting-room tests run control planes with the default policy.
     settings = {
         "TELEMED_LOG_FORMAT": "json",
         "SFU_RPC_TIMEOUT": "5",
         "TELEMED_RESUME_WINDOW": "3",
+        "TELEMED_WAITING_ROOM_TYPES": "none",
         **overrides,
     }
     return ls.control_plane_env(

@@ -19,6 +19,7 @@ from controlplane.clinical.lifecycle import SessionLifecycle
 from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
+from controlplane.clinical.session_participants import SessionParticipants
 from controlplane.clinical.sessions import SessionService
 from controlplane.edge.rate_limits import LOCAL, IpNetwork, RateLimited, RateLimits, client_address
 from controlplane.telemetry.metrics import Metrics
@@ -35,6 +36,7 @@ class ApiServices:
     sessions: SessionService
     lifecycle: SessionLifecycle
     room_tokens: RoomTokens
+    participants: SessionParticipants
     records: ClinicalRecords
     recordings: RecordingService
     consent: ConsentService

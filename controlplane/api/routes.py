@@ -11,7 +11,15 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema
 
-from controlplane.api import admin, consent, health, metrics, recordings, sessions
+from controlplane.api import (
+    admin,
+    consent,
+    health,
+    metrics,
+    participants,
+    recordings,
+    sessions,
+)
 from controlplane.api.context import SERVICES, ApiServices
 from controlplane.api.errors import PREFIX
 from schemas import rest as r
@@ -46,6 +54,30 @@ ROUTES: list[Route] = [
         "End a session and close its room",
     ),
     ("GET", "session/{session_id}", sessions.session_get, None, r.SessionSchema, "Read a session"),
+    (
+        "GET",
+        "session/{session_id}/participants",
+        participants.participants_list,
+        None,
+        r.ParticipantListSchema,
+        "A session's participants and their roles",
+    ),
+    (
+        "POST",
+        "session/{session_id}/participants",
+        participants.participant_add,
+        r.ParticipantAddSchema,
+        r.ParticipantAddedSchema,
+        "Add a clinician, interpreter or companion (an invitee's room token in the answer)",
+    ),
+    (
+        "DELETE",
+        "session/{session_id}/participants/{participant_id}",
+        participants.participant_remove,
+        None,
+        None,
+        "Remove a participant (put out of the room at once)",
+    ),
     (
         "POST",
         "recording/start",

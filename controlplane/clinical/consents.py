@@ -10,7 +10,8 @@ import asyncpg
 from controlplane.clinical.audit import Actor, AuditLog
 from schemas.errors import ApiError, ErrorCode
 
-PURPOSES = ("teleconsultation", "recording", "data_sharing")
+# companion: a family member or carer may join the patient's consultations.
+PURPOSES = ("teleconsultation", "recording", "data_sharing", "companion")
 
 
 class ConsentStore:

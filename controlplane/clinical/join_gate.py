@@ -75,3 +75,16 @@ class SessionJoinGate:
             resource_id=room_id,
             session_id=await self._store.id_for_room(room_id),
         )
+
+    async def record_admission(
+        self, room_id: str, actor_id: str, actor_role: str, participant_id: str, state: str
+    ) -> None:
+        """A waiting-room change (a clinician's decision, or the policy's)."""
+        await self._audit.record(
+            Actor(actor_id, actor_role),
+            f"room.admission.{state}",
+            resource_type="room",
+            resource_id=room_id,
+            session_id=await self._store.id_for_room(room_id),
+            details={"participant": participant_id},
+        )

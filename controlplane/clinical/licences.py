@@ -99,15 +99,16 @@ class PostgresLicenceRegistry:
         return (row["crm"], row["uf"]) if row is not None else None
 
 
-def licence_problem(licence: Licence | None, specialty: str) -> str | None:
-    """Why a licence does not allow this teleconsultation, or None when it does."""
+def licence_problem(licence: Licence | None, specialty: str | None) -> str | None:
+    """Why a licence does not allow this teleconsultation, or None when it does
+    (``specialty`` None: any specialty, e.g. a nurse or a consulted specialist)."""
     if licence is None:
         return "no licence on record for this CRM"
     if licence.status != "active":
         return f"licence is {licence.status}"
     if not licence.telemedicine_authorized:
         return "licence is not authorised for telemedicine"
-    if specialty not in licence.specialties:
+    if specialty is not None and specialty not in licence.specialties:
         return "specialty does not match the licence"
     return None
 
@@ -121,7 +122,12 @@ class LicenceGate:
         self._audit = audit
 
     async def require(
-        self, actor: Actor, physician_id: str, specialty: str, action: str, session_id: str | None
+        self,
+        actor: Actor,
+        physician_id: str,
+        specialty: str | None,
+        action: str,
+        session_id: str | None,
     ) -> None:
         crm = await self._registry.clinician_crm(physician_id)
         problem = (

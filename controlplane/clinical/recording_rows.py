@@ -5,11 +5,14 @@ sfu_worker/src/recorder.js for why."""
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+
+from schemas.errors import ApiError, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,39 @@ def completed_columns(result: dict[str, Any], reason: str) -> dict[str, Any]:
         "tracks": json.dumps(list(tracks.values())),
         "stop_reason": reason,
     }
+
+
+class RecordingRows:
+    """Reads and updates of the ``recordings`` table."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def find(self, recording_id: str) -> RecordingRow | None:
+        async with self._pool.acquire() as conn:
+            record = await conn.fetchrow(
+                "SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id)
+            )
+        return row_of(record) if record is not None else None
+
+    async def load(self, recording_id: str) -> RecordingRow:
+        row = await self.find(recording_id)
+        if row is None:
+            raise ApiError(ErrorCode.NOT_FOUND, "recording not found")
+        return row
+
+    async def set(
+        self, recording_id: str, *, while_recording: bool = False, **columns: Any
+    ) -> str | None:
+        """Update a recording (only if it still records, ``while_recording``); its
+        session id, None when no row changed."""
+        names = list(columns)
+        assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
+        live = " AND status = 'recording'" if while_recording else ""
+        async with self._pool.acquire() as conn:
+            session_id = await conn.fetchval(
+                f"UPDATE recordings SET {assignments} WHERE id = $1{live} RETURNING session_id",
+                uuid.UUID(recording_id),
+                *columns.values(),
+            )
+        return str(session_id) if session_id is not None else None

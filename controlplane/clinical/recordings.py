@@ -32,7 +32,12 @@ from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
 from controlplane.clinical.recording_media import decrypted, watermarked
-from controlplane.clinical.recording_rows import RecordingRow, completed_columns, row_of
+from controlplane.clinical.recording_rows import (
+    RecordingRow,
+    RecordingRows,
+    completed_columns,
+    row_of,
+)
 from controlplane.clinical.session_access import Rule, SessionAccess, actor_of
 from controlplane.clinical.session_store import SessionRow
 from schemas.errors import ApiError, ErrorCode
@@ -80,6 +85,7 @@ class RecordingService:
         recorder: RoomRecorder,
     ) -> None:
         self._pool = pool
+        self._rows = RecordingRows(pool)
         self._access = access
         self._consents = consents
         self._audit = audit
@@ -131,13 +137,15 @@ class RecordingService:
                 session.room_id, recording_id, str(identity.to_public())
             )
         except ApiError as exc:
-            await self._set(recording_id, status="failed", failure=exc.message, wrapped_key=None)
+            await self._rows.set(
+                recording_id, status="failed", failure=exc.message, wrapped_key=None
+            )
             raise
-        await self._set(recording_id, node_id=node_id, tracks=json.dumps(streams))
+        await self._rows.set(recording_id, node_id=node_id, tracks=json.dumps(streams))
         await self._note(
             actor, "recording.start", recording_id, session_id, details={"tracks": len(streams)}
         )
-        return (await self._load(recording_id)).public()
+        return (await self._rows.load(recording_id)).public()
 
     async def stop(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
         row, session = await self._visible(claims, recording_id, "recording.stop", _may_record)
@@ -153,9 +161,9 @@ class RecordingService:
         except ApiError as exc:
             await self.mark_failed(row.id, exc.message)
             raise
-        await self._set(row.id, **completed_columns(result, reason))
+        await self._rows.set(row.id, **completed_columns(result, reason))
         await self._note_stop(actor, row.id, row.session_id, reason, result)
-        return (await self._load(row.id)).public()
+        return (await self._rows.load(row.id)).public()
 
     async def completed_by_node(self, result: dict[str, Any]) -> str | None:
         """The SFU node completed a recording as it shut down (``recording.stopped``):
@@ -166,7 +174,7 @@ class RecordingService:
             return None
         reason = str(result.get("reason") or "node_shutdown")
         columns = completed_columns(result, reason)
-        session_id = await self._set(recording_id, while_recording=True, **columns)
+        session_id = await self._rows.set(recording_id, while_recording=True, **columns)
         if session_id is None:
             return None
         await self._note_stop(SYSTEM, recording_id, str(session_id), reason, result)
@@ -190,7 +198,7 @@ class RecordingService:
             )
         stopped = []
         for record in ids:
-            row = await self._load(str(record["id"]))
+            row = await self._rows.load(str(record["id"]))
             session = await self._access.session(row.session_id)
             if session is None:
                 continue
@@ -221,7 +229,7 @@ class RecordingService:
         if not is_uuid(recording_id):
             return None
         # Every control plane hears the node's notice: one of them acts on it.
-        session_id = await self._set(
+        session_id = await self._rows.set(
             recording_id, while_recording=True, status="failed", failure=reason[:500]
         )
         if session_id is None:
@@ -291,11 +299,11 @@ class RecordingService:
         row, session = await self._visible(claims, recording_id, "recording.delete", _may_record)
         if row.status == "recording":
             await self._stop(actor_of(claims), row, session, "deleted")
-        await self._set(recording_id, status="deleted", wrapped_key=None)
+        await self._rows.set(recording_id, status="deleted", wrapped_key=None)
         for file in row.files:
             await asyncio.to_thread(Path(file).unlink, missing_ok=True)
         await self._note(actor_of(claims), "recording.delete", recording_id, row.session_id)
-        return (await self._load(recording_id)).public()
+        return (await self._rows.load(recording_id)).public()
 
     # ---- store ----------------------------------------------------------------------
 
@@ -333,7 +341,7 @@ class RecordingService:
     async def _visible(
         self, claims: ApiClaims, recording_id: str, action: str, rule: Rule
     ) -> tuple[RecordingRow, SessionRow]:
-        row = await self._find(recording_id) if is_uuid(recording_id) else None
+        row = await self._rows.find(recording_id) if is_uuid(recording_id) else None
         if row is None:
             raise await self._audit.deny(
                 actor_of(claims),
@@ -346,32 +354,3 @@ class RecordingService:
         message = _ONLY_RECORDERS if rule is _may_record else _ONLY_WATCHERS
         session = await self._access.guarded(claims, row.session_id, action, rule, message)
         return row, session
-
-    async def _find(self, recording_id: str) -> RecordingRow | None:
-        async with self._pool.acquire() as conn:
-            record = await conn.fetchrow(
-                "SELECT * FROM recordings WHERE id = $1", uuid.UUID(recording_id)
-            )
-        return row_of(record) if record is not None else None
-
-    async def _load(self, recording_id: str) -> RecordingRow:
-        row = await self._find(recording_id)
-        if row is None:
-            raise ApiError(ErrorCode.NOT_FOUND, "recording not found")
-        return row
-
-    async def _set(
-        self, recording_id: str, *, while_recording: bool = False, **columns: Any
-    ) -> str | None:
-        """Update a recording (only if it still records, ``while_recording``); its
-        session id, None when no row changed."""
-        names = list(columns)
-        assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
-        live = " AND status = 'recording'" if while_recording else ""
-        async with self._pool.acquire() as conn:
-            session_id = await conn.fetchval(
-                f"UPDATE recordings SET {assignments} WHERE id = $1{live} RETURNING session_id",
-                uuid.UUID(recording_id),
-                *columns.values(),
-            )
-        return str(session_id) if session_id is not None else None

@@ -172,6 +172,45 @@ class SessionStore:
             [(session.id, participant, role) for participant, role in participants],
         )
 
+    async def add_participant(
+        self, session_id: str, participant_id: str, role: str, added_by: str
+    ) -> bool:
+        """False when the participant is in the session already (in any role)."""
+        added = await self._pool.fetchval(
+            """INSERT INTO session_participants (session_id, participant_id, role, added_by)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING participant_id""",
+            uuid.UUID(session_id),
+            participant_id,
+            role,
+            added_by,
+        )
+        return added is not None
+
+    async def remove_participant(self, session_id: str, participant_id: str) -> bool:
+        removed = await self._pool.fetchval(
+            """DELETE FROM session_participants WHERE session_id = $1 AND participant_id = $2
+               RETURNING participant_id""",
+            uuid.UUID(session_id),
+            participant_id,
+        )
+        return removed is not None
+
+    async def participant_list(self, session_id: str) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT participant_id, role, added_by, added_at FROM session_participants
+               WHERE session_id = $1 ORDER BY added_at, participant_id""",
+            uuid.UUID(session_id),
+        )
+        return [
+            {
+                "participantId": r["participant_id"],
+                "role": r["role"],
+                "addedBy": r["added_by"],
+                "addedAt": r["added_at"].isoformat(),
+            }
+            for r in rows
+        ]
+
     async def activate(self, session_id: str, conn: asyncpg.Connection) -> bool:
         """scheduled -> active (licence and consent were just checked); False if not scheduled."""
         updated = await conn.fetchval(

@@ -31,6 +31,10 @@ class Consumers:
         if not recv:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "create a receive transport first")
         transport_id = recv[-1]
+        if participant.participant_id in await self._state.waiting_ids(participant.room_id):
+            raise ApiError(
+                ErrorCode.NOT_ADMITTED, "you are in the waiting room: a clinician will let you in"
+            )
         room, client = await self._routers.of(participant)
         candidates = [
             p

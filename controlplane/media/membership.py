@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from controlplane.auth import RoomClaims
+from controlplane.media.admission import WAITING
 from controlplane.media.participants import LocalParticipants, Participant, participant_record
 from controlplane.media.ports import JoinGate, Notifier
 from controlplane.media.presence import Presence
@@ -28,6 +29,7 @@ from controlplane.media.room_state import (
     producer_payload,
 )
 from controlplane.media.routers import RoomRouters
+from controlplane.media.waiting_room import WaitingRoom
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -45,6 +47,7 @@ class Membership:
         notifier: Notifier,
         join_gate: JoinGate,
         presence: Presence,
+        waiting_room: WaitingRoom,
         *,
         instance_id: str,
         max_peers_per_room: int,
@@ -58,6 +61,7 @@ class Membership:
         self._instance_id = instance_id
         self._max_peers_per_room = max_peers_per_room
         self.departure_listeners: list[DepartureListener] = []
+        self.waiting_room = waiting_room
 
     async def join(self, sid: str, claims: RoomClaims, room_id: str) -> dict[str, Any]:
         if room_id != claims.room_id:
@@ -84,6 +88,8 @@ class Membership:
                 raise ApiError(ErrorCode.ROOM_FULL, "the consultation room is full")
             if replaced is not None:
                 await self._evict(room, replaced)
+            admission = await self.waiting_room.arrive(room_id, claims, call_type)
+            waiting = admission.state == WAITING
             resume_token, resume_hash = new_credential(1)
             participant = Participant(
                 sid=sid,
@@ -97,28 +103,26 @@ class Membership:
             )
             await self._presence.attach(room_id, claims.participant_id)
             self._participants.add(participant)
-            others = [
-                p
-                for p in await self._state.participants(room_id)
-                if p.peerId != claims.participant_id
-            ]
-            producers = [
-                p
-                for p in await self._state.producers_in_room(room_id)
-                if p.peerId != claims.participant_id
-            ]
-            recording = await self._state.recording_of(room_id)
-        await self._notifier.enter_room(sid, room_id)
-        await self._notifier.to_room(
-            room_id,
-            "peerJoined",
-            {
-                "peerId": claims.participant_id,
-                "role": claims.role,
-                "displayName": claims.display_name,
-            },
-            skip_sid=sid,
-        )
+            # A waiting participant sees nobody, and nobody sees it (waiting_room.py).
+            hidden = await self._state.waiting_ids(room_id) | {claims.participant_id}
+            others = [] if waiting else await self._state.participants(room_id)
+            others = [p for p in others if p.peerId not in hidden]
+            producers = [] if waiting else await self._state.producers_in_room(room_id)
+            producers = [p for p in producers if p.peerId != claims.participant_id]
+            recording = None if waiting else await self._state.recording_of(room_id)
+        if not waiting:
+            await self._notifier.enter_room(sid, room_id)
+            await self._notifier.to_room(
+                room_id,
+                "peerJoined",
+                {
+                    "peerId": claims.participant_id,
+                    "role": claims.role,
+                    "displayName": claims.display_name,
+                },
+                skip_sid=sid,
+            )
+        admission_news = await self.waiting_room.joined(sid, room_id, admission)
         log.info(
             "peer_joined",
             room_id=room_id,
@@ -142,6 +146,7 @@ class Membership:
             "recording": {"recordingId": recording} if recording else None,
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
+            **admission_news,
         }
 
     async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
@@ -178,7 +183,7 @@ class Membership:
         """Remove a participant whose record still belongs to connection ``sid`` (``""``:
         one that is disconnected): close its media, tell the room, audit; the room
         goes when its last participant does.  False if it was not there (any more)."""
-        closed_room = False
+        closed_room = unseen = False
         producers: list[ProducerRecord] = []
         async with self._state.room_lock(room_id):
             current = await self._state.get_participant(room_id, participant_id)
@@ -189,6 +194,8 @@ class Membership:
             ):
                 return False  # dropped again after a resume: a new window runs
             room = await self._state.get_room(room_id)
+            # Nobody saw a waiting participant arrive: nobody hears it go.
+            unseen = participant_id in await self._state.waiting_ids(room_id)
             if room is not None:
                 producers = await self._state.producers_of(room_id, participant_id)
                 await self._routers.close_participant_media(room, participant_id)
@@ -197,15 +204,16 @@ class Membership:
                 await self._routers.close(room)
                 closed_room = True
         await self._presence.forget(room_id, participant_id, current.instance)
-        for producer in producers:
+        for producer in [] if unseen else producers:
             await self._notifier.to_room(
                 room_id,
                 "producerClosed",
                 {"peerId": participant_id, "producerId": producer.producerId},
             )
-        await self._notifier.to_room(
-            room_id, "peerLeft", {"peerId": participant_id, "reason": reason}
-        )
+        if not unseen:
+            await self._notifier.to_room(
+                room_id, "peerLeft", {"peerId": participant_id, "reason": reason}
+            )
         log.info(
             "peer_left",
             room_id=room_id,

@@ -35,3 +35,7 @@ class JoinGate(Protocol):
     async def record_refusal(
         self, room_id: str, participant_id: str, role: str, event: str, code: str
     ) -> None: ...
+
+    async def record_admission(
+        self, room_id: str, actor_id: str, actor_role: str, participant_id: str, state: str
+    ) -> None: ...

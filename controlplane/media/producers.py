@@ -70,11 +70,14 @@ class Producers:
             paused=payload["paused"],
         )
         await self._state.add_producer(room.roomId, record)
-        await self._notifier.to_room(
-            room.roomId, "newProducer", producer_payload(record), skip_sid=sid
-        )
-        for listener in self.listeners:
-            listener(room.roomId)
+        # From the waiting room, it sends for its own checks only: the room is told
+        # when the participant is let in (waiting_room.py).
+        if participant.participant_id not in await self._state.waiting_ids(room.roomId):
+            await self._notifier.to_room(
+                room.roomId, "newProducer", producer_payload(record), skip_sid=sid
+            )
+            for listener in self.listeners:
+                listener(room.roomId)
         log.info(
             "producer_created",
             room_id=room.roomId,

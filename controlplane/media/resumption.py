@@ -24,6 +24,7 @@ from controlplane.media.presence import Presence
 from controlplane.media.profiles import profile_for
 from controlplane.media.resume_credentials import matches, new_credential
 from controlplane.media.room_state import RoomRecord, RoomState, producer_payload
+from controlplane.media.waiting_room import WaitingRoom
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -37,12 +38,14 @@ class Resumption:
         presence: Presence,
         notifier: Notifier,
         ice_servers: IceServers,
+        waiting_room: WaitingRoom,
     ) -> None:
         self._participants = participants
         self._state = state
         self._presence = presence
         self._notifier = notifier
         self._ice_servers = ice_servers
+        self._waiting_room = waiting_room
 
     async def suspend(self, sid: str, reason: str) -> bool:
         """The connection ``sid`` dropped: keep its participant's media for the window."""
@@ -131,18 +134,30 @@ class Resumption:
             if record.instance != self._presence.instance_id:
                 await self._presence.forget(room_id, participant_id, record.instance)
             await self._presence.attach(room_id, participant_id)
+            # A waiting participant who comes back still waits, seeing nobody.
+            waiting = await self._waiting_room.is_waiting(room_id, participant_id)
             summary = await self._adopt(
-                sid, claims, room, epoch=epoch, resume_hash=resume_hash, joined_at=record.joinedAt
+                sid,
+                claims,
+                room,
+                epoch=epoch,
+                resume_hash=resume_hash,
+                joined_at=record.joinedAt,
+                waiting=waiting,
             )
         if record.sid and record.sid != sid:
             # The old connection still looked alive (the client noticed first).
             self._participants.remove(record.sid)
             await self._notifier.leave_room(record.sid, room_id)
             await self._notifier.disconnect(record.sid)
-        await self._notifier.enter_room(sid, room_id)
-        await self._notifier.to_room(
-            room_id, "peerReconnected", {"peerId": participant_id}, skip_sid=sid
-        )
+        if not waiting:
+            await self._notifier.enter_room(sid, room_id)
+            await self._notifier.to_room(
+                room_id, "peerReconnected", {"peerId": participant_id}, skip_sid=sid
+            )
+        admission = await self._waiting_room.current(room_id, participant_id)
+        if admission is not None:
+            summary.update(await self._waiting_room.joined(sid, room_id, admission))
         log.info("peer_resumed", room_id=room_id, participant_id=participant_id, epoch=epoch)
         return {
             "roomId": room_id,
@@ -167,6 +182,7 @@ class Resumption:
         epoch: int,
         resume_hash: str,
         joined_at: float,
+        waiting: bool,
     ) -> dict[str, Any]:
         """Rebuild the participant on this instance from Redis, and summarise what
         it may have missed: who is there, what they send, what it still receives."""
@@ -188,10 +204,11 @@ class Resumption:
         for mine in own:
             self._participants.add_producer(participant, mine.producerId, mine.source, mine.kind)
             participant.set_paused(mine.producerId, mine.paused)
-        others = [p for p in await self._state.participants(room_id) if p.peerId != participant_id]
-        producers = [
-            p for p in await self._state.producers_in_room(room_id) if p.peerId != participant_id
-        ]
+        hidden = await self._state.waiting_ids(room_id) | {participant_id}
+        others = [] if waiting else await self._state.participants(room_id)
+        others = [p for p in others if p.peerId not in hidden]
+        producers = [] if waiting else await self._state.producers_in_room(room_id)
+        producers = [p for p in producers if p.peerId != participant_id]
         live = {p.producerId: p for p in producers}
         consumers = []
         for consumer in await self._state.consumers_of(room_id, participant_id):

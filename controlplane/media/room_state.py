@@ -17,10 +17,11 @@ stay on one Redis Cluster slot:
   telemed:room:{R}:producers           hash  producerId -> peer id (room-wide index)
   telemed:sfu:node:N:rooms             set   room ids placed on node N
   telemed:router:X                     string room id of router X
+  telemed:room:{R}:waiting / :admission / :banned   the waiting room (admission.py)
 
 The record classes keep the stored field names (camelCase, ``peerId`` as on the
-wire); the Python code calls a peer a participant.  Everything of a room is
-deleted when its last participant leaves.
+wire); the Python code calls a peer a participant.  Everything of a room but its
+waiting room is deleted when its last participant leaves.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def _participants_key(room_id: str) -> str:
 
 def participant_key(room_id: str, participant_id: str) -> str:
     return f"{room_key(room_id)}:peer:{participant_id}"
+
+
+def waiting_key(room_id: str) -> str:
+    """The participants in the waiting room (media/admission.py keeps it)."""
+    return f"{room_key(room_id)}:waiting"
 
 
 def _room_producers_key(room_id: str) -> str:
@@ -280,10 +286,17 @@ class RoomState:
             for pid, body in sorted(raw.items())
         ]
 
+    async def waiting_ids(self, room_id: str) -> set[str]:
+        return set(texts(await self._redis.smembers(waiting_key(room_id))))
+
     async def producers_in_room(self, room_id: str) -> list[ProducerRecord]:
+        """The producers others may receive (and a recording takes): not those of
+        participants in the waiting room."""
+        waiting = await self.waiting_ids(room_id)
         records: list[ProducerRecord] = []
         for participant_id in await self.participant_ids(room_id):
-            records.extend(await self.producers_of(room_id, participant_id))
+            if participant_id not in waiting:
+                records.extend(await self.producers_of(room_id, participant_id))
         return records
 
     async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
@@ -348,36 +361,24 @@ class RoomState:
         room = await self.get_room(room_id)
         if room is None:
             return None
-        participants = []
-        for record in await self.participants(room_id):
-            participants.append(
-                {
-                    "peerId": record.peerId,
-                    "role": record.role,
-                    "displayName": record.displayName,
-                    "joinedAt": record.joinedAt,
-                    "transports": await self.transports(room_id, record.peerId),
-                    "producers": [
-                        {
-                            "producerId": p.producerId,
-                            "kind": p.kind,
-                            "source": p.source,
-                            "paused": p.paused,
-                        }
-                        for p in await self.producers_of(room_id, record.peerId)
-                    ],
-                    "consumers": [
-                        {
-                            "consumerId": c.consumerId,
-                            "producerId": c.producerId,
-                            "kind": c.kind,
-                            "paused": c.paused,
-                        }
-                        for c in await self.consumers_of(room_id, record.peerId)
-                    ],
-                }
-            )
+        participants = [
+            {
+                "peerId": r.peerId,
+                "role": r.role,
+                "displayName": r.displayName,
+                "joinedAt": r.joinedAt,
+                "transports": await self.transports(room_id, r.peerId),
+                "producers": [_own(p) for p in await self.producers_of(room_id, r.peerId)],
+                "consumers": [_own(c) for c in await self.consumers_of(room_id, r.peerId)],
+            }
+            for r in await self.participants(room_id)
+        ]
         return {**asdict(room), "peers": participants}
+
+
+def _own(record: ProducerRecord | ConsumerRecord) -> dict[str, Any]:
+    """A record as listed under its participant (without the participant's id)."""
+    return {k: v for k, v in asdict(record).items() if k != "peerId"}
 
 
 def _producer_fields(body: str) -> dict[str, Any]:

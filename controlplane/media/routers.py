@@ -43,6 +43,10 @@ class RoomRouters:
             raise sfu_api_error(exc, "connect") from exc
         return room, client
 
+    async def client_of(self, room: RoomRecord) -> SfuClient:
+        """An RPC client of the node that holds the room's router."""
+        return await self._registry.client(room.nodeId)
+
     async def call(
         self, participant: Participant, method: str, params: dict[str, Any], action: str
     ) -> tuple[RoomRecord, Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from controlplane.media.admission import AdmissionStore
 from controlplane.media.client_stats import ClientStats, FirstMediaObserver
 from controlplane.media.consumers import Consumers
 from controlplane.media.fallback_actions import MediaFallback
@@ -26,6 +27,7 @@ from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
 from controlplane.media.sfu_events import SfuEvents
 from controlplane.media.transports import Transports
+from controlplane.media.waiting_room import WaitingRoom
 from controlplane.placement.node_trust import NodeTls
 from controlplane.placement.registry import SfuRegistry
 
@@ -45,6 +47,7 @@ class MediaServices:
     fallback: MediaFallback
     events: SfuEvents
     capture: RoomCapture
+    waiting_room: WaitingRoom
 
     @classmethod
     def build(
@@ -61,6 +64,7 @@ class MediaServices:
         resume_window: float,
         ice_servers: IceServers | None = None,
         on_first_media: FirstMediaObserver | None = None,
+        patients_wait: frozenset[str] = frozenset(),
     ) -> MediaServices:
         participants = LocalParticipants()
         ice = ice_servers or IceServers(None)
@@ -72,6 +76,9 @@ class MediaServices:
         registry.listen(events)
         routers = RoomRouters(state, registry, failures, placement)
         presence = Presence(redis, instance_id, resume_window)
+        waiting_room = WaitingRoom(
+            AdmissionStore(redis), state, participants, routers, notifier, patients_wait, join_gate
+        )
         membership = Membership(
             participants,
             state,
@@ -79,10 +86,15 @@ class MediaServices:
             notifier,
             join_gate,
             presence,
+            waiting_room,
             instance_id=instance_id,
             max_peers_per_room=max_peers_per_room,
         )
-        resumption = Resumption(participants, state, presence, notifier, ice)
+        waiting_room.put_out = membership.remove
+        membership.departure_listeners.append(waiting_room.departed)
+        resumption = Resumption(participants, state, presence, notifier, ice, waiting_room)
+        producers = Producers(participants, routers, state, notifier)
+        waiting_room.producer_listeners = producers.listeners
         return cls(
             participants=participants,
             state=state,
@@ -98,8 +110,9 @@ class MediaServices:
                 Reassertion(redis, participants, state, presence),
             ),
             transports=Transports(participants, routers, state, ice),
-            producers=Producers(participants, routers, state, notifier),
+            producers=producers,
             consumers=Consumers(participants, routers, state),
+            waiting_room=waiting_room,
             client_stats=ClientStats(participants, state, on_first_media),
             fallback=MediaFallback(routers, state, notifier, ice),
             events=events,

@@ -334,9 +334,18 @@ class Sfu {
     return { paused: false };
   }
 
+  // notify: true -> the control planes hear consumer.closed (reason "server"), so
+  // the instance that serves the consumer's owner tells it (the waiting room).
   async closeConsumer(params) {
     const item = this.consumers.get(requireString(params, 'consumerId'));
-    if (item) item.consumer.close();
+    if (item) {
+      item.consumer.close();
+      if (params.notify === true) {
+        this.notify('consumer.closed', {
+          consumerId: item.consumer.id, producerId: item.consumer.producerId, reason: 'server',
+        });
+      }
+    }
     return { closed: Boolean(item) };
   }
 

@@ -1,0 +1,169 @@
+"""The waiting room's state (issue 13): each participant's admission to a
+consultation, a server-side state machine kept in Redis.
+
+States: ``waiting`` -> ``admitted`` -> ``in_call`` -> ``left``, and ``denied``,
+``removed``.  Clinicians (physician, nurse, specialist) are in the call as they
+join; companions and interpreters wait until a clinician of the session admits
+them, and so do patients in the session types the policy names
+(``TELEMED_WAITING_ROOM_TYPES``: by default all but emergencies, whose patient
+joins directly).  Once admitted, a
+participant who leaves or drops comes back straight in: admission holds for the
+session.  "Remove" sends someone back to waiting, or out: out bans the room token
+they came with (its id), so the same token cannot walk back in; so does a denial.
+
+Every change bumps the participant's version (clients drop older news); asking
+for the state one is already in changes nothing (idempotent).  The keys are the
+consultation room's (one room per session) and expire a day after the last
+change; they outlive the room itself, which closes when its last participant
+leaves, so a ban holds as long as the session can be joined.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.lock import Lock
+
+from controlplane.auth import CLINICIAN_ROLES
+from controlplane.media.room_state import waiting_key
+from controlplane.redis_text import optional_text, text_map
+from schemas.errors import ApiError, ErrorCode
+
+ADMISSION_TTL = 24 * 3600
+WAITING, ADMITTED, IN_CALL, LEFT, DENIED, REMOVED = (
+    "waiting",
+    "admitted",
+    "in_call",
+    "left",
+    "denied",
+    "removed",
+)
+# What a clinician may decide, and the state each decision leads to from each state.
+DECISIONS: dict[str, dict[str, str]] = {
+    "admit": {WAITING: ADMITTED, ADMITTED: ADMITTED, IN_CALL: IN_CALL, LEFT: LEFT},
+    "deny": {WAITING: DENIED, DENIED: DENIED},
+    "toWaiting": {ADMITTED: WAITING, IN_CALL: WAITING, WAITING: WAITING},
+    "remove": {WAITING: REMOVED, ADMITTED: REMOVED, IN_CALL: REMOVED, LEFT: REMOVED},
+}
+DECISIONS["remove"][REMOVED] = REMOVED
+
+
+@dataclass(frozen=True)
+class Admission:
+    peerId: str
+    role: str
+    displayName: str
+    state: str
+    version: int
+    since: float
+    by: str  # who made the last change ("" on arrival, "policy", a clinician's id)
+    tokenId: str  # the room token it came with (banned on removal)
+    admittedBefore: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "peerId": self.peerId,
+            "role": self.role,
+            "displayName": self.displayName,
+            "state": self.state,
+            "version": self.version,
+            "since": self.since,
+        }
+
+
+def on_arrival(
+    previous: Admission | None, role: str, call_type: str, patients_wait: frozenset[str]
+) -> tuple[str, str]:
+    """The state (and by what) of a participant who joins or comes back;
+    ``patients_wait``: the call types whose patient waits."""
+    if role in CLINICIAN_ROLES:
+        return IN_CALL, ""
+    was_in = previous is not None and previous.admittedBefore
+    if was_in and previous is not None and previous.state in (ADMITTED, IN_CALL, LEFT):
+        return IN_CALL, previous.by
+    if role == "patient" and call_type not in patients_wait:
+        return IN_CALL, "policy"
+    if role not in ("patient", "companion", "interpreter"):
+        return IN_CALL, ""  # staff (coordinator, admin) joining a room
+    return WAITING, ""
+
+
+def decided(current: Admission, decision: str) -> str:
+    """The state ``decision`` leads to (CONFLICT when it cannot apply)."""
+    target = DECISIONS[decision].get(current.state)
+    if target is None:
+        raise ApiError(
+            ErrorCode.CONFLICT, f"cannot {decision} a participant who is {current.state}"
+        )
+    return target
+
+
+def advanced(current: Admission, state: str, by: str) -> Admission:
+    """``current`` moved to ``state`` (the same record when it is there already)."""
+    if state == current.state:
+        return current
+    return replace(
+        current,
+        state=state,
+        version=current.version + 1,
+        since=time.time(),
+        by=by,
+        admittedBefore=current.admittedBefore or state in (ADMITTED, IN_CALL),
+    )
+
+
+def _admission_key(room_id: str) -> str:
+    return f"telemed:room:{{{room_id}}}:admission"
+
+
+def _banned_key(room_id: str) -> str:
+    return f"telemed:room:{{{room_id}}}:banned"
+
+
+class AdmissionStore:
+    """Callers hold ``lock(room)`` around a read-modify-write."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    def lock(self, room_id: str) -> Lock:
+        """Serialises admission changes of one room across instances (taken inside
+        the room lock when both are held, never the other way round)."""
+        return self._redis.lock(f"{_admission_key(room_id)}:lock", timeout=10, blocking_timeout=10)
+
+    async def get(self, room_id: str, participant_id: str) -> Admission | None:
+        raw = optional_text(await self._redis.hget(_admission_key(room_id), participant_id))
+        return Admission(**json.loads(raw)) if raw else None
+
+    async def all(self, room_id: str) -> list[Admission]:
+        raw = text_map(await self._redis.hgetall(_admission_key(room_id)))
+        return sorted(
+            (Admission(**json.loads(body)) for body in raw.values()), key=lambda a: a.since
+        )
+
+    async def put(self, room_id: str, admission: Admission) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(_admission_key(room_id), admission.peerId, json.dumps(asdict(admission)))
+        if admission.state == WAITING:
+            pipe.sadd(waiting_key(room_id), admission.peerId)
+        else:
+            pipe.srem(waiting_key(room_id), admission.peerId)
+        if admission.state in (DENIED, REMOVED) and admission.tokenId:
+            pipe.sadd(_banned_key(room_id), admission.tokenId)
+        for key in (_admission_key(room_id), waiting_key(room_id), _banned_key(room_id)):
+            pipe.expire(key, ADMISSION_TTL)
+        await pipe.execute()
+
+    async def forget(self, room_id: str, participant_id: str) -> None:
+        """A participant who never got in and left: they wait afresh next time."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(_admission_key(room_id), participant_id)
+        pipe.srem(waiting_key(room_id), participant_id)
+        await pipe.execute()
+
+    async def banned(self, room_id: str, token_id: str) -> bool:
+        return bool(token_id) and bool(await self._redis.sismember(_banned_key(room_id), token_id))

@@ -1,0 +1,315 @@
+"""The waiting room (issue 13): the server alone decides who of a consultation
+sends to and receives from the others (states and rules: admission.py).
+
+A waiting participant is joined (it may make transports and send, to check its
+devices and connection) but is in no broadcast group of the room: nobody is told
+of it, nobody consumes its producers (RoomState.producers_in_room leaves them
+out, so neither does a recording), and it consumes nothing (Consumers refuses
+with NOT_ADMITTED).  It hears only ``admission`` (its own state) and
+``clinicianPresence`` (whether a clinician is in the call to let it in).
+
+The clinicians of the room (a group of their own) get ``waitingList`` whenever
+it changes, and in their join and resume answers.  Their decisions
+(``admitParticipant``, ``denyParticipant``, ``removeParticipant``) take effect at
+once: an admitted participant gets the room's peers and producers and the room
+gets it; one sent back to waiting loses every consumer to and from it; one
+removed or denied is put out and its token banned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from controlplane.auth import CLINICIAN_ROLES, RoomClaims
+from controlplane.media.admission import (
+    ADMITTED,
+    DENIED,
+    IN_CALL,
+    LEFT,
+    REMOVED,
+    WAITING,
+    Admission,
+    AdmissionStore,
+    advanced,
+    decided,
+    on_arrival,
+)
+from controlplane.media.participants import LocalParticipants
+from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.room_state import RoomState, producer_payload
+from controlplane.media.routers import RoomRouters
+from controlplane.placement.sfu_client import SfuError
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+def clinicians_group(room_id: str) -> str:
+    return f"{room_id}#clinicians"
+
+
+def waiting_group(room_id: str) -> str:
+    return f"{room_id}#waiting"
+
+
+class WaitingRoom:
+    def __init__(
+        self,
+        store: AdmissionStore,
+        state: RoomState,
+        participants: LocalParticipants,
+        routers: RoomRouters,
+        notifier: Notifier,
+        patients_wait: frozenset[str],
+        gate: JoinGate,
+    ) -> None:
+        self._patients_wait = patients_wait
+        self._gate = gate
+        self._store = store
+        self._state = state
+        self._participants = participants
+        self._routers = routers
+        self._notifier = notifier
+        # Set by MediaServices.build: puts a participant out of the room
+        # (Membership.remove) and what follows a new producer (Producers.listeners).
+        self.put_out: Any = None
+        self.producer_listeners: list[Any] = []
+
+    # ---- arrival -------------------------------------------------------------------
+
+    async def arrive(self, room_id: str, claims: RoomClaims, call_type: str) -> Admission:
+        """A participant joins: its admission (FORBIDDEN with a banned token)."""
+        if await self._store.banned(room_id, claims.token_id):
+            raise ApiError(
+                ErrorCode.FORBIDDEN, "you were removed from this consultation; ask for a new link"
+            )
+        async with self._store.lock(room_id):
+            return await self._arrive(room_id, claims, call_type)
+
+    async def _arrive(self, room_id: str, claims: RoomClaims, call_type: str) -> Admission:
+        previous = await self._store.get(room_id, claims.participant_id)
+        state, by = on_arrival(previous, claims.role, call_type, self._patients_wait)
+        current = previous or Admission(
+            peerId=claims.participant_id,
+            role=claims.role,
+            displayName=claims.display_name,
+            state="",
+            version=0,
+            since=0.0,
+            by="",
+            tokenId=claims.token_id,
+        )
+        arrived = replace(advanced(current, state, by), tokenId=claims.token_id)
+        await self._store.put(room_id, arrived)
+        if arrived.state == WAITING and current.state != WAITING:
+            await self._gate.record_admission(
+                room_id, claims.participant_id, claims.role, claims.participant_id, WAITING
+            )
+        elif by == "policy" and current.state != arrived.state:
+            await self._gate.record_admission(
+                room_id, "policy", "system", claims.participant_id, arrived.state
+            )
+        return arrived
+
+    async def joined(self, sid: str, room_id: str, admission: Admission) -> dict[str, Any]:
+        """After a join or resume: the groups the connection belongs to, and what
+        the join answer adds (its admission; for a clinician, the waiting list)."""
+        extra: dict[str, Any] = {"admission": admission.public()}
+        if admission.role in CLINICIAN_ROLES:
+            await self._notifier.enter_room(sid, clinicians_group(room_id))
+            extra["waiting"] = await self.waiting_list(room_id)
+            await self._tell_presence(room_id)
+        if admission.state == WAITING:
+            await self._notifier.enter_room(sid, waiting_group(room_id))
+            await self._tell_clinicians(room_id)
+            extra["clinicianPresent"] = await self._clinician_present(room_id)
+        return extra
+
+    async def current(self, room_id: str, participant_id: str) -> Admission | None:
+        return await self._store.get(room_id, participant_id)
+
+    async def is_waiting(self, room_id: str, participant_id: str) -> bool:
+        return participant_id in await self._state.waiting_ids(room_id)
+
+    async def waiting_list(self, room_id: str) -> list[dict[str, Any]]:
+        return [a.public() for a in await self._store.all(room_id) if a.state == WAITING]
+
+    # ---- decisions ------------------------------------------------------------------
+
+    async def decide(self, sid: str, peer_id: str, decision: str) -> dict[str, Any]:
+        """A clinician in the call admits, denies, sends back to waiting or removes."""
+        me = self._participants.get(sid)
+        if me.claims.role not in CLINICIAN_ROLES:
+            raise ApiError(ErrorCode.FORBIDDEN, "only a clinician may let participants in or out")
+        room_id = me.room_id
+        if await self.is_waiting(room_id, me.participant_id):
+            raise ApiError(ErrorCode.NOT_ADMITTED, "you are in the waiting room")
+        if peer_id == me.participant_id:
+            raise ApiError(ErrorCode.CONFLICT, "you cannot decide on yourself")
+        async with self._store.lock(room_id):
+            current = await self._store.get(room_id, peer_id)
+            if current is None:
+                raise ApiError(ErrorCode.NOT_FOUND, "no such participant in this consultation")
+            if current.role in CLINICIAN_ROLES and decision != "remove":
+                raise ApiError(ErrorCode.CONFLICT, "clinicians do not wait")
+            target = decided(current, decision)
+            record = await self._state.get_participant(room_id, peer_id)
+            if target == ADMITTED and record is not None:
+                target = IN_CALL  # connected now: straight into the call
+            changed = advanced(current, target, me.participant_id)
+            if changed is current:
+                return {"peerId": peer_id, **current.public(), "changed": False}
+            await self._store.put(room_id, changed)
+        log.info(
+            "admission_changed",
+            room_id=room_id,
+            participant_id=peer_id,
+            state=changed.state,
+            version=changed.version,
+        )
+        await self._gate.record_admission(
+            room_id, me.participant_id, me.claims.role, peer_id, changed.state
+        )
+        await self._apply(room_id, current, changed, record.sid if record else "")
+        await self._tell_clinicians(room_id)
+        return {**changed.public(), "changed": True}
+
+    async def _apply(self, room_id: str, before: Admission, after: Admission, sid: str) -> None:
+        """What a change means for the participant's media and for the room."""
+        news = after.public()
+        if after.state == IN_CALL and sid:
+            await self._let_in(room_id, after, sid)
+        elif after.state == WAITING and before.state in (ADMITTED, IN_CALL):
+            await self._back_to_waiting(room_id, after, sid)
+        elif after.state in (DENIED, REMOVED):
+            if sid:
+                await self._notifier.to_peer(sid, "admission", news)
+            await self._put_out(room_id, after.peerId, sid, after.state)
+        elif sid:
+            await self._notifier.to_peer(sid, "admission", news)
+
+    async def _let_in(self, room_id: str, admission: Admission, sid: str) -> None:
+        pid = admission.peerId
+        others = [
+            p
+            for p in await self._state.participants(room_id)
+            if p.peerId != pid and p.peerId not in await self._state.waiting_ids(room_id)
+        ]
+        producers = [p for p in await self._state.producers_in_room(room_id) if p.peerId != pid]
+        await self._notifier.leave_room(sid, waiting_group(room_id))
+        await self._notifier.enter_room(sid, room_id)
+        await self._notifier.to_peer(
+            sid,
+            "admission",
+            {
+                **admission.public(),
+                "peers": [
+                    {"peerId": p.peerId, "role": p.role, "displayName": p.displayName}
+                    for p in others
+                ],
+                "producers": [producer_payload(p) for p in producers],
+            },
+        )
+        await self._notifier.to_room(
+            room_id,
+            "peerJoined",
+            {"peerId": pid, "role": admission.role, "displayName": admission.displayName},
+            skip_sid=sid,
+        )
+        for own in await self._state.producers_of(room_id, pid):
+            await self._notifier.to_room(
+                room_id, "newProducer", producer_payload(own), skip_sid=sid
+            )
+        for listener in self.producer_listeners:
+            listener(room_id)  # e.g. a recording takes the newcomer in
+
+    async def _back_to_waiting(self, room_id: str, admission: Admission, sid: str) -> None:
+        """Every consumer from and to the participant goes (the SFU tells each
+        owner, on whichever instance it is); the room sees it leave."""
+        pid = admission.peerId
+        own = {p.producerId for p in await self._state.producers_of(room_id, pid)}
+        closing = []
+        for peer in await self._state.participants(room_id):
+            for consumer in await self._state.consumers_of(room_id, peer.peerId):
+                if peer.peerId == pid or consumer.producerId in own:
+                    closing.append(consumer.consumerId)
+        room = await self._state.get_room(room_id)
+        if room is not None and closing:
+            try:
+                client = await self._routers.client_of(room)
+                for consumer_id in closing:
+                    await client.request(
+                        "closeConsumer", {"consumerId": consumer_id, "notify": True}
+                    )
+            except SfuError as exc:
+                log.warning("waiting_room_consumers_not_closed", room_id=room_id, error=str(exc))
+        if sid:
+            await self._notifier.leave_room(sid, room_id)
+            await self._notifier.enter_room(sid, waiting_group(room_id))
+            await self._notifier.to_peer(
+                sid, "admission", {**admission.public(), "clinicianPresent": True}
+            )
+        await self._notifier.to_room(room_id, "peerLeft", {"peerId": pid, "reason": "waiting_room"})
+
+    async def _put_out(self, room_id: str, participant_id: str, sid: str, reason: str) -> bool:
+        if self.put_out is None:
+            return False
+        removed = bool(await self.put_out(room_id, participant_id, reason, sid=sid))
+        if sid:
+            await self._notifier.leave_room(sid, room_id)
+            await self._notifier.leave_room(sid, waiting_group(room_id))
+            await self._notifier.disconnect(sid)
+        return removed
+
+    # ---- departures and removals from outside ---------------------------------------
+
+    async def departed(self, room_id: str, participant_id: str) -> None:
+        """A participant left or was removed from the room (a departure listener)."""
+        async with self._store.lock(room_id):
+            current = await self._store.get(room_id, participant_id)
+            if current is None:
+                return
+            if current.state == WAITING:
+                await self._store.forget(room_id, participant_id)
+            elif current.state in (ADMITTED, IN_CALL):
+                await self._store.put(room_id, advanced(current, LEFT, current.by))
+        if current.role in CLINICIAN_ROLES:
+            await self._tell_presence(room_id)
+        elif current.state == WAITING:
+            await self._tell_clinicians(room_id)
+
+    async def expel(self, room_id: str, participant_id: str, reason: str) -> bool:
+        """Out of the room now, its token banned (the participant was taken off the
+        session): True if it was in the room."""
+        async with self._store.lock(room_id):
+            current = await self._store.get(room_id, participant_id)
+            if current is not None and current.state != REMOVED:
+                await self._store.put(room_id, advanced(current, REMOVED, "session"))
+            record = await self._state.get_participant(room_id, participant_id)
+        if record is None:
+            return False
+        if record.sid:
+            await self._notifier.to_peer(
+                record.sid, "admission", {"peerId": participant_id, "state": REMOVED}
+            )
+        return await self._put_out(room_id, participant_id, record.sid, reason)
+
+    # ---- news ------------------------------------------------------------------------
+
+    async def _clinician_present(self, room_id: str) -> bool:
+        return any(p.role in CLINICIAN_ROLES for p in await self._state.participants(room_id))
+
+    async def _tell_clinicians(self, room_id: str) -> None:
+        await self._notifier.to_room(
+            clinicians_group(room_id), "waitingList", {"waiting": await self.waiting_list(room_id)}
+        )
+
+    async def _tell_presence(self, room_id: str) -> None:
+        await self._notifier.to_room(
+            waiting_group(room_id),
+            "clinicianPresence",
+            {"present": await self._clinician_present(room_id)},
+        )

@@ -1,0 +1,194 @@
+"""The waiting room (issue 13) with real peers on a control plane with the default
+policy (a consultation's patient waits): no media to or from a waiting patient
+(checked in the SFU's own consumer count), admission, back to waiting, denial,
+removal with a banned token, a second clinician admitting when the first has
+left, a reconnect that keeps the patient waiting; every change audited."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from controlplane.placement.sfu_client import SfuClient
+from telemed_client import MediaPeer, SignalingError
+from tests.conftest import Stack, new_room_id
+from tests.fault_injection import cut_socket_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def waiting_cp(instance):
+    return instance(TELEMED_WAITING_ROOM_TYPES="default")
+
+
+async def sfu_consumers(stack: Stack) -> int:
+    client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=10)
+    try:
+        return int((await client.request("getInfo", {}))["consumers"])
+    finally:
+        await client.close()
+
+
+async def settled_consumers(stack: Stack, expected: int) -> int:
+    """The SFU's consumer count once it reaches ``expected`` (or after 5 s)."""
+    count = await sfu_consumers(stack)
+    for _ in range(50):
+        if count == expected:
+            break
+        await asyncio.sleep(0.1)
+        count = await sfu_consumers(stack)
+    return count
+
+
+async def enter(peer: MediaPeer, room: str) -> dict:
+    await peer.connect()
+    joined = await peer.join(room)
+    await peer.start_sending()
+    await peer.start_receiving()
+    return joined
+
+
+def audited(stack: Stack, room: str) -> list[str]:
+    rows = stack.psql(
+        "SELECT string_agg(action || ':' || (details->>'participant'), ',' ORDER BY id) "
+        f"FROM audit_log WHERE resource_id = '{room}' AND action LIKE 'room.admission.%'"
+    )
+    return rows.split(",") if rows else []
+
+
+async def test_a_patient_waits_without_media_until_admitted_and_goes_back_to_waiting(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id("wr")
+    doctor = MediaPeer(waiting_cp.url, stack.token(room, "dr-wr", "physician"))
+    patient = MediaPeer(waiting_cp.url, stack.token(room, "pt-wr", "patient"))
+    peers.extend([doctor, patient])
+    baseline = await sfu_consumers(stack)
+    joined = await enter(doctor, room)
+    assert joined["admission"]["state"] == "in_call" and joined["waiting"] == []
+
+    joined = await enter(patient, room)
+    assert joined["admission"]["state"] == "waiting"
+    assert joined["peers"] == [] and joined["producers"] == []
+    assert joined["clinicianPresent"] is True
+    listed = await doctor.wait_for_event("waitingList", lambda d: bool(d["waiting"]))
+    assert [w["peerId"] for w in listed["waiting"]] == ["pt-wr"]
+    with pytest.raises(SignalingError) as refused:
+        await patient.request("consume", {"rtpCapabilities": joined["routerRtpCapabilities"]})
+    assert refused.value.code == "NOT_ADMITTED"
+    await asyncio.sleep(2)  # both send meanwhile: nothing may flow
+    assert await sfu_consumers(stack) == baseline  # no consumer either way, on the SFU
+    assert doctor.tracks_from("pt-wr") == [] and patient.received == {}
+    assert not any(e.name == "peerJoined" for e in doctor.events)
+
+    admitted = await doctor.request("admitParticipant", {"peerId": "pt-wr"})
+    assert admitted["state"] == "in_call" and admitted["changed"] is True
+    again = await doctor.request("admitParticipant", {"peerId": "pt-wr"})
+    assert again["changed"] is False and again["version"] == admitted["version"]
+    news = await patient.wait_for_event("admission", lambda d: d["state"] == "in_call")
+    assert [p["peerId"] for p in news["peers"]] == ["dr-wr"]
+    await patient.wait_for_frames("dr-wr", "video", count=10)
+    await doctor.wait_for_frames("pt-wr", "video", count=10)
+    assert await settled_consumers(stack, baseline + 4) == baseline + 4
+
+    back = await doctor.request("removeParticipant", {"peerId": "pt-wr", "to": "waiting"})
+    assert back["state"] == "waiting" and back["version"] > admitted["version"]
+    await patient.wait_for_event("admission", lambda d: d["state"] == "waiting")
+    await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-wr")
+    assert await settled_consumers(stack, baseline) == baseline
+    listed = await doctor.wait_for_event(
+        "waitingList", lambda d: [w["peerId"] for w in d["waiting"]] == ["pt-wr"]
+    )
+    assert audited(stack, room) == [
+        "room.admission.waiting:pt-wr",
+        "room.admission.in_call:pt-wr",
+        "room.admission.waiting:pt-wr",
+    ]
+
+
+async def test_denied_and_removed_tokens_cannot_walk_back_in(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id("wr")
+    doctor = MediaPeer(waiting_cp.url, stack.token(room, "dr-ban", "physician"))
+    first_token = stack.token(room, "pt-ban", "patient")
+    patient = MediaPeer(waiting_cp.url, first_token)
+    peers.extend([doctor, patient])
+    await enter(doctor, room)
+    await enter(patient, room)
+    denied = await doctor.request("denyParticipant", {"peerId": "pt-ban"})
+    assert denied["state"] == "denied"
+    await patient.wait_for_event("admission", lambda d: d["state"] == "denied")
+    for _ in range(50):  # and put out: the server closes its connection
+        if not patient.sio.connected:
+            break
+        await asyncio.sleep(0.1)
+    assert not patient.sio.connected
+
+    same = MediaPeer(waiting_cp.url, first_token)
+    peers.append(same)
+    await same.connect()
+    with pytest.raises(SignalingError) as refused:
+        await same.join(room)
+    assert refused.value.code == "FORBIDDEN"
+
+    # A new link (a new token) knocks again: waiting, not straight in.
+    knocking = MediaPeer(waiting_cp.url, stack.token(room, "pt-ban", "patient"))
+    peers.append(knocking)
+    assert (await enter(knocking, room))["admission"]["state"] == "waiting"
+    await doctor.request("admitParticipant", {"peerId": "pt-ban"})
+    await knocking.wait_for_frames("dr-ban", "video", count=5)
+    removed = await doctor.request("removeParticipant", {"peerId": "pt-ban", "to": "out"})
+    assert removed["state"] == "removed"
+    await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-ban")
+    again = MediaPeer(waiting_cp.url, knocking.token)
+    peers.append(again)
+    await again.connect()
+    with pytest.raises(SignalingError) as refused:
+        await again.join(room)
+    assert refused.value.code == "FORBIDDEN"
+
+
+async def test_a_second_clinician_admits_when_the_first_has_left(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id("wr")
+    doctor = MediaPeer(waiting_cp.url, stack.token(room, "dr-first", "physician"))
+    nurse = MediaPeer(waiting_cp.url, stack.token(room, "rn-second", "nurse"))
+    patient = MediaPeer(waiting_cp.url, stack.token(room, "pt-second", "patient"))
+    peers.extend([doctor, nurse, patient])
+    await enter(doctor, room)
+    await enter(patient, room)
+    await doctor.leave()
+    gone = await patient.wait_for_event("clinicianPresence", lambda d: d["present"] is False)
+    assert gone == {"present": False}
+    joined = await enter(nurse, room)
+    assert [w["peerId"] for w in joined["waiting"]] == ["pt-second"]
+    await patient.wait_for_event("clinicianPresence", lambda d: d["present"] is True)
+    with pytest.raises(SignalingError) as refused:
+        await patient.request("admitParticipant", {"peerId": "rn-second"})
+    assert refused.value.code == "FORBIDDEN"
+    await nurse.request("admitParticipant", {"peerId": "pt-second"})
+    await patient.wait_for_frames("rn-second", "video", count=5)
+    await nurse.wait_for_frames("pt-second", "video", count=5)
+
+
+async def test_a_waiting_patient_who_reconnects_still_waits(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    room = new_room_id("wr")
+    doctor = MediaPeer(waiting_cp.url, stack.token(room, "dr-rc", "physician"))
+    patient = MediaPeer(waiting_cp.url, stack.token(room, "pt-rc", "patient"), auto_resume=True)
+    peers.extend([doctor, patient])
+    await enter(doctor, room)
+    await enter(patient, room)
+    cut_socket_of(patient)
+    resumed = await patient.wait_for_event("resumed", timeout=15)
+    assert resumed["admission"]["state"] == "waiting"
+    assert resumed["peers"] == [] and resumed["producers"] == []
+    await asyncio.sleep(1)
+    assert doctor.tracks_from("pt-rc") == [] and patient.received == {}
+    await doctor.request("admitParticipant", {"peerId": "pt-rc"})
+    await patient.wait_for_frames("dr-rc", "video", count=5)
