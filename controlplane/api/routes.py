@@ -286,7 +286,7 @@ def build_openapi() -> dict[str, Any]:
             }
         parameters = [
             {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
-            for name in ("session_id", "patient_id", "recording_id")
+            for name in ("session_id", "patient_id", "recording_id", "participant_id")
             if "{" + name + "}" in path
         ]
         if parameters:

@@ -165,5 +165,11 @@ class AdmissionStore:
         pipe.srem(waiting_key(room_id), participant_id)
         await pipe.execute()
 
+    async def clear(self, room_id: str) -> None:
+        """The session ended: its waiting room goes with it."""
+        await self._redis.delete(
+            _admission_key(room_id), waiting_key(room_id), _banned_key(room_id)
+        )
+
     async def banned(self, room_id: str, token_id: str) -> bool:
         return bool(token_id) and bool(await self._redis.sismember(_banned_key(room_id), token_id))

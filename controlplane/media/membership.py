@@ -283,6 +283,7 @@ class Membership:
             if record.sid:
                 await self._notifier.leave_room(record.sid, room_id)
                 await self._notifier.disconnect(record.sid)
+        await self.waiting_room.session_ended(room_id)
         log.info("room_closed_for_session", room_id=room_id, reason=reason, records=len(records))
 
     async def expire(self, room_id: str, participant_id: str, now: float) -> bool:

@@ -281,6 +281,9 @@ class WaitingRoom:
         elif current.state == WAITING:
             await self._tell_clinicians(room_id)
 
+    async def session_ended(self, room_id: str) -> None:
+        await self._store.clear(room_id)
+
     async def expel(self, room_id: str, participant_id: str, reason: str) -> bool:
         """Out of the room now, its token banned (the participant was taken off the
         session): True if it was in the room."""

@@ -18,9 +18,18 @@ from tests.integration.test_consultation_media import _start_pair
 pytestmark = pytest.mark.integration
 
 
+# The waiting room's keys outlive the room (a ban holds as long as the session can
+# be joined) and expire on their own.
+WAITING_ROOM_KEYS = (":admission", ":waiting", ":banned")
+
+
 async def _room_keys(redis, room: str) -> list[str]:
-    keys = [k async for k in redis.scan_iter(match=f"telemed:room:{{{room}}}*")]
-    return sorted(keys)
+    """The room's live-state keys left (the waiting room's checked to expire)."""
+    keys = sorted([k async for k in redis.scan_iter(match=f"telemed:room:{{{room}}}*")])
+    kept = [k for k in keys if str(k).endswith(WAITING_ROOM_KEYS)]
+    for key in kept:
+        assert 0 < await redis.ttl(key) <= 24 * 3600, key
+    return [k for k in keys if k not in kept]
 
 
 async def _sfu_info(stack: Stack) -> dict:

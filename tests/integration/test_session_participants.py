@@ -114,7 +114,7 @@ async def test_an_emergency_takes_eight_clinicians(stack: Stack, api: Api) -> No
 
 
 async def test_a_removed_participant_is_put_out_of_the_room_and_stays_out(
-    stack: Stack, api: Api, peers: list[MediaPeer]
+    stack: Stack, api: Api, peers: list[MediaPeer], redis
 ) -> None:
     session, physician, _ = await api.active_session()
     path = f"session/{session['sessionId']}/participants"
@@ -148,3 +148,10 @@ async def test_a_removed_participant_is_put_out_of_the_room_and_stays_out(
     assert (gone.status, gone.code) == (404, "NOT_FOUND")
     kept = await api.call("DELETE", f"{path}/{physician}", doctor)
     assert (kept.status, kept.code) == (409, "CONFLICT")
+
+    # The ban lives in the waiting room's keys; they go when the session ends.
+    admission = f"telemed:room:{{{session['roomId']}}}:admission"
+    assert await redis.exists(admission)
+    ended = await api.call("POST", "session/end", doctor, {"sessionId": session["sessionId"]})
+    assert ended.status == 200, ended.body
+    assert not await redis.exists(admission)

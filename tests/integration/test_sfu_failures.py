@@ -25,6 +25,7 @@ from tests.fault_injection import children_named, cut_connections_to
 from tests.integration.api_client import Api
 from tests.integration.test_consultation_media import _start_pair
 from tests.integration.test_recording_capture import decode_errors, probe
+from tests.integration.test_room_lifecycle import _room_keys as room_keys
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +124,7 @@ async def test_sfu_node_dying_mid_call_tells_peers_and_clears_the_room(
         client = aioredis.from_url(isolated.redis.url, decode_responses=True)
         try:
             assert await RoomState(client).get_room(room) is None
-            assert [k async for k in client.scan_iter(match=f"telemed:room:{{{room}}}*")] == []
+            assert await room_keys(client, room) == []
         finally:
             await client.aclose()
     finally:

@@ -192,3 +192,40 @@ async def test_a_waiting_patient_who_reconnects_still_waits(
     assert doctor.tracks_from("pt-rc") == [] and patient.received == {}
     await doctor.request("admitParticipant", {"peerId": "pt-rc"})
     await patient.wait_for_frames("dr-rc", "video", count=5)
+
+
+async def test_eight_clinicians_and_a_patient_in_one_emergency_room(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    """An emergency with 8 clinicians (physicians and nurses) and its patient, who
+    comes straight in (the policy of emergencies): everyone receives everyone
+    else's audio (a tone decoded at the patient from each clinician) and camera
+    (consumers on the SFU: 9 participants x 8 others x 2 kinds)."""
+    room = new_room_id("er")
+    baseline = await sfu_consumers(stack)
+    clinicians = [
+        MediaPeer(
+            waiting_cp.url,
+            stack.token(room, f"er-{i}", "physician" if i < 3 else "nurse", call_type="emergency"),
+            video_size=(160, 128),
+        )
+        for i in range(8)
+    ]
+    patient = MediaPeer(
+        waiting_cp.url,
+        stack.token(room, "er-patient", "patient", call_type="emergency"),
+        video_size=(160, 128),
+    )
+    everyone = [*clinicians, patient]
+    peers.extend(everyone)
+    for peer in everyone:
+        joined = await enter(peer, room)
+        assert joined["admission"]["state"] == "in_call"
+    for clinician in clinicians:
+        await patient.wait_for_frames(clinician.join_info["peerId"], "audio", count=20, timeout=30)
+    assert await settled_consumers(stack, baseline + 9 * 8 * 2) == baseline + 9 * 8 * 2
+    for peer in everyone:
+        assert {t.peer_id for t in peer.received.values()} == {
+            p.join_info["peerId"] for p in everyone if p is not peer
+        }
+    assert "room.admission.in_call:er-patient" in audited(stack, room)

@@ -1,7 +1,7 @@
 // A consultation call: Socket.IO signaling + mediasoup-client.
 //
 // Emits (via `on(event, fn)`):
-//   state        {state: 'connecting'|'connected'|'reconnecting'|'left'|'ended'|'failed', detail}
+//   state        {state: 'connecting'|'waiting'|'connected'|'reconnecting'|'left'|'ended'|'failed', detail}
 //   peer         {peerId, role, displayName}            a participant joined
 //   peerleft     {peerId}
 //   peerreconnecting {peerId, reconnecting}             another participant's link dropped / is back
@@ -12,6 +12,9 @@
 //   local        {source, track}                         local track started/stopped (track null)
 //   profile      mediaProfile from join
 //   relay        {reason}                               media now goes through the TURN relay only
+//   admission    {state, version, clinicianPresent?}    our place: 'waiting' room or 'in_call'
+//   waiting      [{peerId, role, displayName, since}]   who waits to be let in (clinicians)
+//   presence     {present}                              whether a clinician can let us in
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
@@ -59,6 +62,12 @@ export class Call {
     this.connects = 0;
     // The server advised relaying (high round-trip time): new transports relay only too.
     this.relayOnly = false;
+    // The waiting room: our own place ('waiting', 'in_call', ...) and its version.
+    this.admission = { state: 'in_call', version: 0 };
+  }
+
+  get waiting() {
+    return this.admission.state === 'waiting';
   }
 
   on(event, fn) {
@@ -167,6 +176,9 @@ export class Call {
       }
     });
     s.on('consumerClosed', ({ consumerId }) => this.dropConsumer(consumerId));
+    s.on('admission', (news) => this.onAdmission(news));
+    s.on('waitingList', ({ waiting }) => this.emit('waiting', waiting));
+    s.on('clinicianPresence', ({ present }) => this.emit('presence', { present }));
     s.on('roomClosed', ({ rejoin, message }) => {
       // The server has already removed us: rejoin straight away, no leave first.
       this.joined = false;
@@ -191,6 +203,8 @@ export class Call {
     this.displayName = info.displayName;
     this.emit('profile', this.profile);
     if (info.recording) this.emit('recording', { recordingId: info.recording.recordingId, active: true });
+    this.setAdmission(info.admission, info.clinicianPresent);
+    if (info.waiting) this.emit('waiting', info.waiting);
     await this.loadDevice(info.routerRtpCapabilities);
     for (const peer of info.peers) {
       this.peers.set(peer.peerId, peer);
@@ -200,7 +214,7 @@ export class Call {
     this.joined = true;
     try {
       await this.produceMissing(); // whatever local media is active
-      await this.consumeAll();
+      if (!this.waiting) await this.consumeAll();
     } catch (error) {
       // We are in the room: a connection that dropped meanwhile is resumed (and the
       // resume finishes this); a server that did not answer gets a rejoin.
@@ -230,8 +244,60 @@ export class Call {
 
   // 'connected' only when signaling is up and every transport in use has its
   // ICE/DTLS connection; otherwise 'connecting' (first time) or 'reconnecting'.
+  setAdmission(admission, clinicianPresent) {
+    if (!admission || admission.version < this.admission.version) return;
+    this.admission = admission;
+    this.emit('admission', { ...admission, clinicianPresent });
+  }
+
+  // A clinician let us in, sent us back to the waiting room, or put us out.
+  async onAdmission(news) {
+    if (news.version < this.admission.version) return;
+    const before = this.admission.state;
+    this.setAdmission(news, news.clinicianPresent);
+    if (news.state === 'denied' || news.state === 'removed') {
+      this.end('ended', news.state === 'denied' ? 'you were not let in' : 'you were removed from the consultation');
+      return;
+    }
+    if (news.state === 'waiting' && before !== 'waiting') {
+      for (const consumerId of [...this.consumers.keys()]) this.dropConsumer(consumerId);
+      for (const peerId of [...this.peers.keys()]) {
+        this.peers.delete(peerId);
+        this.emit('peerleft', { peerId });
+      }
+    }
+    if (news.state === 'in_call' && before === 'waiting') {
+      for (const peer of news.peers || []) {
+        this.peers.set(peer.peerId, peer);
+        this.emit('peer', peer);
+      }
+      try {
+        await this.consumeAll();
+      } catch (error) {
+        console.warn('consume after admission failed', error.code);
+      }
+    }
+    this.refreshState();
+  }
+
+  admit(peerId) {
+    return this.request('admitParticipant', { peerId });
+  }
+
+  deny(peerId) {
+    return this.request('denyParticipant', { peerId });
+  }
+
+  removeParticipant(peerId, to) {
+    return this.request('removeParticipant', { peerId, to });
+  }
+
   refreshState() {
     if (this.leaving || !this.joined) return;
+    if (this.waiting) {
+      if (this.state !== 'waiting') this.setState('waiting', 'waiting to be let in');
+      return;
+    }
     const states = [this.sendTransport, this.recvTransport]
       .filter((transport) => transport && !transport.closed && transport.connectionState !== 'new')
       .map((transport) => transport.connectionState);
@@ -370,8 +436,10 @@ export class Call {
           if (transport && !transport.closed) configureIce(transport, ack.iceServers);
         }
         this.catchUp(ack);
+        this.setAdmission(ack.admission, ack.clinicianPresent);
+        if (ack.waiting) this.emit('waiting', ack.waiting);
         await this.produceMissing(); // a join the drop interrupted
-        await this.consumeAll(); // producers that appeared while we were away
+        if (!this.waiting) await this.consumeAll(); // producers that appeared while we were away
         this.refreshState();
       } catch (error) {
         console.warn('resume failed', error.code);

@@ -1,5 +1,6 @@
 // Consultation page entry point: /consult/<consultationId>#token=<room token>
 import { Call } from './call.js';
+import { CLINICIAN_ROLES, ClinicianConsole } from './console.js';
 import { StatsCollector, toPayload } from './stats.js';
 import { Ui } from './ui.js';
 
@@ -39,8 +40,35 @@ async function main() {
     ui.setState(state, detail);
     if (state === 'failed' || state === 'ended') ui.showError(detail || '');
   });
-  call.on('peer', (peer) => ui.ensureTile(peer.peerId, 'camera', ui.captionFor(peer, 'camera'), peer.role));
-  call.on('peerleft', ({ peerId }) => ui.removePeer(peerId));
+  const clinicianConsole = new ClinicianConsole(document.body, call, (text) => ui.showError(text));
+  const waitingRoom = document.getElementById('waiting-room');
+  const waitingMessage = document.getElementById('waiting-message');
+  const isClinician = () => CLINICIAN_ROLES.has(call.role);
+  const showPresence = (present) => {
+    waitingMessage.textContent = present
+      ? 'The doctor will let you in shortly. Meanwhile, check your camera and microphone below.'
+      : 'No doctor is in the consultation yet. Please stay: you will be let in when one arrives.';
+    waitingMessage.dataset.clinicianPresent = String(present);
+  };
+  call.on('admission', ({ state, clinicianPresent }) => {
+    waitingRoom.hidden = state !== 'waiting';
+    if (clinicianPresent !== undefined) showPresence(clinicianPresent);
+  });
+  call.on('presence', ({ present }) => showPresence(present));
+  call.on('waiting', (waiting) => {
+    if (!isClinician()) return;
+    clinicianConsole.show();
+    clinicianConsole.renderWaiting(waiting);
+    clinicianConsole.renderPeople();
+  });
+  call.on('peer', (peer) => {
+    ui.ensureTile(peer.peerId, 'camera', ui.captionFor(peer, 'camera'), peer.role);
+    if (isClinician()) clinicianConsole.renderPeople();
+  });
+  call.on('peerleft', ({ peerId }) => {
+    ui.removePeer(peerId);
+    if (isClinician()) clinicianConsole.renderPeople();
+  });
   call.on('peerreconnecting', ({ peerId, reconnecting }) => ui.setReconnecting(peerId, reconnecting));
   call.on('fallback', ({ peerId, mode }) => {
     const audioOnly = mode === 'audio_only';

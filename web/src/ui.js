@@ -3,6 +3,7 @@
 const STATE_TEXT = {
   idle: 'Starting…',
   connecting: 'Connecting…',
+  waiting: 'In the waiting room',
   connected: 'Connected',
   reconnecting: 'Reconnecting…',
   left: 'You left the consultation',
@@ -10,7 +11,16 @@ const STATE_TEXT = {
   failed: 'Could not join',
 };
 
-const ROLE_TEXT = { physician: 'physician', patient: 'patient', coordinator: 'coordinator', admin: 'admin' };
+const ROLE_TEXT = {
+  physician: 'physician',
+  patient: 'patient',
+  coordinator: 'coordinator',
+  admin: 'admin',
+  nurse: 'nurse',
+  specialist: 'specialist',
+  interpreter: 'interpreter',
+  companion: 'companion',
+};
 
 export class Ui {
   constructor(root) {
@@ -30,7 +40,7 @@ export class Ui {
     this.status.dataset.state = state;
     this.status.textContent = STATE_TEXT[state] || state;
     this.status.title = detail || '';
-    const inCall = state === 'connected' || state === 'reconnecting' || state === 'connecting';
+    const inCall = ['connected', 'reconnecting', 'connecting', 'waiting'].includes(state);
     for (const button of Object.values(this.buttons)) button.disabled = !inCall;
   }
 
