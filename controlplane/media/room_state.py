@@ -299,6 +299,9 @@ class RoomState:
                 records.extend(await self.producers_of(room_id, participant_id))
         return records
 
+    async def producer_owner(self, room_id: str, producer_id: str) -> str | None:
+        return optional_text(await self._redis.hget(_room_producers_key(room_id), producer_id))
+
     async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hdel(f"{participant_key(room_id, participant_id)}:producers", producer_id)

@@ -52,6 +52,8 @@ class SfuEvents:
         elif event == "recording.stopped":
             for stopped in self.recording_stopped:
                 await stopped(data)
+        elif event == "router.activespeaker":
+            await self._active_speaker(str(data.get("routerId")), data.get("producerId"))
         elif event == "worker.died":
             log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):
@@ -75,6 +77,25 @@ class SfuEvents:
         room_ids.update(p.room_id for p in self._participants.all() if p.node_id == node_id)
         for room_id in sorted(room_ids):
             await self._failures.move_room(room_id, lambda node, _router: node == node_id)
+
+    async def _active_speaker(self, router_id: str, producer_id: Any) -> None:
+        """The room's loudest speaker changed: each instance tells its own
+        participants in the call (so nobody hears it twice); a waiting participant
+        is neither told nor shown speaking."""
+        local = [p for p in self._participants.all() if p.router_id == router_id]
+        if not local:
+            return
+        room_id = local[0].room_id
+        waiting = await self._state.waiting_ids(room_id)
+        speaker = (
+            await self._state.producer_owner(room_id, str(producer_id)) if producer_id else None
+        )
+        if speaker in waiting:
+            return
+        news = {"peerId": speaker, "producerId": producer_id if speaker else None}
+        for participant in local:
+            if participant.participant_id not in waiting:
+                await self._notifier.to_peer(participant.sid, "activeSpeaker", news)
 
     async def _router_died(self, router_id: str) -> None:
         room_ids = {p.room_id for p in self._participants.all() if p.router_id == router_id}

@@ -7,6 +7,10 @@ const { RpcError } = require('./errors');
 const { codecsForProfile } = require('./profiles');
 const { Recorder } = require('./recorder');
 
+// Active speaker: the loudest audio above this level, sampled this often.
+const SPEAKER_THRESHOLD_DBOV = -60;
+const SPEAKER_INTERVAL_MS = 500;
+
 function requireString(params, name) {
   const value = params[name];
   if (typeof value !== 'string' || value.length === 0) {
@@ -109,7 +113,8 @@ class Sfu {
     const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
     const router = await entry.worker.createRouter({ mediaCodecs, appData });
     entry.routers.add(router.id);
-    this.routers.set(router.id, { router, entry, profile });
+    const levels = await this.watchSpeakers(router);
+    this.routers.set(router.id, { router, entry, profile, levels });
     router.observer.on('close', () => {
       entry.routers.delete(router.id);
       this.routers.delete(router.id);
@@ -125,6 +130,28 @@ class Sfu {
       workerIndex: entry.index,
       workerPid: entry.worker.pid,
     };
+  }
+
+  // The loudest audio producer of a room (mediasoup's audio level observer),
+  // pushed as router.activespeaker when it changes: {routerId, producerId, volume}
+  // (producerId null: everyone is silent).
+  async watchSpeakers(router) {
+    const levels = await router.createAudioLevelObserver({
+      maxEntries: 1, threshold: SPEAKER_THRESHOLD_DBOV, interval: SPEAKER_INTERVAL_MS,
+    });
+    let loudest = null;
+    levels.on('volumes', (volumes) => {
+      const { producer, volume } = volumes[0];
+      if (producer.id === loudest) return;
+      loudest = producer.id;
+      this.notify('router.activespeaker', { routerId: router.id, producerId: producer.id, volume });
+    });
+    levels.on('silence', () => {
+      if (loudest === null) return;
+      loudest = null;
+      this.notify('router.activespeaker', { routerId: router.id, producerId: null });
+    });
+    return levels;
   }
 
   async closeRouter(params) {
@@ -240,6 +267,10 @@ class Sfu {
     }
     entry.load += 1;
     this.producers.set(producer.id, { producer, transportId, entry });
+    const room = this.routers.get(this.transports.get(transportId).routerId);
+    if (kind === 'audio' && room && room.levels) {
+      room.levels.addProducer({ producerId: producer.id }).catch(() => {}); // closed meanwhile
+    }
     producer.observer.on('close', () => {
       entry.load -= 1;
       this.producers.delete(producer.id);

@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from telemed_client import MediaPeer
 from tests.conftest import Stack
 from tests.e2e.conftest import Pages, inbound, room_id, wait_decoding
 from tests.integration.test_waiting_room import settled_consumers, sfu_consumers
@@ -52,3 +53,22 @@ async def test_the_physician_admits_a_waiting_patient_from_the_page(
     await patient.wait_for_selector("#waiting-room:not([hidden])")
     assert await settled_consumers(stack, baseline) == baseline
     await doctor.wait_for_selector(entry, timeout=5000)  # listed as waiting again
+
+
+async def test_the_page_outlines_the_active_speaker(
+    stack: Stack, pages: Pages, peers: list[MediaPeer]
+) -> None:
+    """A physician's page and a Python patient that talks (a steady tone; the fake
+    browser microphone only beeps, too briefly to count as speech): the patient's
+    tile is outlined while it speaks, and no longer once its microphone is off."""
+    room = room_id()
+    doctor = await pages.open(room, "dr-as-web", "physician", "Dr Ana")
+    patient = MediaPeer(stack.url, stack.token(room, "pt-as-web", "patient", display_name="P"))
+    peers.append(patient)
+    await patient.connect()
+    await patient.join(room)
+    await patient.start_sending()
+    speaking = '.tile[data-peer-id="pt-as-web"][data-source="camera"][data-speaking="true"]'
+    await doctor.wait_for_selector(speaking, timeout=10000)
+    await patient.request("pauseProducer", {"producerId": patient.producers["mic"].id})
+    await doctor.wait_for_selector(speaking, state="detached", timeout=10000)

@@ -15,6 +15,7 @@
 //   admission    {state, version, clinicianPresent?}    our place: 'waiting' room or 'in_call'
 //   waiting      [{peerId, role, displayName, since}]   who waits to be let in (clinicians)
 //   presence     {present}                              whether a clinician can let us in
+//   speaker      {peerId|null}                          who speaks loudest now (null: nobody)
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
@@ -179,6 +180,7 @@ export class Call {
     s.on('admission', (news) => this.onAdmission(news));
     s.on('waitingList', ({ waiting }) => this.emit('waiting', waiting));
     s.on('clinicianPresence', ({ present }) => this.emit('presence', { present }));
+    s.on('activeSpeaker', ({ peerId }) => this.emit('speaker', { peerId }));
     s.on('roomClosed', ({ rejoin, message }) => {
       // The server has already removed us: rejoin straight away, no leave first.
       this.joined = false;

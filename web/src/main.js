@@ -55,6 +55,7 @@ async function main() {
     if (clinicianPresent !== undefined) showPresence(clinicianPresent);
   });
   call.on('presence', ({ present }) => showPresence(present));
+  call.on('speaker', ({ peerId }) => ui.setSpeaker(peerId));
   call.on('waiting', (waiting) => {
     if (!isClinician()) return;
     clinicianConsole.show();

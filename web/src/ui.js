@@ -56,6 +56,15 @@ export class Ui {
     button.setAttribute('aria-label', on ? labels.onLabel : labels.offLabel);
   }
 
+  // The active speaker's camera tile is outlined (one at a time; null: nobody).
+  setSpeaker(peerId) {
+    for (const tile of this.tiles.querySelectorAll('.tile[data-speaking="true"]')) {
+      tile.dataset.speaking = 'false';
+    }
+    const tile = peerId ? this.tile(peerId, 'camera') : null;
+    if (tile) tile.dataset.speaking = 'true';
+  }
+
   tile(peerId, source) {
     const selector = `.tile[data-peer-id="${CSS.escape(peerId)}"][data-source="${source}"]`;
     return this.tiles.querySelector(selector);
