@@ -124,7 +124,7 @@ async def create_app(settings: Settings) -> web.Application:
     media = MediaServices.build(
         redis,
         SocketIONotifier(sio),
-        SessionJoinGate(store, audit),
+        SessionJoinGate(store, audit, settings.max_duration_overrides()),
         sfu_secret=settings.sfu_secret,
         sfu_rpc_timeout=settings.sfu_rpc_timeout,
         sfu_tls=NodeTls(Path(settings.sfu_ca_file) if settings.sfu_ca_file else None),

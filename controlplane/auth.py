@@ -50,6 +50,9 @@ class ApiClaims:
     expires_at: int
     token_id: str
     clinic: str | None = None  # coordinators and admins: the clinic they act for
+    # A room token used on the few endpoints that take one (the page's console):
+    # it reaches its own consultation's session only.
+    room_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,18 @@ class TokenService:
             expires_at=int(claims["exp"]),
             token_id=str(claims.get("jti", "")),
             clinic=clinic if role in CLINIC_ROLES else None,
+        )
+
+    def verify_room_for_api(self, token: object) -> ApiClaims:
+        """A room token as REST credentials, scoped to its room's session."""
+        room = self.verify(token)
+        return ApiClaims(
+            subject=room.participant_id,
+            role=room.role,
+            mfa=room.role in MFA_ROLES,  # verify() refused a clinician's without MFA
+            expires_at=room.expires_at,
+            token_id=room.token_id,
+            room_id=room.room_id,
         )
 
     def verify(self, token: object) -> RoomClaims:

@@ -55,17 +55,23 @@ def services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
 
 
-async def caller(request: web.Request) -> ApiClaims:
+async def caller(request: web.Request, *, room_token: bool = False) -> ApiClaims:
     """The bearer token's identity; a refused token is audited (no token in the log)
     and counted against the client's address: past the failure limit, its requests
-    are refused with RATE_LIMITED before any token is checked."""
+    are refused with RATE_LIMITED before any token is checked.  ``room_token``: this
+    endpoint also takes a room token (the page's console), for its own session only."""
     api = services(request)
     address = request.get(CLIENT_ADDRESS, LOCAL)
     await api.limits.check("auth_failure_address", address)
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else None
     try:
-        claims = await api.tokens.verify_api_async(token)
+        try:
+            claims = await api.tokens.verify_api_async(token)
+        except ApiError:
+            if not room_token:
+                raise
+            claims = api.tokens.verify_room_for_api(token)
     except ApiError as exc:
         # Counted before anything awaits, so concurrent failures cannot slip past
         # the limit; the one over it is a RATE_LIMITED refusal, not an auth one.

@@ -26,7 +26,7 @@ async def session_start(request: web.Request) -> web.Response:
 
 
 async def session_end(request: web.Request) -> web.Response:
-    claims = await caller(request)
+    claims = await caller(request, room_token=True)
     payload = await body(request, r.SessionEndSchema())
     session_id = str(payload["sessionId"])
     api = services(request)
@@ -52,7 +52,7 @@ async def session_room_token(request: web.Request) -> web.Response:
 
 
 async def session_records(request: web.Request) -> web.Response:
-    claims = await caller(request)
+    claims = await caller(request, room_token=True)
     records = await services(request).records.read(claims, request.match_info["session_id"])
     return web.json_response({"records": records})
 
@@ -63,7 +63,7 @@ def record_writer(
     """POST handler for one kind of clinical record (note, prescription, follow-up)."""
 
     async def handler(request: web.Request) -> web.Response:
-        claims = await caller(request)
+        claims = await caller(request, room_token=True)
         payload = await body(request, schema())
         result = await services(request).records.write(
             claims, kind, str(payload["sessionId"]), payload["text"], payload.get("dueAt")

@@ -7,13 +7,33 @@ from __future__ import annotations
 from controlplane.auth import RoomClaims
 from controlplane.clinical.audit import Actor, AuditLog
 from controlplane.clinical.session_store import SessionStore
+from controlplane.clinical.session_types import MAX_DURATION
 from schemas.errors import ErrorCode
 
 
 class SessionJoinGate:
-    def __init__(self, store: SessionStore, audit: AuditLog) -> None:
+    def __init__(
+        self, store: SessionStore, audit: AuditLog, max_duration: dict[str, int] | None = None
+    ) -> None:
         self._store = store
         self._audit = audit
+        self._max_duration = {**MAX_DURATION, **(max_duration or {})}
+
+    async def session_summary(self, room_id: str) -> dict[str, object] | None:
+        """What the page's console shows: the session, how long it has run and how
+        long it may (the call type's maximum duration)."""
+        clock = await self._store.clock_for_room(room_id)
+        if clock is None:
+            return None
+        session_id, session_type, elapsed = clock
+        return {
+            "sessionId": session_id,
+            "sessionType": session_type,
+            "elapsedSeconds": round(elapsed, 1),
+            "maxDurationSeconds": self._max_duration.get(
+                session_type, MAX_DURATION["consultation"]
+            ),
+        }
 
     async def authorize_join(self, claims: RoomClaims) -> str:
         """Returns the session's type (the room's media profile)."""

@@ -22,6 +22,13 @@ from schemas.errors import ApiError, ErrorCode
 Rule = Callable[[ApiClaims, SessionRow], bool]
 
 
+def in_scope(claims: ApiClaims, session: SessionRow | None) -> SessionRow | None:
+    """A room token reaches its own consultation's session only."""
+    if session is not None and claims.room_id is not None and session.room_id != claims.room_id:
+        return None
+    return session
+
+
 def actor_of(claims: ApiClaims) -> Actor:
     return Actor(claims.subject, claims.role)
 
@@ -52,7 +59,7 @@ class SessionAccess:
         self, claims: ApiClaims, session_id: str, action: str, rule: Rule
     ) -> SessionRow:
         """The session if ``rule`` lets this caller see it; else an audited NOT_FOUND."""
-        session = await self._store.load(session_id)
+        session = in_scope(claims, await self._store.load(session_id))
         if session is None or not rule(claims, session):
             raise await self._audit.deny(
                 actor_of(claims),
@@ -71,7 +78,7 @@ class SessionAccess:
     ) -> SessionRow:
         """The session if ``rule`` lets this caller act on it; an audited NOT_FOUND
         when it does not exist, FORBIDDEN (with ``message``) when it does."""
-        session = await self._store.load(session_id)
+        session = in_scope(claims, await self._store.load(session_id))
         if session is None:
             return await self.visible(claims, session_id, action, rule)  # NOT_FOUND
         if not rule(claims, session):

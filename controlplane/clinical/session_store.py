@@ -243,6 +243,17 @@ class SessionStore:
             row["room_id"], row["status"], float(duration) if duration is not None else None
         )
 
+    async def clock_for_room(self, room_id: str) -> tuple[str, str, float] | None:
+        """(session id, type, seconds since it started) of the room's session."""
+        row = await self._pool.fetchrow(
+            """SELECT id, session_type, extract(epoch FROM now() - coalesce(started_at, now()))
+                   AS elapsed FROM sessions WHERE room_id = $1""",
+            room_id,
+        )
+        if row is None:
+            return None
+        return str(row["id"]), row["session_type"], float(row["elapsed"])
+
     async def for_join(self, room_id: str, participant_id: str) -> JoinRow | None:
         row = await self._pool.fetchrow(
             """SELECT s.id, s.status, s.session_type, p.role FROM sessions s

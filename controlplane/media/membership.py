@@ -146,6 +146,8 @@ class Membership:
             "recording": {"recordingId": recording} if recording else None,
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
+            # The session's clock for the page (timer, time left before its maximum).
+            "session": await self._join_gate.session_summary(room_id),
             **admission_news,
         }
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from telemed_client import MediaPeer
 from tests.conftest import Stack
 from tests.e2e.conftest import Pages, inbound, room_id, wait_decoding
+from tests.integration.api_client import Api
 from tests.integration.test_waiting_room import settled_consumers, sfu_consumers
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +74,49 @@ async def test_the_page_outlines_the_active_speaker(
     await doctor.wait_for_selector(speaking, timeout=10000)
     await patient.request("pauseProducer", {"producerId": patient.producers["mic"].id})
     await doctor.wait_for_selector(speaking, state="detached", timeout=10000)
+
+
+async def test_the_physicians_console_times_writes_a_note_and_ends_the_consultation(
+    stack: Stack, pages: Pages
+) -> None:
+    """The session's physician sees the timer run, writes a clinical note from the
+    page (stored encrypted, read back through the API) and ends the consultation;
+    the patient's page has no console and sees the end."""
+    room = room_id()
+    doctor = await pages.open(room, "seed-dr", "physician", "Dr Seed")
+    patient = await pages.open(room, "pt-console", "patient", "Paciente")
+    await doctor.wait_for_selector("#physician-tools:not([hidden])", timeout=10000)
+    assert await patient.locator("#console").is_hidden()
+    first = await doctor.inner_text("#timer")
+    await asyncio.sleep(2.2)
+    assert await doctor.inner_text("#timer") != first
+    assert await doctor.inner_text("#time-left") == "(max 1:00:00)"
+
+    await doctor.fill("#record-text", "Paciente refere cefaleia há 2 dias.")
+    await doctor.click('#record-form button[type="submit"]')
+    await doctor.wait_for_selector('#record-status:has-text("Saved")', timeout=10000)
+    session_id = stack.psql(f"SELECT id FROM sessions WHERE room_id = '{room}'")
+    async with aiohttp.ClientSession() as http:
+        read = await Api(stack, http).call(
+            "GET", f"session/{session_id}/records", Api(stack, http).token("seed-dr", "physician")
+        )
+    assert [(r["kind"], r["text"]) for r in read.body["records"]] == [
+        ("note", "Paciente refere cefaleia há 2 dias.")
+    ]
+    stored = stack.psql(
+        f"SELECT encode(body_enc, 'escape') FROM clinical_records WHERE session_id = '{session_id}'"
+    )
+    assert "cefaleia" not in stored  # encrypted at rest
+
+    await doctor.click("#end-consultation")
+    await patient.wait_for_selector('#status[data-state="ended"]', timeout=10000)
+    assert stack.psql(f"SELECT status FROM sessions WHERE id = '{session_id}'") == "ended"
+
+
+async def test_the_console_warns_five_minutes_before_the_maximum_duration(
+    stack: Stack, pages: Pages, instance
+) -> None:
+    cp = instance(TELEMED_MAX_DURATIONS="consultation=290")
+    doctor = await pages.open(room_id(), "seed-dr", "physician", "Dr Seed", base_url=cp.url)
+    await doctor.wait_for_selector('#time-left[data-warning="true"]', timeout=10000)
+    assert (await doctor.inner_text("#time-left")).endswith("left")

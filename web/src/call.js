@@ -16,6 +16,7 @@
 //   waiting      [{peerId, role, displayName, since}]   who waits to be let in (clinicians)
 //   presence     {present}                              whether a clinician can let us in
 //   speaker      {peerId|null}                          who speaks loudest now (null: nobody)
+//   session      {sessionId, sessionType, elapsedSeconds, maxDurationSeconds, receivedAt}
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
@@ -207,6 +208,10 @@ export class Call {
     if (info.recording) this.emit('recording', { recordingId: info.recording.recordingId, active: true });
     this.setAdmission(info.admission, info.clinicianPresent);
     if (info.waiting) this.emit('waiting', info.waiting);
+    if (info.session) {
+      this.session = { ...info.session, receivedAt: Date.now() };
+      this.emit('session', this.session);
+    }
     await this.loadDevice(info.routerRtpCapabilities);
     for (const peer of info.peers) {
       this.peers.set(peer.peerId, peer);
@@ -280,6 +285,22 @@ export class Call {
       }
     }
     this.refreshState();
+  }
+
+  // The REST API with our room token (the console's endpoints take one, for this
+  // consultation's session only).
+  async api(path, body) {
+    const response = await fetch(`${this.baseUrl}/api/telemedicine/${path}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = answer.error || {};
+      throw new SignalingError(path, error.code || String(response.status), error.message || 'refused');
+    }
+    return answer;
   }
 
   admit(peerId) {

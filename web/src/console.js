@@ -80,3 +80,84 @@ export class ClinicianConsole {
     }
   }
 }
+
+const WARN_BEFORE_S = 5 * 60;
+
+function clock(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  const hours = Math.floor(whole / 3600);
+  const minutes = String(Math.floor((whole % 3600) / 60)).padStart(2, '0');
+  const rest = String(whole % 60).padStart(2, '0');
+  return hours ? `${hours}:${minutes}:${rest}` : `${minutes}:${rest}`;
+}
+
+// The consultation's clock, the end button and the clinical forms (the session's
+// physician writes through the REST API with the room token).
+export class SessionTools {
+  constructor(root, call, showError) {
+    this.root = root;
+    this.call = call;
+    this.showError = showError;
+    this.timer = root.querySelector('#timer');
+    this.timeLeft = root.querySelector('#time-left');
+    this.tools = root.querySelector('#physician-tools');
+    this.form = root.querySelector('#record-form');
+    this.kind = root.querySelector('#record-kind');
+    this.text = root.querySelector('#record-text');
+    this.due = root.querySelector('#record-due');
+    this.status = root.querySelector('#record-status');
+    this.ticker = null;
+  }
+
+  start(session, role) {
+    this.session = session; // the latest (a rejoin brings a fresh clock)
+    if (this.ticker) clearInterval(this.ticker);
+    const tick = () => this.tick(this.session);
+    tick();
+    this.ticker = setInterval(tick, 1000);
+    if (role !== 'physician' || this.wired) return;
+    this.wired = true;
+    this.tools.hidden = false;
+    this.kind.addEventListener('change', () => {
+      const followup = this.kind.value === 'followup';
+      this.due.hidden = !followup;
+      this.due.previousElementSibling.hidden = !followup;
+      this.due.required = followup;
+    });
+    this.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.save(this.session);
+    });
+    this.root.querySelector('#end-consultation').addEventListener('click', () => this.end(this.session));
+  }
+
+  tick(session) {
+    const elapsed = session.elapsedSeconds + (Date.now() - session.receivedAt) / 1000;
+    const left = session.maxDurationSeconds - elapsed;
+    this.timer.textContent = clock(elapsed);
+    this.timeLeft.textContent = left <= WARN_BEFORE_S ? `${clock(left)} left` : `(max ${clock(session.maxDurationSeconds)})`;
+    this.timeLeft.dataset.warning = String(left <= WARN_BEFORE_S);
+  }
+
+  async save(session) {
+    const body = { sessionId: session.sessionId, text: this.text.value };
+    if (this.kind.value === 'followup') body.dueAt = new Date(this.due.value).toISOString();
+    this.status.textContent = 'Saving…';
+    try {
+      await this.call.api(this.kind.value, body);
+      this.status.textContent = 'Saved.';
+      this.text.value = '';
+    } catch (error) {
+      this.status.textContent = '';
+      this.showError(`Could not save: ${error.message}`);
+    }
+  }
+
+  async end(session) {
+    try {
+      await this.call.api('session/end', { sessionId: session.sessionId, reason: 'ended' });
+    } catch (error) {
+      this.showError(`Could not end the consultation: ${error.message}`);
+    }
+  }
+}

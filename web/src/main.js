@@ -1,6 +1,6 @@
 // Consultation page entry point: /consult/<consultationId>#token=<room token>
 import { Call } from './call.js';
-import { CLINICIAN_ROLES, ClinicianConsole } from './console.js';
+import { CLINICIAN_ROLES, ClinicianConsole, SessionTools } from './console.js';
 import { StatsCollector, toPayload } from './stats.js';
 import { Ui } from './ui.js';
 
@@ -56,6 +56,12 @@ async function main() {
   });
   call.on('presence', ({ present }) => showPresence(present));
   call.on('speaker', ({ peerId }) => ui.setSpeaker(peerId));
+  const sessionTools = new SessionTools(document.body, call, (text) => ui.showError(text));
+  call.on('session', (session) => {
+    if (!isClinician()) return;
+    clinicianConsole.show();
+    sessionTools.start(session, call.role);
+  });
   call.on('waiting', (waiting) => {
     if (!isClinician()) return;
     clinicianConsole.show();
