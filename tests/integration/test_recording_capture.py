@@ -147,6 +147,17 @@ def start_params(
     }
 
 
+async def start_recording(
+    rpc: SfuClient, snapshot: dict, producers: list[str], name: str
+) -> tuple[x25519.Identity, str, float]:
+    """Record the call through the node's RPC: (identity, recording id, start time)."""
+    identity = x25519.Identity.generate()
+    recording_id = f"{name}-{snapshot['roomId']}"
+    started = time.monotonic()
+    await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
+    return identity, recording_id, started
+
+
 async def test_a_call_is_recorded_encrypted_and_decodes_completely(
     stack: Stack, peers: list[MediaPeer], redis, rpc: SfuClient, tmp_path: Path
 ) -> None:
@@ -237,7 +248,7 @@ async def test_camera_off_and_on_during_a_recording_keeps_it_decodable_and_compl
     """The physician turns the camera off for 2 s mid-recording: the file still
     decodes without errors, and that stream has its frames before and after
     (a key frame was requested when the producer resumed)."""
-    room, doctor, _, snapshot, producers = await live_call(
+    _, doctor, _, snapshot, producers = await live_call(
         stack, peers, redis, "dr-cam-rec", "pt-cam-rec"
     )
     [camera] = [
@@ -247,10 +258,7 @@ async def test_camera_off_and_on_during_a_recording_keeps_it_decodable_and_compl
         for p in peer["producers"]
         if p["source"] == "camera"
     ]
-    identity = x25519.Identity.generate()
-    recording_id = f"cam-{room}"
-    started = time.monotonic()
-    await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
+    identity, recording_id, started = await start_recording(rpc, snapshot, producers, "cam")
     await asyncio.sleep(3)
     await doctor.request("pauseProducer", {"producerId": camera})
     await asyncio.sleep(2)
@@ -283,13 +291,10 @@ async def test_a_screen_share_during_a_recording_is_joined_in_sync(
     second segment with it; joined, the file has the four tracks plus the screen,
     which starts where it was shared, and the camera runs across the join without
     a gap; every stream decodes."""
-    room, doctor, _, snapshot, producers = await live_call(
+    _, doctor, _, snapshot, producers = await live_call(
         stack, peers, redis, "dr-share-rec", "pt-share-rec"
     )
-    identity = x25519.Identity.generate()
-    recording_id = f"share-{room}"
-    started = time.monotonic()
-    await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
+    identity, recording_id, started = await start_recording(rpc, snapshot, producers, "share")
     await asyncio.sleep(3)
     shared_at = time.monotonic() - started
     screen = await share_screen(doctor)
@@ -330,13 +335,10 @@ async def test_a_network_gap_at_the_sender_leaves_the_recording_decodable(
     back after the gap.  (Retransmission repairs most of the gap: the senders
     keep a few seconds of packets.  Without the recorder's key-frame requests on a
     stalled stream, the video did not come back at all in 2 of 4 runs.)"""
-    room, doctor, _, snapshot, producers = await live_call(
+    _, doctor, _, snapshot, producers = await live_call(
         stack, peers, redis, "dr-gap-rec", "pt-gap-rec"
     )
-    identity = x25519.Identity.generate()
-    recording_id = f"gap-{room}"
-    started = time.monotonic()
-    await rpc.request("startRecording", start_params(snapshot, producers, identity, recording_id))
+    identity, recording_id, started = await start_recording(rpc, snapshot, producers, "gap")
     await asyncio.sleep(3)
     with udp_dropped_on_loopback("45000-45999"):
         await asyncio.sleep(5)

@@ -5,15 +5,15 @@ that puts someone out of the live room for good; all audited."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from telemed_client import MediaPeer, SignalingError
+from telemed_client import MediaPeer
 from tests.conftest import Stack
 from tests.integration.api_client import Api
+from tests.integration.test_waiting_room import join_refusal, put_out
 
 pytestmark = pytest.mark.integration
 
@@ -133,17 +133,8 @@ async def test_a_removed_participant_is_put_out_of_the_room_and_stays_out(
     removed = await api.call("DELETE", f"{path}/interp-1", doctor)
     assert removed.status == 200 and removed.body["wasInRoom"] is True
     await interpreter.wait_for_event("admission", lambda d: d["state"] == "removed")
-    for _ in range(50):
-        if not interpreter.sio.connected:
-            break
-        await asyncio.sleep(0.1)
-    assert not interpreter.sio.connected
-    again = MediaPeer(stack.url, token)
-    peers.append(again)
-    await again.connect()
-    with pytest.raises(SignalingError) as refused:
-        await again.join(session["roomId"])
-    assert refused.value.code == "FORBIDDEN"
+    await put_out(interpreter)
+    assert await join_refusal(stack.url, token, session["roomId"], peers) == "FORBIDDEN"
     gone = await api.call("DELETE", f"{path}/interp-1", doctor)
     assert (gone.status, gone.code) == (404, "NOT_FOUND")
     kept = await api.call("DELETE", f"{path}/{physician}", doctor)

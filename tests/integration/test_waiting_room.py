@@ -50,6 +50,25 @@ async def enter(peer: MediaPeer, room: str) -> dict:
     return joined
 
 
+async def put_out(peer: MediaPeer) -> None:
+    """The server closes the peer's connection (it was denied or removed)."""
+    for _ in range(50):
+        if not peer.sio.connected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the connection was not closed")
+
+
+async def join_refusal(url: str, token: str, room: str, peers: list[MediaPeer]) -> str:
+    """The error code a new connection with ``token`` gets on join."""
+    peer = MediaPeer(url, token)
+    peers.append(peer)
+    await peer.connect()
+    with pytest.raises(SignalingError) as refused:
+        await peer.join(room)
+    return refused.value.code
+
+
 def audited(stack: Stack, room: str) -> list[str]:
     rows = stack.psql(
         "SELECT string_agg(action || ':' || (details->>'participant'), ',' ORDER BY id) "
@@ -121,18 +140,8 @@ async def test_denied_and_removed_tokens_cannot_walk_back_in(
     denied = await doctor.request("denyParticipant", {"peerId": "pt-ban"})
     assert denied["state"] == "denied"
     await patient.wait_for_event("admission", lambda d: d["state"] == "denied")
-    for _ in range(50):  # and put out: the server closes its connection
-        if not patient.sio.connected:
-            break
-        await asyncio.sleep(0.1)
-    assert not patient.sio.connected
-
-    same = MediaPeer(waiting_cp.url, first_token)
-    peers.append(same)
-    await same.connect()
-    with pytest.raises(SignalingError) as refused:
-        await same.join(room)
-    assert refused.value.code == "FORBIDDEN"
+    await put_out(patient)
+    assert await join_refusal(waiting_cp.url, first_token, room, peers) == "FORBIDDEN"
 
     # A new link (a new token) knocks again: waiting, not straight in.
     knocking = MediaPeer(waiting_cp.url, stack.token(room, "pt-ban", "patient"))
@@ -143,12 +152,8 @@ async def test_denied_and_removed_tokens_cannot_walk_back_in(
     removed = await doctor.request("removeParticipant", {"peerId": "pt-ban", "to": "out"})
     assert removed["state"] == "removed"
     await doctor.wait_for_event("peerLeft", lambda d: d["peerId"] == "pt-ban")
-    again = MediaPeer(waiting_cp.url, knocking.token)
-    peers.append(again)
-    await again.connect()
-    with pytest.raises(SignalingError) as refused:
-        await again.join(room)
-    assert refused.value.code == "FORBIDDEN"
+    await put_out(knocking)
+    assert await join_refusal(waiting_cp.url, knocking.token, room, peers) == "FORBIDDEN"
 
 
 async def test_a_second_clinician_admits_when_the_first_has_left(

@@ -19,6 +19,7 @@
 //   session      {sessionId, sessionType, elapsedSeconds, maxDurationSeconds, receivedAt}
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
+import { t } from './i18n.js';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
 
 const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
@@ -144,8 +145,7 @@ export class Call {
       if (this.connects > 1 && !this.leaving && this.joined) this.resume();
     });
     s.on('sessionEnded', ({ reason }) => {
-      const why = reason ? ` (${String(reason).replace(/_/g, ' ')})` : '';
-      this.end('ended', `The consultation has ended${why}.`);
+      this.end('ended', reason ? t('ended.reason', { reason: String(reason).replace(/_/g, ' ') }) : t('ended.plain'));
     });
     // The server tells everyone in the room while the consultation is recorded.
     s.on('recordingStarted', ({ recordingId }) => this.emit('recording', { recordingId, active: true }));
@@ -186,10 +186,10 @@ export class Call {
       // The server has already removed us: rejoin straight away, no leave first.
       this.joined = false;
       if (rejoin) this.rejoin(message || 'room closed');
-      else this.end('ended', message);
+      else this.end('ended', t('ended.plain'));
     });
     s.on('iceRelayAdvised', ({ iceServers, reason }) => this.useRelay(iceServers, reason));
-    s.on('evicted', ({ message }) => this.end('ended', message || 'joined from another connection'));
+    s.on('evicted', () => this.end('ended', t('ended.elsewhere')));
     s.on('transportStateChanged', (data) => {
       const current = [this.sendTransport, this.recvTransport].some((t) => t && t.id === data.transportId);
       if (current && (data.dtlsState === 'failed' || data.dtlsState === 'closed')) {
@@ -263,7 +263,7 @@ export class Call {
     const before = this.admission.state;
     this.setAdmission(news, news.clinicianPresent);
     if (news.state === 'denied' || news.state === 'removed') {
-      this.end('ended', news.state === 'denied' ? 'you were not let in' : 'you were removed from the consultation');
+      this.end('ended', t(news.state === 'denied' ? 'ended.denied' : 'ended.removed'));
       return;
     }
     if (news.state === 'waiting' && before !== 'waiting') {
@@ -407,7 +407,7 @@ export class Call {
     if (transport.appData.trial || transport.closed || transport.connectionState === 'connected' || transport.appData.wasConnected) return;
     const why = turnFailure(transport);
     if (why) {
-      this.end('failed', `The media connection could not be set up: this network blocks direct connections and ${why}. Please contact the clinic's technical support.`);
+      this.end('failed', t('failed.blocked', { why }));
     }
   }
 
@@ -466,7 +466,7 @@ export class Call {
         this.refreshState();
       } catch (error) {
         console.warn('resume failed', error.code);
-        if (FATAL_CODES.has(error.code) && error.code !== 'FORBIDDEN') this.end('failed', error.message);
+        if (FATAL_CODES.has(error.code) && error.code !== 'FORBIDDEN') this.end('failed', t('error.couldNotJoin', { code: error.code }));
         else this.rejoin(error.code === 'RESUME_EXPIRED' ? 'the call had to be set up again' : 'could not resume');
       }
     })().finally(() => {
@@ -520,7 +520,7 @@ export class Call {
           console.warn('rejoin failed', error);
           if (error.code === 'ALREADY_JOINED') leaveFirst = true;
           if (FATAL_CODES.has(error.code)) {
-            this.end('failed', error.message);
+            this.end('failed', t('error.couldNotJoin', { code: error.code }));
             return;
           }
           this.closeMedia();

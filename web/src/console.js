@@ -2,6 +2,8 @@
 // with Admit and Deny; who is in the call, with "To waiting room" and "Remove"
 // for those who are not clinicians.  The patient's side is the waiting notice.
 
+import { t } from './i18n.js';
+
 export const CLINICIAN_ROLES = new Set(['physician', 'nurse', 'specialist']);
 
 function button(text, label, onClick) {
@@ -38,7 +40,7 @@ export class ClinicianConsole {
   }
 
   act(what, promise) {
-    return promise.catch((error) => this.showError(`Could not ${what}: ${error.message}`));
+    return promise.catch((error) => this.showError(t('error.action', { code: error.code || what })));
   }
 
   renderWaiting(waiting) {
@@ -47,11 +49,11 @@ export class ClinicianConsole {
       const item = document.createElement('li');
       item.dataset.peerId = person.peerId;
       const label = document.createElement('span');
-      label.textContent = `${nameOf(person)} (${person.role})`;
+      label.textContent = `${nameOf(person)} (${t(`role.${person.role}`)})`;
       item.append(
         label,
-        button('Admit', `Let ${nameOf(person)} in`, () => this.act('admit', this.call.admit(person.peerId))),
-        button('Deny', `Do not let ${nameOf(person)} in`, () => this.act('deny', this.call.deny(person.peerId))),
+        button(t('console.admit'), t('console.admitLabel', { name: nameOf(person) }), () => this.act('admit', this.call.admit(person.peerId))),
+        button(t('console.deny'), t('console.denyLabel', { name: nameOf(person) }), () => this.act('deny', this.call.deny(person.peerId))),
       );
       this.waitingList.append(item);
     }
@@ -64,14 +66,14 @@ export class ClinicianConsole {
       const item = document.createElement('li');
       item.dataset.peerId = person.peerId;
       const label = document.createElement('span');
-      label.textContent = `${nameOf(person)} (${person.role})`;
+      label.textContent = `${nameOf(person)} (${t(`role.${person.role}`)})`;
       item.append(label);
       if (!CLINICIAN_ROLES.has(person.role)) {
         item.append(
-          button('To waiting room', `Send ${nameOf(person)} back to the waiting room`, () =>
+          button(t('console.toWaiting'), t('console.toWaitingLabel', { name: nameOf(person) }), () =>
             this.act('move', this.call.removeParticipant(person.peerId, 'waiting')),
           ),
-          button('Remove', `Remove ${nameOf(person)} from the consultation`, () =>
+          button(t('console.remove'), t('console.removeLabel', { name: nameOf(person) }), () =>
             this.act('remove', this.call.removeParticipant(person.peerId, 'out')),
           ),
         );
@@ -135,21 +137,21 @@ export class SessionTools {
     const elapsed = session.elapsedSeconds + (Date.now() - session.receivedAt) / 1000;
     const left = session.maxDurationSeconds - elapsed;
     this.timer.textContent = clock(elapsed);
-    this.timeLeft.textContent = left <= WARN_BEFORE_S ? `${clock(left)} left` : `(max ${clock(session.maxDurationSeconds)})`;
+    this.timeLeft.textContent = left <= WARN_BEFORE_S ? t('console.left', { time: clock(left) }) : t('console.max', { time: clock(session.maxDurationSeconds) });
     this.timeLeft.dataset.warning = String(left <= WARN_BEFORE_S);
   }
 
   async save(session) {
     const body = { sessionId: session.sessionId, text: this.text.value };
     if (this.kind.value === 'followup') body.dueAt = new Date(this.due.value).toISOString();
-    this.status.textContent = 'Saving…';
+    this.status.textContent = t('console.saving');
     try {
       await this.call.api(this.kind.value, body);
-      this.status.textContent = 'Saved.';
+      this.status.textContent = t('console.saved');
       this.text.value = '';
     } catch (error) {
       this.status.textContent = '';
-      this.showError(`Could not save: ${error.message}`);
+      this.showError(t('error.action', { code: error.code || error.name }));
     }
   }
 
@@ -157,7 +159,7 @@ export class SessionTools {
     try {
       await this.call.api('session/end', { sessionId: session.sessionId, reason: 'ended' });
     } catch (error) {
-      this.showError(`Could not end the consultation: ${error.message}`);
+      this.showError(t('error.action', { code: error.code || error.name }));
     }
   }
 }

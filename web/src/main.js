@@ -1,5 +1,6 @@
 // Consultation page entry point: /consult/<consultationId>#token=<room token>
 import { Call } from './call.js';
+import { t, translatePage } from './i18n.js';
 import { CLINICIAN_ROLES, ClinicianConsole, SessionTools } from './console.js';
 import { StatsCollector, toPayload } from './stats.js';
 import { Ui } from './ui.js';
@@ -23,11 +24,13 @@ function readLocation() {
 }
 
 async function main() {
+  translatePage(document.body);
   const ui = new Ui(document.body);
+  ui.setQuality('unknown');
   const { consultationId, token } = readLocation();
   if (!consultationId || !token) {
     ui.setState('failed');
-    ui.showError('This link is incomplete: it needs a consultation and an access token.');
+    ui.showError(t('error.incompleteLink'));
     return;
   }
   const call = new Call({ baseUrl: window.location.origin, consultationId, token });
@@ -45,9 +48,7 @@ async function main() {
   const waitingMessage = document.getElementById('waiting-message');
   const isClinician = () => CLINICIAN_ROLES.has(call.role);
   const showPresence = (present) => {
-    waitingMessage.textContent = present
-      ? 'The doctor will let you in shortly. Meanwhile, check your camera and microphone below.'
-      : 'No doctor is in the consultation yet. Please stay: you will be let in when one arrives.';
+    waitingMessage.textContent = t(present ? 'waiting.present' : 'waiting.absent');
     waitingMessage.dataset.clinicianPresent = String(present);
   };
   call.on('admission', ({ state, clinicianPresent }) => {
@@ -80,32 +81,34 @@ async function main() {
   call.on('fallback', ({ peerId, mode }) => {
     const audioOnly = mode === 'audio_only';
     if (peerId === null) {
-      ui.showNotice('self', audioOnly ? 'Your connection is weak: audio only for now.' : '');
+      ui.showNotice('self', audioOnly ? t('notice.weakSelf') : '');
     } else {
-      const peer = call.peers.get(peerId) || { displayName: 'The other participant' };
-      ui.showNotice(peerId, audioOnly ? `${peer.displayName || 'The other participant'}'s connection is weak: audio only for now.` : '');
+      const peer = call.peers.get(peerId) || {};
+      const name = peer.displayName || t('notice.otherParticipant');
+      ui.showNotice(peerId, audioOnly ? t('notice.weakPeer', { name }) : '');
     }
   });
   call.on('recording', ({ active, reason }) => {
     const badge = document.getElementById('recording');
     badge.hidden = !active;
-    if (!active && reason === 'failed') ui.showNotice('self', 'The recording stopped: the recorder failed.');
+    if (!active && reason === 'failed') ui.showNotice('self', t('notice.recordingFailed'));
   });
-  call.on('relay', () => ui.showNotice('self', 'Your connection is slow: media now goes through a relay server.'));
+  call.on('relay', () => ui.showNotice('self', t('notice.relay')));
   call.on('local', ({ source, track }) => {
     if (source === 'mic') return;
     if (!track) {
       if (source === 'screen') ui.removeTile('local', 'screen');
-      else ui.attachVideo(ui.ensureTile('local', source, 'You', selfRole), null);
+      else ui.attachVideo(ui.ensureTile('local', source, t('tile.you'), selfRole), null);
       return;
     }
-    const caption = source === 'screen' ? 'Your screen' : selfRole ? `You (${selfRole})` : 'You';
+    const role = selfRole ? t(`role.${selfRole}`) : '';
+    const caption = source === 'screen' ? t('tile.yourScreen') : role ? t('tile.youAs', { role }) : t('tile.you');
     const tile = ui.ensureTile('local', source, caption, selfRole);
     tile.classList.add('local');
     ui.attachVideo(tile, track);
   });
   call.on('track', ({ peerId, source, kind, track, consumerId, producerId, paused }) => {
-    const peer = call.peers.get(peerId) || { displayName: 'Participant', role: '' };
+    const peer = call.peers.get(peerId) || { displayName: t('tile.participant'), role: '' };
     const tileSource = kind === 'audio' ? 'camera' : source;
     const tile = ui.ensureTile(peerId, tileSource, ui.captionFor(peer, tileSource), peer.role);
     if (kind === 'audio') {
@@ -137,9 +140,10 @@ async function main() {
     if (audio) audio.closest('.tile').dataset.muted = String(paused);
   });
 
+  const SHARE_LABELS = { onText: t('button.shareOn'), offText: t('button.shareOff'), onLabel: t('button.shareOnLabel'), offLabel: t('button.shareOffLabel') };
   const toggles = {
-    mic: { source: 'mic', onText: 'Mic on', offText: 'Mic off', onLabel: 'Turn microphone off', offLabel: 'Turn microphone on' },
-    camera: { source: 'camera', onText: 'Camera on', offText: 'Camera off', onLabel: 'Turn camera off', offLabel: 'Turn camera on' },
+    mic: { source: 'mic', onText: t('button.micOn'), offText: t('button.micOff'), onLabel: t('button.micOnLabel'), offLabel: t('button.micOffLabel') },
+    camera: { source: 'camera', onText: t('button.cameraOn'), offText: t('button.cameraOff'), onLabel: t('button.cameraOnLabel'), offLabel: t('button.cameraOffLabel') },
   };
   for (const [name, labels] of Object.entries(toggles)) {
     ui.buttons[name].addEventListener('click', async () => {
@@ -149,7 +153,7 @@ async function main() {
         ui.setToggle(name, !on, labels);
         if (name === 'camera') ui.setPaused(ui.tile('local', 'camera'), on);
       } catch (error) {
-        ui.showError(`Could not change the ${labels.source}: ${error.message}`);
+        ui.showError(t('error.couldNotChange', { what: t(`what.${labels.source}`), code: error.code || error.name }));
       }
     });
   }
@@ -158,14 +162,14 @@ async function main() {
     try {
       if (sharing) await call.stopSource('screen');
       else await call.startScreenShare();
-      ui.setToggle('screen', !sharing, { onText: 'Stop sharing', offText: 'Share screen', onLabel: 'Stop sharing your screen', offLabel: 'Share your screen' });
+      ui.setToggle('screen', !sharing, SHARE_LABELS);
     } catch (error) {
-      ui.showError(`Screen sharing failed: ${error.message}`);
+      ui.showError(t('error.screenShare', { code: error.code || error.name }));
     }
   });
   call.on('local', ({ source, track }) => {
     if (source === 'screen' && !track) {
-      ui.setToggle('screen', false, { onText: 'Stop sharing', offText: 'Share screen', onLabel: 'Stop sharing your screen', offLabel: 'Share your screen' });
+      ui.setToggle('screen', false, SHARE_LABELS);
     }
   });
   ui.buttons.leave.addEventListener('click', () => call.leave());
@@ -202,12 +206,12 @@ async function main() {
     } catch (error) {
       // Not after the call is over (the end closed the transports under getUserMedia).
       if (!call.leaving) {
-        ui.showError(`Camera or microphone unavailable (${error.name}); you can still see and hear the others.`);
+        ui.showError(t('error.noDevices', { name: error.name }));
       }
     }
   } catch (error) {
     ui.setState('failed', error.message);
-    ui.showError(error.code === 'SESSION_EXPIRED' ? 'This link has expired.' : `Could not join: ${error.message}`);
+    ui.showError(error.code === 'SESSION_EXPIRED' ? t('error.linkExpired') : t('error.couldNotJoin', { code: error.code || error.name }));
   }
 }
 

@@ -1,6 +1,8 @@
 // TURN relay on the page.  Changing the ICE policy and hearing TURN errors
 // needs the RTCPeerConnection, which mediasoup-client keeps in its handler
 // (mediasoup-client 3.7: `transport.handler._pc`).
+import { t } from './i18n.js';
+
 export function peerConnectionOf(transport) {
   const pc = transport.handler && transport.handler._pc;
   return pc instanceof RTCPeerConnection ? pc : null;
@@ -40,9 +42,9 @@ export function turnFailure(transport) {
   const errors = transport.appData.turnErrors || [];
   if (!errors.length) return null;
   if (errors.some((error) => REFUSED.has(error.code))) {
-    return `the relay server refused this call's access (TURN error ${errors.find((e) => REFUSED.has(e.code)).code})`;
+    return t('turn.refused', { code: errors.find((e) => REFUSED.has(e.code)).code });
   }
-  return 'the relay server could not be reached';
+  return t('turn.unreachable');
 }
 
 // How long new relay-only transports may take to carry the media.

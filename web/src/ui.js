@@ -1,26 +1,5 @@
 // DOM for the consultation page: tiles, status, quality, buttons.
-
-const STATE_TEXT = {
-  idle: 'Starting…',
-  connecting: 'Connecting…',
-  waiting: 'In the waiting room',
-  connected: 'Connected',
-  reconnecting: 'Reconnecting…',
-  left: 'You left the consultation',
-  ended: 'The consultation has ended',
-  failed: 'Could not join',
-};
-
-const ROLE_TEXT = {
-  physician: 'physician',
-  patient: 'patient',
-  coordinator: 'coordinator',
-  admin: 'admin',
-  nurse: 'nurse',
-  specialist: 'specialist',
-  interpreter: 'interpreter',
-  companion: 'companion',
-};
+import { t } from './i18n.js';
 
 export class Ui {
   constructor(root) {
@@ -36,17 +15,16 @@ export class Ui {
     };
   }
 
-  setState(state, detail) {
+  setState(state) {
     this.status.dataset.state = state;
-    this.status.textContent = STATE_TEXT[state] || state;
-    this.status.title = detail || '';
+    this.status.textContent = t(`state.${state}`);
     const inCall = ['connected', 'reconnecting', 'connecting', 'waiting'].includes(state);
     for (const button of Object.values(this.buttons)) button.disabled = !inCall;
   }
 
   setQuality(level) {
     this.quality.dataset.quality = level;
-    this.quality.textContent = `Quality: ${level}`;
+    this.quality.textContent = t('quality', { level: t(`quality.${level}`) });
   }
 
   setToggle(name, on, labels) {
@@ -88,24 +66,24 @@ export class Ui {
     tile.appendChild(label);
     const muted = document.createElement('span');
     muted.className = 'muted-label';
-    muted.textContent = 'Muted';
+    muted.textContent = t('tile.muted');
     tile.appendChild(muted);
     const away = document.createElement('span');
     away.className = 'reconnecting-label';
-    away.textContent = 'Reconnecting…';
+    away.textContent = t('tile.reconnecting');
     tile.appendChild(away);
     const off = document.createElement('span');
     off.className = 'paused-label';
-    off.textContent = source === 'screen' ? 'Screen share paused' : 'Camera off';
+    off.textContent = t(source === 'screen' ? 'tile.screenPaused' : 'tile.cameraOff');
     tile.appendChild(off);
     this.tiles.appendChild(tile);
     return tile;
   }
 
   captionFor(peer, source) {
-    const name = peer.displayName || 'Participant';
-    const role = ROLE_TEXT[peer.role] ? ` (${ROLE_TEXT[peer.role]})` : '';
-    return source === 'screen' ? `${name}: screen` : `${name}${role}`;
+    const name = peer.displayName || t('tile.participant');
+    const role = peer.role ? ` (${t(`role.${peer.role}`)})` : '';
+    return source === 'screen' ? t('tile.screenOf', { name }) : `${name}${role}`;
   }
 
   attachVideo(tile, track) {
