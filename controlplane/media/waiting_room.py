@@ -180,7 +180,7 @@ class WaitingRoom:
     async def _apply(self, room_id: str, before: Admission, after: Admission, sid: str) -> None:
         """What a change means for the participant's media and for the room."""
         news = after.public()
-        if after.state == IN_CALL and sid:
+        if after.state == IN_CALL:
             await self._let_in(room_id, after, sid)
         elif after.state == WAITING and before.state in (ADMITTED, IN_CALL):
             await self._back_to_waiting(room_id, after, sid)
@@ -192,36 +192,36 @@ class WaitingRoom:
             await self._notifier.to_peer(sid, "admission", news)
 
     async def _let_in(self, room_id: str, admission: Admission, sid: str) -> None:
+        """The room learns of the participant; a connected one learns of the room
+        (one that is reconnecting gets it all in its resume answer)."""
         pid = admission.peerId
-        others = [
-            p
-            for p in await self._state.participants(room_id)
-            if p.peerId != pid and p.peerId not in await self._state.waiting_ids(room_id)
-        ]
-        producers = [p for p in await self._state.producers_in_room(room_id) if p.peerId != pid]
-        await self._notifier.leave_room(sid, waiting_group(room_id))
-        await self._notifier.enter_room(sid, room_id)
-        await self._notifier.to_peer(
-            sid,
-            "admission",
-            {
-                **admission.public(),
-                "peers": [
-                    {"peerId": p.peerId, "role": p.role, "displayName": p.displayName}
-                    for p in others
-                ],
-                "producers": [producer_payload(p) for p in producers],
-            },
-        )
+        if sid:
+            hidden = await self._state.waiting_ids(room_id) | {pid}
+            others = [p for p in await self._state.participants(room_id) if p.peerId not in hidden]
+            producers = [p for p in await self._state.producers_in_room(room_id) if p.peerId != pid]
+            await self._notifier.leave_room(sid, waiting_group(room_id))
+            await self._notifier.enter_room(sid, room_id)
+            await self._notifier.to_peer(
+                sid,
+                "admission",
+                {
+                    **admission.public(),
+                    "peers": [
+                        {"peerId": p.peerId, "role": p.role, "displayName": p.displayName}
+                        for p in others
+                    ],
+                    "producers": [producer_payload(p) for p in producers],
+                },
+            )
         await self._notifier.to_room(
             room_id,
             "peerJoined",
             {"peerId": pid, "role": admission.role, "displayName": admission.displayName},
-            skip_sid=sid,
+            skip_sid=sid or None,
         )
         for own in await self._state.producers_of(room_id, pid):
             await self._notifier.to_room(
-                room_id, "newProducer", producer_payload(own), skip_sid=sid
+                room_id, "newProducer", producer_payload(own), skip_sid=sid or None
             )
         for listener in self.producer_listeners:
             listener(room_id)  # e.g. a recording takes the newcomer in

@@ -234,3 +234,35 @@ async def test_eight_clinicians_and_a_patient_in_one_emergency_room(
             p.join_info["peerId"] for p in everyone if p is not peer
         }
     assert "room.admission.in_call:er-patient" in audited(stack, room)
+
+
+async def test_a_patient_admitted_while_reconnecting_comes_back_into_the_call(
+    stack: Stack, waiting_cp, peers: list[MediaPeer]
+) -> None:
+    """The patient's link drops while it waits and the physician admits it before
+    it is back: the room hears of it at once, and its resume puts it in the call
+    with the room's peers and producers."""
+    room = new_room_id("wr")
+    doctor = MediaPeer(waiting_cp.url, stack.token(room, "dr-late", "physician"))
+    token = stack.token(room, "pt-late", "patient")
+    patient = MediaPeer(waiting_cp.url, token, auto_resume=False)
+    peers.extend([doctor, patient])
+    await enter(doctor, room)
+    await enter(patient, room)
+    await doctor.wait_for_event("waitingList", lambda d: bool(d["waiting"]))
+    cut_socket_of(patient)
+    await doctor.wait_for_event("waitingList", lambda d: bool(d["waiting"]))
+    await asyncio.sleep(0.5)  # the server noticed the drop (the participant may resume)
+    admitted = await doctor.request("admitParticipant", {"peerId": "pt-late"})
+    assert admitted["state"] == "in_call"
+    await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == "pt-late")
+
+    back = MediaPeer(waiting_cp.url, token, auto_resume=False)
+    peers.append(back)
+    await back.connect()
+    resumed = await back.request(
+        "resume", {"consultationId": room, "resumeToken": patient.resume_token}
+    )
+    assert resumed["admission"]["state"] == "in_call"
+    assert [p["peerId"] for p in resumed["peers"]] == ["dr-late"]
+    assert {p["peerId"] for p in resumed["producers"]} == {"dr-late"}
