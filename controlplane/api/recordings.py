@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from controlplane.api.context import body, caller, services
-from controlplane.clinical.recording_media import decrypted, streamed
 from schemas import rest as r
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -57,10 +56,7 @@ async def recording_media(request: web.Request) -> web.StreamResponse:
     headers = {"Accept-Ranges": "bytes", "Content-Type": "video/x-matroska"}
     recordings = services(request).recordings
     if not wanted and not watermark:
-        segments, identity = await recordings.media_source(claims, recording_id)
-        if len(segments) == 1:
-            return await _stream(request, streamed(segments[0], identity), headers)
-        return web.Response(body=await decrypted(segments, identity), headers=headers)
+        return await _stream(request, await recordings.media_chunks(claims, recording_id), headers)
     media = await recordings.media(claims, recording_id, watermark=watermark)
     if not wanted:
         return web.Response(body=media, headers=headers)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from controlplane.auth import ApiClaims
 from controlplane.clinical.audit import SYSTEM, Actor, AuditLog
 from controlplane.clinical.consents import ConsentStore
 from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
-from controlplane.clinical.recording_media import decrypted, watermarked
+from controlplane.clinical.recording_media import decrypted, streamed, watermarked
 from controlplane.clinical.recording_rows import (
     RecordingRow,
     RecordingRows,
@@ -72,6 +73,10 @@ def _may_record(claims: ApiClaims, session: SessionRow) -> bool:
 
 def _may_watch(claims: ApiClaims, session: SessionRow) -> bool:
     return _may_record(claims, session) or claims.subject == session.patient_id
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class RecordingService:
@@ -261,7 +266,7 @@ class RecordingService:
             )
         return [row_of(record).public() for record in records]
 
-    async def media_source(
+    async def _media_source(
         self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
     ) -> tuple[list[dict[str, Any]], x25519.Identity]:
         """What a download reads (the segments and the key), the download audited."""
@@ -290,9 +295,17 @@ class RecordingService:
         self, claims: ApiClaims, recording_id: str, *, watermark: bool = False
     ) -> bytes:
         """The decrypted file, its segments joined (watermarked on request)."""
-        segments, identity = await self.media_source(claims, recording_id, watermark=watermark)
+        segments, identity = await self._media_source(claims, recording_id, watermark=watermark)
         media = await decrypted(segments, identity)
         return await watermarked(media, claims.subject) if watermark else media
+
+    async def media_chunks(self, claims: ApiClaims, recording_id: str) -> AsyncIterator[bytes]:
+        """The whole decrypted file for a download, audited: a one-segment file
+        as it is decrypted (memory stays small), joined segments in one piece."""
+        segments, identity = await self._media_source(claims, recording_id)
+        if len(segments) == 1:
+            return streamed(segments[0], identity)
+        return _once(await decrypted(segments, identity))
 
     async def delete(self, claims: ApiClaims, recording_id: str) -> dict[str, Any]:
         """Crypto-shredding: the wrapped key goes, then the file; the row stays."""

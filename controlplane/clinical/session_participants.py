@@ -98,17 +98,15 @@ class SessionParticipants:
                 actor_of(claims), participant_id, specialty, "participant.add", session.id
             )
         if role == "companion" and not await self._consents.active(session.patient_id, "companion"):
-            raise await self._audit.deny(
-                actor_of(claims),
+            raise await self._refuse(
+                claims,
+                session,
                 "participant.add",
-                ErrorCode.COMPLIANCE_VIOLATION,
                 "the patient has not consented to a companion",
-                resource_type="session",
-                resource_id=session.id,
-                session_id=session.id,
-                details={"reason": "no companion consent"},
+                ErrorCode.COMPLIANCE_VIOLATION,
             )
-        if not await self._store.add_participant(session.id, participant_id, role, claims.subject):
+        added = await self._store.add_participant(session.id, participant_id, role, claims.subject)
+        if added is None:
             raise ApiError(ErrorCode.CONFLICT, "already a participant of this session")
         await self._audit.record(
             actor_of(claims),
@@ -117,11 +115,6 @@ class SessionParticipants:
             resource_id=session.id,
             session_id=session.id,
             details={"participant": participant_id, "role": role},
-        )
-        added = next(
-            p
-            for p in await self._store.participant_list(session.id)
-            if p["participantId"] == participant_id
         )
         token = None
         if role in INVITED_ROLES and session.status == "active":
@@ -167,12 +160,17 @@ class SessionParticipants:
         )
 
     async def _refuse(
-        self, claims: ApiClaims, session: SessionRow, action: str, message: str
+        self,
+        claims: ApiClaims,
+        session: SessionRow,
+        action: str,
+        message: str,
+        code: ErrorCode = ErrorCode.CONFLICT,
     ) -> ApiError:
         return await self._audit.deny(
             actor_of(claims),
             action,
-            ErrorCode.CONFLICT,
+            code,
             message,
             resource_type="session",
             resource_id=session.id,

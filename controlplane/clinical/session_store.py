@@ -174,17 +174,18 @@ class SessionStore:
 
     async def add_participant(
         self, session_id: str, participant_id: str, role: str, added_by: str
-    ) -> bool:
-        """False when the participant is in the session already (in any role)."""
-        added = await self._pool.fetchval(
+    ) -> dict[str, Any] | None:
+        """The participant as listed; None when it is in the session already."""
+        row = await self._pool.fetchrow(
             """INSERT INTO session_participants (session_id, participant_id, role, added_by)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING participant_id""",
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
+               RETURNING participant_id, role, added_by, added_at""",
             uuid.UUID(session_id),
             participant_id,
             role,
             added_by,
         )
-        return added is not None
+        return _listed(row) if row is not None else None
 
     async def remove_participant(self, session_id: str, participant_id: str) -> bool:
         removed = await self._pool.fetchval(
@@ -201,15 +202,7 @@ class SessionStore:
                WHERE session_id = $1 ORDER BY added_at, participant_id""",
             uuid.UUID(session_id),
         )
-        return [
-            {
-                "participantId": r["participant_id"],
-                "role": r["role"],
-                "addedBy": r["added_by"],
-                "addedAt": r["added_at"].isoformat(),
-            }
-            for r in rows
-        ]
+        return [_listed(r) for r in rows]
 
     async def activate(self, session_id: str, conn: asyncpg.Connection) -> bool:
         """scheduled -> active (licence and consent were just checked); False if not scheduled."""
@@ -313,3 +306,12 @@ class SessionStore:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _listed(row: Any) -> dict[str, Any]:
+    return {
+        "participantId": row["participant_id"],
+        "role": row["role"],
+        "addedBy": row["added_by"],
+        "addedAt": row["added_at"].isoformat(),
+    }

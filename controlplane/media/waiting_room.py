@@ -18,8 +18,9 @@ removed or denied is put out and its token banned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -45,6 +46,12 @@ from controlplane.placement.sfu_client import SfuError
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
+
+
+class PutOut(Protocol):
+    async def __call__(
+        self, room_id: str, participant_id: str, reason: str, *, sid: str
+    ) -> bool: ...
 
 
 def clinicians_group(room_id: str) -> str:
@@ -75,8 +82,8 @@ class WaitingRoom:
         self._notifier = notifier
         # Set by MediaServices.build: puts a participant out of the room
         # (Membership.remove) and what follows a new producer (Producers.listeners).
-        self.put_out: Any = None
-        self.producer_listeners: list[Any] = []
+        self.put_out: PutOut | None = None
+        self.producer_listeners: list[Callable[[str], None]] = []
 
     # ---- arrival -------------------------------------------------------------------
 

@@ -120,6 +120,13 @@ def analyse(ciphertext: bytes, identity: x25519.Identity, folder: Path) -> dict:
     }
 
 
+async def analysed_segment(result: dict, identity: x25519.Identity, folder: Path) -> dict:
+    """``analyse`` of a recording that has one segment (no producer joined it)."""
+    [segment] = result["segments"]
+    ciphertext = await asyncio.to_thread(Path(segment["file"]).read_bytes)
+    return await asyncio.to_thread(analyse, ciphertext, identity, folder)
+
+
 async def live_call(
     stack: Stack, peers: list[MediaPeer], redis, doctor_id: str, patient_id: str
 ) -> tuple[str, MediaPeer, MediaPeer, dict, list[str]]:
@@ -267,9 +274,7 @@ async def test_camera_off_and_on_during_a_recording_keeps_it_decodable_and_compl
     result = await rpc.request("stopRecording", {"recordingId": recording_id})
     wall = time.monotonic() - started
 
-    [segment] = result["segments"]
-    ciphertext = await asyncio.to_thread(Path(segment["file"]).read_bytes)
-    found = await asyncio.to_thread(analyse, ciphertext, identity, tmp_path)
+    found = await analysed_segment(result, identity, tmp_path)
     assert found["decode_errors"] == (0, "")
     index = producers.index(camera)
     stream = found["info"]["streams"][index]
@@ -346,9 +351,7 @@ async def test_a_network_gap_at_the_sender_leaves_the_recording_decodable(
     result = await rpc.request("stopRecording", {"recordingId": recording_id})
     wall = time.monotonic() - started
 
-    [segment] = result["segments"]
-    ciphertext = await asyncio.to_thread(Path(segment["file"]).read_bytes)
-    found = await asyncio.to_thread(analyse, ciphertext, identity, tmp_path)
+    found = await analysed_segment(result, identity, tmp_path)
     assert found["decode_errors"] == (0, "")
     camera = producers.index(doctor.producers["camera"].id)
     times = packet_times(found["info"], camera)
