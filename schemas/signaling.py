@@ -117,6 +117,9 @@ class ProduceSchema(_Strict):
     rtpParameters = fields.Nested(RtpParametersSchema, required=True)
     appData = fields.Nested(ProducerAppDataSchema, required=True)
     paused = fields.Boolean(load_default=False)
+    # A producer of the same source this one takes over (closed once it exists):
+    # a camera sent again with simulcast layers.
+    replaces = fields.UUID(load_default=None)
 
     @validates_schema
     def _source_matches_kind(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -145,6 +148,19 @@ class ProducerIdSchema(_Strict):
 
 class ConsumerIdSchema(_Strict):
     consumerId = _uuid()
+
+
+class _TileSchema(_Strict):
+    consumerId = _uuid()
+    # Device pixels (CSS pixels x devicePixelRatio); 0: not shown.
+    width = fields.Integer(required=True, validate=validate.Range(min=0, max=16384))
+    height = fields.Integer(required=True, validate=validate.Range(min=0, max=16384))
+
+
+class TileSizesSchema(_Strict):
+    """How large the page shows each remote video (simulcast layer choice)."""
+
+    tiles = fields.List(fields.Nested(_TileSchema), required=True, validate=validate.Length(max=64))
 
 
 class PeerIdSchema(_Strict):

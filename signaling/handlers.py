@@ -134,3 +134,8 @@ async def remove_participant(ctx: Context, sid: str, p: dict[str, Any]) -> dict[
 @event("reportStats", s.StatsReportSchema)
 async def report_stats(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
     return await ctx.media.client_stats.record(sid, p)
+
+
+@event("reportTileSizes", s.TileSizesSchema)
+async def report_tile_sizes(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
+    return await ctx.media.layers.report_tiles(sid, p["tiles"])

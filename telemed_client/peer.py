@@ -283,6 +283,7 @@ class MediaPeer(IceControls):
                     kind=item["kind"],
                     source=item["source"],
                     created_at=time.monotonic(),
+                    type=item.get("type", "simple"),
                 )
                 self.received[item["id"]] = track
                 self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))

@@ -22,6 +22,7 @@ class ReceivedTrack:
     kind: str
     source: str
     created_at: float
+    type: str = "simple"  # "simulcast": the SFU picks one of the sender's layers
     frames: int = 0
     first_frame_at: float | None = None
     last_frame_at: float | None = None

@@ -85,8 +85,14 @@ class Consumers:
                 {"consumerId": consumer_id},
                 lambda: self._participants.is_current(participant),
             )
+            layered = created["type"] == "simulcast"
             self._participants.add_consumer(
-                participant, consumer_id, producer.producerId, created["kind"], transport_id
+                participant,
+                consumer_id,
+                producer.producerId,
+                created["kind"],
+                transport_id,
+                layered=layered,
             )
             participant.set_paused(consumer_id, True)
             await self._state.add_consumer(
@@ -98,6 +104,7 @@ class Consumers:
                     kind=created["kind"],
                     paused=True,
                     transportId=transport_id,
+                    layered=layered,
                 ),
             )
             consumers.append(

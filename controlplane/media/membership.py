@@ -29,7 +29,7 @@ from controlplane.media.room_state import (
     producer_payload,
 )
 from controlplane.media.routers import RoomRouters
-from controlplane.media.waiting_room import WaitingRoom
+from controlplane.media.waiting_room import WaitingRoom, waiting_group
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
@@ -110,6 +110,11 @@ class Membership:
             producers = [] if waiting else await self._state.producers_in_room(room_id)
             producers = [p for p in producers if p.peerId != claims.participant_id]
             recording = None if waiting else await self._state.recording_of(room_id)
+            # Simulcast once the room holds more than two (waiting ones included: they
+            # are likely let in), or always where the call type asks for it.
+            present = len(participant_ids) + (0 if replaced else 1)
+            simulcast = profile.simulcast or present > 2
+            grew_past_two = not profile.simulcast and replaced is None and present == 3
         if not waiting:
             await self._notifier.enter_room(sid, room_id)
             await self._notifier.to_room(
@@ -122,6 +127,12 @@ class Membership:
                 },
                 skip_sid=sid,
             )
+        if grew_past_two:
+            # Those already in send their cameras again, with layers.
+            for group in (room_id, waiting_group(room_id)):
+                await self._notifier.to_room(
+                    group, "mediaProfileChanged", {"simulcast": True}, skip_sid=sid
+                )
         admission_news = await self.waiting_room.joined(sid, room_id, admission)
         log.info(
             "peer_joined",
@@ -136,7 +147,7 @@ class Membership:
             "role": claims.role,
             "displayName": claims.display_name,
             "callType": call_type,
-            "mediaProfile": profile.to_client(),
+            "mediaProfile": {**profile.to_client(), "simulcast": simulcast},
             "routerRtpCapabilities": rtp_capabilities,
             "peers": [
                 {"peerId": p.peerId, "role": p.role, "displayName": p.displayName} for p in others

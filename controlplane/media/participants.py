@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from controlplane.auth import RoomClaims
+from controlplane.media.layers import LayerState
 from controlplane.media.room_records import ParticipantRecord, RoomRecord
 from schemas.errors import ApiError, ErrorCode
 
@@ -36,6 +37,8 @@ class Participant:
     consumer_transports: dict[str, str] = field(default_factory=dict)  # id -> transport id
     producer_kinds: dict[str, str] = field(default_factory=dict)  # id -> audio | video
     paused: set[str] = field(default_factory=set)  # ids of paused producers and consumers
+    layered: set[str] = field(default_factory=set)  # ids of its simulcast consumers
+    layers: LayerState = field(default_factory=LayerState)
 
     @property
     def participant_id(self) -> str:
@@ -173,8 +176,12 @@ class LocalParticipants:
         producer_id: str,
         kind: str,
         transport_id: str,
+        *,
+        layered: bool = False,
     ) -> None:
         participant.consumers[consumer_id] = producer_id
+        if layered:
+            participant.layered.add(consumer_id)
         participant.consumer_kinds[consumer_id] = kind
         participant.consumer_transports[consumer_id] = transport_id
         self._consumer_owner[consumer_id] = participant.sid
@@ -188,6 +195,9 @@ class LocalParticipants:
         if participant is None:
             return None
         participant.consumer_transports.pop(consumer_id, None)
+        participant.layered.discard(consumer_id)
+        participant.layers.tile_heights.pop(consumer_id, None)
+        participant.layers.preferred.pop(consumer_id, None)
         return participant, participant.consumers.pop(consumer_id, None)
 
     def release_producer(self, producer_id: str) -> Participant | None:

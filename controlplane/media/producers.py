@@ -38,10 +38,16 @@ class Producers:
         if participant.own_transport(transport_id) != "send":
             raise ApiError(ErrorCode.VALIDATION_ERROR, "produce needs a send transport")
         source = payload["appData"]["source"]
+        replaces = payload.get("replaces")
+        if replaces is not None:
+            participant.own_producer(replaces)
+            if participant.producers[replaces] != source:
+                raise ApiError(ErrorCode.VALIDATION_ERROR, "replaces a producer of another source")
         # One producer per source; two while the participant moves to a new send
         # transport (the old one's is closed once the new one carries media).
         sending = sum(1 for d in participant.transports.values() if d == "send")
-        if list(participant.producers.values()).count(source) >= min(sending, 2):
+        same = [pid for pid, src in participant.producers.items() if src == source]
+        if len([pid for pid in same if pid != replaces]) >= min(sending, 2):
             raise ApiError(ErrorCode.CONFLICT, f"already producing {source}")
         room, client = await self._routers.of(participant)
         result = await self._routers.create_owned(
@@ -78,6 +84,8 @@ class Producers:
             )
             for listener in self.listeners:
                 listener(room.roomId)
+        if replaces is not None and replaces in participant.producers:
+            await self.close(sid, replaces)  # the client closes its own copy
         log.info(
             "producer_created",
             room_id=room.roomId,

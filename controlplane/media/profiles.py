@@ -40,8 +40,21 @@ class MediaProfile:
         """Cap on what one peer may send to the SFU (all its producers)."""
         return self.videoBitrateMax * 2 + self.audioBitrate  # camera + screen + mic
 
+    def simulcast_encodings(self) -> list[dict[str, int]]:
+        """The three simulcast layers of a camera, lowest first: a quarter, half
+        and full capture size, at an eighth, a third and all of the top bitrate.
+        Clients send these; the server picks among them (layers.py)."""
+        return [
+            {"scaleResolutionDownBy": scale, "maxBitrate": self.videoBitrateMax // share}
+            for scale, share in SIMULCAST_LAYERS
+        ]
+
     def to_client(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "simulcastEncodings": self.simulcast_encodings()}
+
+
+# (scale down by, share of the top bitrate) per simulcast layer, lowest first.
+SIMULCAST_LAYERS = ((4, 8), (2, 3), (1, 1))
 
 
 _QUALITY_FIRST = MediaProfile(

@@ -115,6 +115,7 @@ class Reassertion:
                     kind=participant.consumer_kinds.get(consumer_id, ""),
                     paused=consumer_id in participant.paused,
                     transportId=participant.consumer_transports.get(consumer_id, ""),
+                    layered=consumer_id in participant.layered,
                 ),
             )
         await self._presence.attach(room_id, participant_id)

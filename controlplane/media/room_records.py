@@ -82,6 +82,7 @@ class ConsumerRecord:
     kind: str
     paused: bool
     transportId: str = ""  # the receive transport it is on ("": recorded before it was kept)
+    layered: bool = False  # of a simulcast producer
 
     def stored(self) -> str:
         """Its value in the participant's consumers hash."""
@@ -91,6 +92,7 @@ class ConsumerRecord:
                 "kind": self.kind,
                 "paused": self.paused,
                 "transportId": self.transportId,
+                "layered": self.layered,
             }
         )
 
@@ -104,4 +106,5 @@ class ConsumerRecord:
             kind=data["kind"],
             paused=bool(data["paused"]),
             transportId=str(data.get("transportId", "")),
+            layered=bool(data.get("layered", False)),
         )

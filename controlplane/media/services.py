@@ -12,6 +12,7 @@ from controlplane.media.client_stats import ClientStats, FirstMediaObserver
 from controlplane.media.consumers import Consumers
 from controlplane.media.fallback_actions import MediaFallback
 from controlplane.media.ice_servers import IceServers
+from controlplane.media.layer_control import LayerControl
 from controlplane.media.membership import Membership
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import JoinGate, Notifier
@@ -48,6 +49,7 @@ class MediaServices:
     events: SfuEvents
     capture: RoomCapture
     waiting_room: WaitingRoom
+    layers: LayerControl
 
     @classmethod
     def build(
@@ -95,6 +97,11 @@ class MediaServices:
         resumption = Resumption(participants, state, presence, notifier, ice, waiting_room)
         producers = Producers(participants, routers, state, notifier)
         waiting_room.producer_listeners = producers.listeners
+        layers = LayerControl(participants, routers, state, notifier)
+        events.bandwidth.append(layers.bandwidth)
+        events.layers_changed.append(layers.layers_changed)
+        events.speaker_changed.append(layers.speaker)
+        membership.departure_listeners.append(layers.departed)
         return cls(
             participants=participants,
             state=state,
@@ -117,6 +124,7 @@ class MediaServices:
             fallback=MediaFallback(routers, state, notifier, ice),
             events=events,
             capture=RoomCapture(state, registry, notifier),
+            layers=layers,
         )
 
     async def close(self) -> None:

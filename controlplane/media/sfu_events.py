@@ -36,6 +36,11 @@ class SfuEvents:
         self.recording_failed: list[Callable[[str, str], Awaitable[None]]] = []
         self.recording_stopped: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.node_lost: list[Callable[[str], Awaitable[None]]] = []
+        # Simulcast (layer_control.py): the bandwidth estimate towards a receive
+        # transport, the layers a consumer now sends, the room's active speaker.
+        self.bandwidth: list[Callable[[str, float], Awaitable[None]]] = []
+        self.layers_changed: list[Callable[[str, dict[str, Any] | None], Awaitable[None]]] = []
+        self.speaker_changed: list[Callable[[str, str | None], Awaitable[None]]] = []
 
     async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if event == "consumer.closed":
@@ -54,6 +59,17 @@ class SfuEvents:
                 await stopped(data)
         elif event == "router.activespeaker":
             await self._active_speaker(str(data.get("routerId")), data.get("producerId"))
+        elif event == "transport.bwe":
+            for estimate in self.bandwidth:
+                await estimate(
+                    str(data.get("transportId")), float(data.get("availableBitrate") or 0)
+                )
+        elif event == "consumer.layerschange":
+            layers = data.get("layers")
+            for changed in self.layers_changed:
+                await changed(
+                    str(data.get("consumerId")), layers if isinstance(layers, dict) else None
+                )
         elif event == "worker.died":
             log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):
@@ -92,6 +108,8 @@ class SfuEvents:
         )
         if speaker in waiting:
             return
+        for listener in self.speaker_changed:
+            await listener(room_id, speaker)
         news = {"peerId": speaker, "producerId": producer_id if speaker else None}
         for participant in local:
             if participant.participant_id not in waiting:

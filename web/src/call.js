@@ -17,10 +17,12 @@
 //   presence     {present}                              whether a clinician can let us in
 //   speaker      {peerId|null}                          who speaks loudest now (null: nobody)
 //   session      {sessionId, sessionType, elapsedSeconds, maxDurationSeconds, receivedAt}
+//   layers       {consumerId, producerId, spatialLayer, temporalLayer}  simulcast layer now received
 import { io } from 'socket.io-client';
 import { Device } from 'mediasoup-client';
 import { t } from './i18n.js';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
+import { adoptProfile, videoEncodings } from './layers.js';
 
 const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
 // A first media connection still not up this long after it started, while the TURN
@@ -182,6 +184,8 @@ export class Call {
     s.on('waitingList', ({ waiting }) => this.emit('waiting', waiting));
     s.on('clinicianPresence', ({ present }) => this.emit('presence', { present }));
     s.on('activeSpeaker', ({ peerId }) => this.emit('speaker', { peerId }));
+    s.on('mediaProfileChanged', (changes) => this.adoptProfile(changes));
+    s.on('consumerLayersChanged', (layers) => this.emit('layers', layers));
     s.on('roomClosed', ({ rejoin, message }) => {
       // The server has already removed us: rejoin straight away, no leave first.
       this.joined = false;
@@ -230,6 +234,14 @@ export class Call {
       else console.warn('media set-up interrupted; the resume will finish it', error.code);
     }
     this.refreshState();
+  }
+
+  async adoptProfile(changes) {
+    try {
+      await adoptProfile(this, changes);
+    } catch (error) {
+      console.warn('could not send the camera with layers', error.code || error.name);
+    }
   }
 
   async produceMissing() {
@@ -342,7 +354,9 @@ export class Call {
         .catch(errback);
     });
     transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
-      this.request('produce', { transportId: transport.id, kind, rtpParameters, appData: { source: appData.source } })
+      const payload = { transportId: transport.id, kind, rtpParameters, appData: { source: appData.source } };
+      if (appData.replaces) Object.assign(payload, { replaces: appData.replaces, paused: Boolean(appData.paused) });
+      this.request('produce', payload)
         .then(({ id }) => callback({ id }))
         .catch(errback);
     });
@@ -459,6 +473,7 @@ export class Call {
           if (transport && !transport.closed) configureIce(transport, ack.iceServers);
         }
         this.catchUp(ack);
+        await this.adoptProfile(ack.mediaProfile);
         this.setAdmission(ack.admission, ack.clinicianPresent);
         if (ack.waiting) this.emit('waiting', ack.waiting);
         await this.produceMissing(); // a join the drop interrupted
@@ -553,9 +568,10 @@ export class Call {
 
   // ---- producing ---------------------------------------------------------------
 
-  async produceTrack(source, track) {
+  // `takeOver`: {replaces, paused} to send a source again in place of its producer.
+  async produceTrack(source, track, takeOver = null) {
     const profile = this.profile;
-    const options = { track, stopTracks: false, appData: { source } };
+    const options = { track, stopTracks: false, appData: { source, ...takeOver } };
     if (track.kind === 'audio') {
       options.codecOptions = { opusStereo: false, opusDtx: false, opusFec: true, opusMaxAverageBitrate: profile.audioBitrate };
     } else {
@@ -564,18 +580,10 @@ export class Call {
       );
       if (preferred) options.codec = preferred;
       options.codecOptions = { videoGoogleStartBitrate: Math.round(profile.videoBitrate / 1000) };
-      const priority = profile.priority === 'high' ? 'high' : 'low';
-      if (source === 'camera' && profile.simulcast) {
-        options.encodings = [
-          { scaleResolutionDownBy: 4, maxBitrate: Math.round(profile.videoBitrateMax / 8), networkPriority: priority },
-          { scaleResolutionDownBy: 2, maxBitrate: Math.round(profile.videoBitrateMax / 3), networkPriority: priority },
-          { scaleResolutionDownBy: 1, maxBitrate: profile.videoBitrateMax, networkPriority: priority },
-        ];
-      } else {
-        options.encodings = [{ maxBitrate: profile.videoBitrateMax, maxFramerate: profile.frameRate, networkPriority: priority }];
-      }
+      options.encodings = videoEncodings(profile, source);
     }
     const producer = await this.sendTransport.produce(options);
+    if (takeOver && takeOver.paused) producer.pause();
     this.producers.set(source, producer);
     producer.on('trackended', () => this.stopSource(source));
     return producer;

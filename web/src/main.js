@@ -2,6 +2,7 @@
 import { Call } from './call.js';
 import { t, translatePage } from './i18n.js';
 import { CLINICIAN_ROLES, ClinicianConsole, SessionTools } from './console.js';
+import { TileReporter } from './layers.js';
 import { StatsCollector, toPayload } from './stats.js';
 import { Ui } from './ui.js';
 
@@ -39,8 +40,10 @@ async function main() {
   let lastReport = null;
   window.telemed = { call, lastReport: () => lastReport, inbound: () => inboundSummary(call) };
 
+  const tileSizes = new TileReporter(call, ui.tiles);
   call.on('state', ({ state, detail }) => {
     ui.setState(state, detail);
+    if (state === 'connected') tileSizes.report(true); // a resumed server starts afresh
     if (state === 'failed' || state === 'ended') ui.showError(detail || '');
   });
   const clinicianConsole = new ClinicianConsole(document.body, call, (text) => ui.showError(text));
@@ -119,7 +122,13 @@ async function main() {
       tile.dataset.producerId = producerId;
       tile.dataset.consumerId = consumerId;
       ui.setPaused(tile, paused);
+      tileSizes.watch(tile.querySelector('video'));
     }
+  });
+  // The simulcast layer a remote camera now arrives in (0 smallest; '' none).
+  call.on('layers', ({ consumerId, spatialLayer }) => {
+    const tile = document.querySelector(`.tile[data-consumer-id="${CSS.escape(consumerId)}"]`);
+    if (tile) tile.dataset.layer = spatialLayer === null ? '' : String(spatialLayer);
   });
   call.on('trackended', ({ peerId, source, kind, consumerId }) => {
     if (kind === 'audio') {
@@ -132,6 +141,7 @@ async function main() {
     if (!tile || (tile.dataset.consumerId && tile.dataset.consumerId !== consumerId)) return;
     if (source === 'screen') ui.removeTile(peerId, 'screen');
     else ui.attachVideo(tile, null);
+    tileSizes.schedule();
   });
   call.on('trackpaused', ({ producerId, paused }) => {
     const id = CSS.escape(producerId);
@@ -245,6 +255,7 @@ async function inboundSummary(call) {
           packetsReceived: entry.packetsReceived || 0,
           bytesReceived: entry.bytesReceived || 0,
           frameWidth: entry.frameWidth || 0,
+          frameHeight: entry.frameHeight || 0,
         });
       }
     });
