@@ -1,8 +1,7 @@
-"""Applies layers.py: keeps each subscriber's tile sizes (``reportTileSizes``), the
-SFU's bandwidth estimate towards it (``transport.bwe``) and the room's active
-speaker, and sets each simulcast consumer's ceiling on the SFU when it changes.
-Tells a subscriber when the layers it actually receives change
-(``consumerLayersChanged``)."""
+"""Applies layers.py: keeps each subscriber's tile sizes (``reportTileSizes``) and
+the room's active speaker, and sets each simulcast consumer's ceiling and priority
+on the SFU when they change.  Tells a subscriber when the layer it actually
+receives changes (``consumerLayersChanged``)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from controlplane.media.layers import AUDIO_ALLOWANCE, Tile, choose, profile_layers
+from controlplane.media.layers import Choice, choose, layer_heights
 from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.ports import Notifier
 from controlplane.media.profiles import profile_for
@@ -47,37 +46,31 @@ class LayerControl:
             if consumer_id in participant.consumers:
                 participant.layers.tile_heights[consumer_id] = int(tile["height"])
                 known += 1
-        preferred = await self.apply(participant)
+        chosen = await self.apply(participant)
         return {
             "tiles": known,
-            "preferredLayers": {cid: {"spatialLayer": layer} for cid, layer in preferred.items()},
+            "preferredLayers": {
+                cid: {"spatialLayer": choice.spatial_layer, "priority": choice.priority}
+                for cid, choice in chosen.items()
+            },
         }
 
-    async def bandwidth(self, transport_id: str, bitrate: float) -> None:
-        """The SFU's estimate of what it can send over a receive transport."""
-        sid = self._participants.sid_of_transport(transport_id)
-        participant = self._participants.find(sid) if sid else None
-        if participant is None or participant.transports.get(transport_id) != "recv":
-            return
-        participant.layers.bandwidth = bitrate
-        await self.apply(participant)
-
     async def speaker(self, room_id: str, peer_id: str | None) -> None:
-        """The room's active speaker changed: its camera is lowered last."""
+        """The room's active speaker changed: its camera goes first."""
+        local = self._participants.in_room(room_id)
+        if not local:
+            self._speaking.pop(room_id, None)
+            return
         producers = (
             {p.producerId for p in await self._state.producers_of(room_id, peer_id)}
             if peer_id
             else set()
         )
-        local = self._participants.in_room(room_id)
-        if not local or producers == self._speaking.get(room_id, set()):
-            if not local:
-                self._speaking.pop(room_id, None)
+        if producers == self._speaking.get(room_id, set()):
             return
         self._speaking[room_id] = producers
         for participant in local:
-            if participant.layers.bandwidth is not None:
-                await self.apply(participant)
+            await self.apply(participant)
 
     async def departed(self, room_id: str, _participant_id: str) -> None:
         if not self._participants.in_room(room_id):
@@ -99,45 +92,35 @@ class LayerControl:
             },
         )
 
-    async def apply(self, participant: Participant) -> dict[str, int]:
-        """Choose the ceilings of the participant's simulcast consumers and set the
-        ones that changed; returns all of them."""
+    async def apply(self, participant: Participant) -> dict[str, Choice]:
+        """Choose for each of the participant's simulcast consumers and set on the
+        SFU what changed; returns every choice."""
         state = participant.layers
         async with state.lock:
-            layered = [cid for cid in participant.consumers if cid in participant.layered]
-            if not layered:
-                return {}
-            profile = profile_for(participant.call_type)
+            heights = layer_heights(profile_for(participant.call_type))
             speaking = self._speaking.get(participant.room_id, set())
-            tiles = [
-                Tile(cid, state.tile_heights.get(cid), participant.consumers[cid] in speaking)
-                for cid in layered
-            ]
-            budget = None
-            if state.bandwidth is not None:
-                others = [cid for cid in participant.consumers if cid not in participant.layered]
-                audio = sum(1 for cid in others if participant.consumer_kinds.get(cid) == "audio")
-                video = len(others) - audio  # screen shares: one layer each
-                budget = state.bandwidth - audio * AUDIO_ALLOWANCE - video * profile.videoBitrate
-            chosen = choose(profile_layers(profile), tiles, budget, state.preferred)
-            for consumer_id, layer in chosen.items():
-                if state.preferred.get(consumer_id) == layer:
+            chosen: dict[str, Choice] = {}
+            for consumer_id, producer_id in list(participant.consumers.items()):
+                if consumer_id not in participant.layered:
+                    continue
+                choice = choose(
+                    heights, state.tile_heights.get(consumer_id), producer_id in speaking
+                )
+                chosen[consumer_id] = choice
+                if state.chosen.get(consumer_id) == choice:
                     continue
                 try:
                     await self._routers.call(
                         participant,
-                        "setConsumerPreferredLayers",
-                        {"consumerId": consumer_id, "spatialLayer": layer},
+                        "setConsumerLayers",
+                        {
+                            "consumerId": consumer_id,
+                            "spatialLayer": choice.spatial_layer,
+                            "priority": choice.priority,
+                        },
                         "set layers",
                     )
                 except (ApiError, SfuError):
                     continue  # closed meanwhile: the next decision leaves it out
-                state.preferred[consumer_id] = layer
-            log.debug(
-                "layers_chosen",
-                room_id=participant.room_id,
-                participant_id=participant.participant_id,
-                layers=chosen,
-                bandwidth=state.bandwidth,
-            )
+                state.chosen[consumer_id] = choice
             return chosen

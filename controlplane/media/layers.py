@@ -1,14 +1,21 @@
-"""Simulcast layers: which of a camera's three layers each subscriber gets.
+"""Simulcast layers: what the server asks the SFU to give each subscriber of a
+camera sent in three layers.
 
-Per video consumer of a simulcast producer the server sets a ceiling (mediasoup's
-preferred spatial layer): the smallest layer at least as tall as the tile the page
-shows it in; lowered while the subscriber's estimated bandwidth cannot carry all
-of them (the smallest tiles first, the active speaker last) to one layer above
-what fits; raised again only with headroom, so an estimate near a layer's bitrate
-does not flip it back and forth.  Below that ceiling mediasoup's own estimator
-picks, moment to moment, the layer the link carries.
+Two things per video consumer, set on the SFU (layer_control.py):
 
-Pure functions here; layer_control.py applies them.
+- a ceiling, the smallest layer at least as tall as the tile the page shows it in
+  (a thumbnail never costs a 720 p stream; a hidden page gets the smallest);
+- a priority: the active speaker's camera first, then cameras shown large, then
+  the rest.
+
+Between the two, the SFU decides: mediasoup estimates each subscriber's bandwidth
+(transport-cc from browsers, REMB from others), first gives every consumer its
+lowest layer, then hands out what is left layer by layer, more to higher
+priorities, never above a ceiling.  Under a bandwidth cap the layers go down
+there, packet by packet, and come back when the estimate recovers.  (A ceiling
+computed here from the estimate would be wrong: mediasoup probes for bandwidth only
+up to what its consumers could use, so a ceiling at what fits now would keep the
+estimate from ever growing.)
 """
 
 from __future__ import annotations
@@ -18,112 +25,57 @@ from dataclasses import dataclass, field
 
 from controlplane.media.profiles import MediaProfile
 
-# What one audio consumer is assumed to need (Opus speech with FEC).
-AUDIO_ALLOWANCE = 64_000
-# A layer is raised only if everything chosen then fits in this share of the estimate.
-UPGRADE_HEADROOM = 0.8
 # A layer a tenth shorter than its tile still fills it well enough.
 SIZE_SLACK = 0.9
+# mediasoup priorities (1-255): how many layer steps a consumer takes per round.
+SPEAKER_PRIORITY = 3
+LARGE_PRIORITY = 2
+OTHER_PRIORITY = 1
 
 
 @dataclass(frozen=True)
-class Layer:
-    height: int  # pixels
-    bitrate: int  # bits per second, the layer's maximum
-
-
-@dataclass(frozen=True)
-class Tile:
-    """How a subscriber shows one consumer: ``height`` in device pixels (0: not
-    visible, None: not reported); ``speaking``: it is the room's active speaker."""
-
-    consumer_id: str
-    height: int | None
-    speaking: bool = False
+class Choice:
+    spatial_layer: int
+    priority: int
 
 
 @dataclass
 class LayerState:
-    """One subscriber's inputs and the ceilings last set on the SFU."""
+    """One subscriber's tile sizes and the choices last set on the SFU."""
 
     tile_heights: dict[str, int] = field(default_factory=dict)  # consumer id -> pixels
-    bandwidth: float | None = None  # the SFU's estimate towards it, bits per second
-    preferred: dict[str, int] = field(default_factory=dict)  # consumer id -> spatial layer
+    chosen: dict[str, Choice] = field(default_factory=dict)  # consumer id -> choice
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def profile_layers(profile: MediaProfile) -> list[Layer]:
+def layer_heights(profile: MediaProfile) -> list[int]:
+    """The height of each layer of a camera captured at the profile's size."""
     return [
-        Layer(profile.height // encoding["scaleResolutionDownBy"], encoding["maxBitrate"])
+        profile.height // encoding["scaleResolutionDownBy"]
         for encoding in profile.simulcast_encodings()
     ]
 
 
-def size_layer(layers: list[Layer], height: int | None) -> int:
-    """The smallest layer that fills a tile ``height`` pixels tall."""
-    top = len(layers) - 1
-    if height is None:
+def size_layer(heights: list[int], tile_height: int | None) -> int:
+    """The smallest layer that fills a tile ``tile_height`` device pixels tall
+    (0: not shown; None: not reported, so the best)."""
+    top = len(heights) - 1
+    if tile_height is None:
         return top
-    if height <= 0:
+    if tile_height <= 0:
         return 0
-    for index, layer in enumerate(layers):
-        if layer.height >= height * SIZE_SLACK:
+    for index, height in enumerate(heights):
+        if height >= tile_height * SIZE_SLACK:
             return index
     return top
 
 
-def fit(
-    layers: list[Layer], tiles: list[Tile], wanted: dict[str, int], budget: float
-) -> dict[str, int]:
-    """Lower layers, one step at a time, until they fit ``budget``: never the
-    speaker's while another can go down; the highest first; of equals, the smaller
-    tile first."""
-    chosen = dict(wanted)
-    total = sum(layers[layer].bitrate for layer in chosen.values())
-    while total > budget:
-        lowerable = [tile for tile in tiles if chosen[tile.consumer_id] > 0]
-        if not lowerable:
-            break
-        tile = min(
-            lowerable,
-            key=lambda t: (
-                t.speaking,
-                -chosen[t.consumer_id],
-                t.height if t.height is not None else 1 << 30,
-            ),
-        )
-        layer = chosen[tile.consumer_id]
-        total -= layers[layer].bitrate - layers[layer - 1].bitrate
-        chosen[tile.consumer_id] = layer - 1
-    return chosen
-
-
-def ceilings(
-    layers: list[Layer], tiles: list[Tile], wanted: dict[str, int], budget: float
-) -> dict[str, int]:
-    """What fits ``budget``, plus one layer: mediasoup probes the link up to what
-    its consumers could take, so a ceiling at exactly what fits would keep the
-    estimate from ever growing; below the ceiling it picks what the link carries."""
-    fitted = fit(layers, tiles, wanted, budget)
-    return {cid: min(wanted[cid], fitted[cid] + 1) for cid in wanted}
-
-
-def choose(
-    layers: list[Layer], tiles: list[Tile], budget: float | None, current: dict[str, int]
-) -> dict[str, int]:
-    """Each tile's ceiling.  ``budget``: bits per second the subscriber can take
-    for these consumers (None: unknown, tile sizes alone decide); ``current``: the
-    ceilings set before."""
-    wanted = {tile.consumer_id: size_layer(layers, tile.height) for tile in tiles}
-    if budget is None:
-        return wanted
-    down = ceilings(layers, tiles, wanted, budget)
-    up = ceilings(layers, tiles, wanted, budget * UPGRADE_HEADROOM)
-    chosen: dict[str, int] = {}
-    for tile in tiles:
-        before = current.get(tile.consumer_id)
-        target = down[tile.consumer_id]
-        chosen[tile.consumer_id] = (
-            target if before is None or target <= before else max(before, up[tile.consumer_id])
-        )
-    return chosen
+def choose(heights: list[int], tile_height: int | None, speaking: bool) -> Choice:
+    layer = size_layer(heights, tile_height)
+    if speaking and layer > 0:
+        priority = SPEAKER_PRIORITY
+    elif layer == len(heights) - 1:
+        priority = LARGE_PRIORITY
+    else:
+        priority = OTHER_PRIORITY
+    return Choice(layer, priority)

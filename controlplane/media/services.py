@@ -98,7 +98,6 @@ class MediaServices:
         producers = Producers(participants, routers, state, notifier)
         waiting_room.producer_listeners = producers.listeners
         layers = LayerControl(participants, routers, state, notifier)
-        events.bandwidth.append(layers.bandwidth)
         events.layers_changed.append(layers.layers_changed)
         events.speaker_changed.append(layers.speaker)
         membership.departure_listeners.append(layers.departed)

@@ -36,9 +36,8 @@ class SfuEvents:
         self.recording_failed: list[Callable[[str, str], Awaitable[None]]] = []
         self.recording_stopped: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         self.node_lost: list[Callable[[str], Awaitable[None]]] = []
-        # Simulcast (layer_control.py): the bandwidth estimate towards a receive
-        # transport, the layers a consumer now sends, the room's active speaker.
-        self.bandwidth: list[Callable[[str, float], Awaitable[None]]] = []
+        # Simulcast (layer_control.py): the layers a consumer now sends, the room's
+        # active speaker.
         self.layers_changed: list[Callable[[str, dict[str, Any] | None], Awaitable[None]]] = []
         self.speaker_changed: list[Callable[[str, str | None], Awaitable[None]]] = []
 
@@ -59,11 +58,6 @@ class SfuEvents:
                 await stopped(data)
         elif event == "router.activespeaker":
             await self._active_speaker(str(data.get("routerId")), data.get("producerId"))
-        elif event == "transport.bwe":
-            for estimate in self.bandwidth:
-                await estimate(
-                    str(data.get("transportId")), float(data.get("availableBitrate") or 0)
-                )
         elif event == "consumer.layerschange":
             layers = data.get("layers")
             for changed in self.layers_changed:

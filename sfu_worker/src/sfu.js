@@ -203,7 +203,6 @@ class Sfu {
     transport.on('dtlsstatechange', (dtlsState) => {
       this.notify('transport.dtlsstatechange', { transportId: transport.id, dtlsState });
     });
-    if (appData.direction === 'recv') this.pushBandwidth(transport);
     return {
       transportId: transport.id,
       iceParameters: transport.iceParameters,
@@ -211,26 +210,6 @@ class Sfu {
       dtlsParameters: transport.dtlsParameters,
       sctpParameters: transport.sctpParameters || null,
     };
-  }
-
-  // The estimate of what the SFU can send to a receiving client, pushed as
-  // transport.bwe {transportId, availableBitrate}: the first, then at most once a
-  // second and only when it moved by a tenth (the control plane picks simulcast
-  // layers with it; nobody polls for it).
-  pushBandwidth(transport) {
-    let last = 0;
-    let lastAt = 0;
-    transport.enableTraceEvent(['bwe']).catch(() => {}); // closed meanwhile
-    transport.on('trace', (trace) => {
-      if (trace.type !== 'bwe' || trace.direction !== 'out') return;
-      const availableBitrate = Math.round(Number(trace.info.availableBitrate) || 0);
-      const now = Date.now();
-      if (!availableBitrate || now - lastAt < 1000) return;
-      if (last && Math.abs(availableBitrate - last) < last / 10) return;
-      last = availableBitrate;
-      lastAt = now;
-      this.notify('transport.bwe', { transportId: transport.id, availableBitrate });
-    });
   }
 
   async connectWebRtcTransport(params) {
@@ -380,18 +359,21 @@ class Sfu {
     return { paused: true };
   }
 
-  // Simulcast: the highest layers the control plane wants this consumer to get;
-  // mediasoup sends those, or lower ones while the receiver's bandwidth is short.
-  async setConsumerPreferredLayers(params) {
+  // Simulcast: the highest spatial layer the control plane wants this consumer to
+  // get, and its priority (mediasoup shares a receiver's estimated bandwidth out
+  // layer by layer, more rounds to higher priorities; it picks the layers).
+  async setConsumerLayers(params) {
     const { consumer } = this.getConsumer(requireString(params, 'consumerId'));
-    const spatialLayer = params.spatialLayer;
-    const temporalLayer = params.temporalLayer ?? undefined;
-    const valid = (layer) => Number.isInteger(layer) && layer >= 0 && layer <= 3;
-    if (!valid(spatialLayer) || (temporalLayer !== undefined && !valid(temporalLayer))) {
-      throw new RpcError('INVALID_PARAMS', 'spatialLayer and temporalLayer must be integers 0-3');
+    const { spatialLayer, priority } = params;
+    if (!Number.isInteger(spatialLayer) || spatialLayer < 0 || spatialLayer > 3) {
+      throw new RpcError('INVALID_PARAMS', 'spatialLayer must be an integer 0-3');
     }
-    await consumer.setPreferredLayers({ spatialLayer, temporalLayer });
-    return { preferredLayers: consumer.preferredLayers || null, currentLayers: consumer.currentLayers || null };
+    if (!Number.isInteger(priority) || priority < 1 || priority > 255) {
+      throw new RpcError('INVALID_PARAMS', 'priority must be an integer 1-255');
+    }
+    await consumer.setPreferredLayers({ spatialLayer });
+    await consumer.setPriority(priority);
+    return { preferredLayers: consumer.preferredLayers || null, priority: consumer.priority };
   }
 
   async resumeConsumer(params) {
@@ -466,7 +448,7 @@ const RPC_METHODS = [
   'consume',
   'pauseConsumer',
   'resumeConsumer',
-  'setConsumerPreferredLayers',
+  'setConsumerLayers',
   'closeConsumer',
   'getTransportStats',
   'getProducerStats',

@@ -125,7 +125,7 @@ async def test_tile_reports_count_only_the_subscribers_own_consumers(
     )
     assert ack == {
         "tiles": 1,
-        "preferredLayers": {camera.consumer_id: {"spatialLayer": 0}},
+        "preferredLayers": {camera.consumer_id: {"spatialLayer": 0, "priority": 1}},
     }
     await patient.wait_for_event(
         "consumerLayersChanged",
