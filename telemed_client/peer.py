@@ -276,15 +276,7 @@ class MediaPeer(IceControls):
                     rtpParameters=RtpParameters(**item["rtpParameters"]),
                 )
                 self.consumers[item["id"]] = consumer
-                track = ReceivedTrack(
-                    consumer_id=item["id"],
-                    producer_id=item["producerId"],
-                    peer_id=item["peerId"],
-                    kind=item["kind"],
-                    source=item["source"],
-                    created_at=time.monotonic(),
-                    type=item.get("type", "simple"),
-                )
+                track = ReceivedTrack.of_consumer(item)
                 self.received[item["id"]] = track
                 self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))
                 await self.request("resumeConsumer", {"consumerId": item["id"]})

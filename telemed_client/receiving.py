@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
@@ -32,6 +33,19 @@ class ReceivedTrack:
     ended: bool = False
     # Longest wait between two decoded frames (set to 0 to measure from now on).
     max_gap: float = 0.0
+
+    @classmethod
+    def of_consumer(cls, item: dict[str, Any]) -> ReceivedTrack:
+        """A track about to be received, from a consumer of the ``consume`` ack."""
+        return cls(
+            consumer_id=item["id"],
+            producer_id=item["producerId"],
+            peer_id=item["peerId"],
+            kind=item["kind"],
+            source=item["source"],
+            created_at=time.monotonic(),
+            type=item.get("type", "simple"),
+        )
 
 
 async def read_frames(media: MediaStreamTrack, track: ReceivedTrack) -> None:

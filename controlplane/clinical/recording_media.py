@@ -32,6 +32,8 @@ def joined(segments: list[dict[str, Any]], identity: x25519.Identity) -> bytes:
             pyrage.decrypt(Path(segment["file"]).read_bytes(), [identity]),
             int(segment["startedAt"]),
             [str(stream["producerId"]) for stream in segment["streams"]],
+            # Recorded before tracks were named: one track per producer.
+            [str(stream.get("track") or stream["producerId"]) for stream in segment["streams"]],
         )
         for segment in segments
     ]

@@ -2,13 +2,16 @@
 
 A segment is a complete file holding the producers that were live when it began
 (sfu_worker/src/recorder.js starts the next one when a producer appears).  The
-joined file has one track per producer, in order of first appearance; a track
-that appears late starts at its own time.  Consecutive segments overlap by a
-moment: they record the same RTP packets, so the first key frame of a video track
-in the next segment is found byte for byte in the previous one, which places the
-next segment on the previous one's clock exactly (the node's wall-clock start is
-the fallback).  Each track switches to the next segment at that segment's first
-key frame (video) or first packet (audio), and only moves forward in time.
+joined file has one track per participant's source (a camera sent again, for
+instance with simulcast layers, continues its track), in order of first
+appearance; a track that appears late starts at its own time.  Consecutive
+segments overlap by a moment: they record the same RTP packets, so the first key
+frame of a video track in the next segment is found byte for byte in the previous
+one, which places the next segment on the previous one's clock exactly (the
+node's wall-clock start is the fallback).  A track switches to its next piece (the
+same producer in the next segment, or the producer that replaced it) at that
+piece's first key frame (video) or first packet (audio), and only moves forward in
+time; a newer producer never gives the track back to an older one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ class Segment:
     data: bytes  # the decrypted Matroska file
     started_ms: int  # the node's wall clock when it began
     producers: list[str]  # the producer of each of its streams, in stream order
+    # The track of each stream ("peer/source"); None: one track per producer.
+    tracks: list[str] | None = None
+
+    def track(self, index: int) -> str:
+        return self.tracks[index] if self.tracks else self.producers[index]
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,49 @@ def _offset(
     return previous_offset + (nxt.started_ms - previous.started_ms) / 1000
 
 
+Piece = tuple[int, str]  # (segment index, producer)
+
+
+def _tracks(segments: list[Segment]) -> dict[Piece, str]:
+    """The output track of each piece: its stream's track, unless that track
+    already holds another codec (then one of its own)."""
+    codecs: dict[str, str] = {}
+    track_of: dict[Piece, str] = {}
+    for k, segment in enumerate(segments):
+        with av.open(io.BytesIO(segment.data), format="matroska") as container:
+            for stream in container.streams:
+                producer = segment.producers[stream.index]
+                track = segment.track(stream.index)
+                codec = f"{stream.type}/{stream.codec_context.name}"
+                if codecs.setdefault(track, codec) != codec:
+                    track = f"{track}#{producer}"
+                    codecs.setdefault(track, codec)
+                track_of[(k, producer)] = track
+    return track_of
+
+
+def _ends(
+    track_of: dict[Piece, str], starts: dict[Piece, float], segments: list[Segment]
+) -> dict[Piece, float]:
+    """Where each piece stops: at the earliest start of a later piece of its track,
+    later meaning of a producer that appeared later, or of the same producer in a
+    later segment."""
+    rank: dict[str, int] = {}
+    for segment in segments:
+        for producer in segment.producers:
+            rank.setdefault(producer, len(rank))
+    ordered = sorted(track_of, key=lambda piece: (rank[piece[1]], piece[0]))
+    ends: dict[Piece, float] = {}
+    for i, piece in enumerate(ordered):
+        later = [
+            starts[other]
+            for other in ordered[i + 1 :]
+            if track_of[other] == track_of[piece] and other in starts
+        ]
+        ends[piece] = min(later, default=float("inf"))
+    return ends
+
+
 def merge(segments: list[Segment]) -> bytes:
     if len(segments) == 1:
         return segments[0].data
@@ -88,39 +139,41 @@ def merge(segments: list[Segment]) -> bytes:
     offsets = [0.0]
     for k in range(1, len(segments)):
         offsets.append(_offset(segments[k - 1], offsets[k - 1], segments[k], firsts[k]))
+    track_of = _tracks(segments)
+    starts = {
+        (k, producer): offsets[k] + first.seconds
+        for k, found in enumerate(firsts)
+        for producer, first in found.items()
+    }
+    ends = _ends(track_of, starts, segments)
     out_buffer = io.BytesIO()
     with av.open(out_buffer, "w", format="matroska") as out:
         tracks = {}
-        for segment in segments:
+        for k, segment in enumerate(segments):
             with av.open(io.BytesIO(segment.data), format="matroska") as container:
                 for stream in container.streams:
-                    producer = segment.producers[stream.index]
-                    if producer not in tracks:
-                        tracks[producer] = out.add_stream_from_template(stream)
+                    track = track_of[(k, segment.producers[stream.index])]
+                    if track not in tracks:
+                        tracks[track] = out.add_stream_from_template(stream)
         last: dict[str, int] = {}
         for k, segment in enumerate(segments):
-            # A track continuing in the next segment switches to it there.
-            until = (
-                {p: offsets[k + 1] + f.seconds for p, f in firsts[k + 1].items()}
-                if k + 1 < len(segments)
-                else {}
-            )
             started: set[str] = set()
             for producer, packet in _packets(segment):
-                track = tracks[producer]
+                piece = (k, producer)
+                track = track_of[piece]
                 if packet.stream.type == "video" and producer not in started:
                     if not packet.is_keyframe:
                         continue  # refers to frames this segment does not have
                     started.add(producer)
                 at = offsets[k] + _seconds(packet)
-                if producer in until and at >= until[producer] - 1e-6:
-                    continue
+                if at >= ends[piece] - 1e-6:
+                    continue  # the track has moved on to a later piece
                 shift = round(offsets[k] / Fraction(packet.time_base))
                 packet.pts = packet.pts + shift if packet.pts is not None else None
                 dts = (packet.dts or 0) + shift
-                if dts <= last.get(producer, -(2**62)):
+                if dts <= last.get(track, -(2**62)):
                     continue
-                packet.dts = last[producer] = dts
-                packet.stream = track
+                packet.dts = last[track] = dts
+                packet.stream = tracks[track]
                 out.mux(packet)
     return out_buffer.getvalue()

@@ -252,7 +252,11 @@ class Recorder {
 
   async addStream(router, producerId) {
     const port = this.ports.take();
-    const stream = { producerId, port, transport: null, consumer: null };
+    // Its track in the joined file: the participant's source, so a camera sent
+    // again (with simulcast layers, on a new transport) continues the same track.
+    const { peerId, source } = this.sfu.getProducer(producerId).producer.appData || {};
+    const track = peerId && source ? `${peerId}/${source}` : producerId;
+    const stream = { producerId, track, port, transport: null, consumer: null };
     try {
       stream.transport = await router.createPlainTransport({
         listenIp: { ip: '127.0.0.1' }, rtcpMux: false, comedia: false,
@@ -375,8 +379,8 @@ class Recorder {
   }
 
   describe(segment) {
-    return segment.streams.map(({ producerId, consumer }) => ({
-      producerId, kind: consumer.kind, codec: consumer.rtpParameters.codecs[0].mimeType,
+    return segment.streams.map(({ producerId, track, consumer }) => ({
+      producerId, track, kind: consumer.kind, codec: consumer.rtpParameters.codecs[0].mimeType,
     }));
   }
 

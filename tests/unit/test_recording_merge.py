@@ -110,3 +110,59 @@ def test_without_a_shared_key_frame_the_wall_clock_places_the_next_segment(
     found = times(joined)
     assert len(found) == 4  # the old and the new camera are separate tracks
     assert found[0][-1] < 4.1 and abs(found[2][0] - 4.5) < 0.05
+
+
+@pytest.fixture(scope="module")
+def replaced(tmp_path_factory: pytest.TempPathFactory, segments: tuple[bytes, bytes]) -> bytes:
+    """A second segment that holds, from 3 s, the old camera, the camera that
+    replaces it (another picture, as a camera sent again with simulcast layers
+    gives), and the mic."""
+    folder: Path = tmp_path_factory.mktemp("replaced")
+    full, second = folder / "full.mkv", folder / "seg1.mkv"
+    ffmpeg(
+        *("-f", "lavfi", "-i", f"testsrc=size=160x120:rate={FPS}"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"),
+        *("-t", "8", "-c:v", "libvpx", "-g", str(FPS), "-b:v", "200k", "-c:a", "libopus"),
+        str(full),
+    )
+    ffmpeg(
+        *("-ss", "3", "-i", str(full), "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate={FPS}"),
+        *("-t", "5", "-map", "0:v", "-map", "1:v", "-map", "0:a"),
+        *("-c:v:0", "copy", "-c:a", "copy", "-c:v:1", "libvpx", "-g", str(FPS)),
+        str(second),
+    )
+    return second.read_bytes()
+
+
+def test_a_camera_sent_again_continues_its_track(
+    segments: tuple[bytes, bytes], replaced: bytes
+) -> None:
+    """The new camera takes the old one's track from its first key frame: one
+    video track with no gap, no repeat, no step back, all of it decodable."""
+    first, _ = segments
+    joined = merge(
+        [
+            Segment(first, 1_000_000, ["cam-1", "mic"], ["dr/camera", "dr/mic"]),
+            Segment(
+                replaced,
+                1_003_000,
+                ["cam-1", "cam-2", "mic"],
+                ["dr/camera", "dr/camera", "dr/mic"],
+            ),
+        ]
+    )
+    with av.open(io.BytesIO(joined), format="matroska") as container:
+        assert [stream.type for stream in container.streams] == ["video", "audio"]
+    camera = times(joined)[0]
+    assert camera == sorted(camera) and len(set(camera)) == len(camera)
+    assert max(b - a for a, b in itertools.pairwise(camera)) < 1.5 / FPS
+    assert len(camera) == pytest.approx(8 * FPS, abs=2)
+    assert decoded_frames(joined, 0) == len(camera)
+    # Without track names, the old and the new camera stay two tracks.
+    apart = merge(
+        [
+            Segment(first, 1_000_000, ["cam-1", "mic"]),
+            Segment(replaced, 1_003_000, ["cam-1", "cam-2", "mic"]),
+        ]
+    )
+    assert len(times(apart)) == 3
