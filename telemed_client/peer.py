@@ -279,7 +279,13 @@ class MediaPeer(IceControls):
                 track = ReceivedTrack.of_consumer(item)
                 self.received[item["id"]] = track
                 self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))
-                await self.request("resumeConsumer", {"consumerId": item["id"]})
+                try:
+                    await self.request("resumeConsumer", {"consumerId": item["id"]})
+                except SignalingError as exc:
+                    if exc.code != "NOT_FOUND":
+                        raise
+                    track.ended = True  # its producer closed meanwhile (consumerClosed)
+                    continue
                 created.append(track)
             return created
 

@@ -157,18 +157,19 @@ async def test_a_third_person_makes_the_cameras_simulcast(
     assert before.type == "simple"  # two people: one layer is enough
     assert await doctor.evaluate(CAMERA_ENCODINGS) == 1
 
-    nurse = await receiver(stack, peers, room, "rn-grow", "nurse", "consultation")
-    assert nurse.join_info["mediaProfile"]["simulcast"] is True
-    # The page sends its camera again, with three layers, in place of the first.
-    after = await camera_of(patient, "dr-grow", frames=20)
-    assert after.consumer_id != before.consumer_id and after.type == "simulcast"
-    assert before.ended
-    assert await doctor.evaluate(CAMERA_ENCODINGS) == 3
-    assert (await camera_of(nurse, "dr-grow")).type == "simulcast"
-    assert await doctor.get_attribute("#status", "data-state") == "connected"
-    # One camera and one mic of the physician remain on the SFU (none left over).
     client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=10)
     try:
-        assert (await client.request("getInfo", {}))["producers"] == 2
+        producers = (await client.request("getInfo", {}))["producers"]
+        nurse = await receiver(stack, peers, room, "rn-grow", "nurse", "consultation")
+        assert nurse.join_info["mediaProfile"]["simulcast"] is True
+        # The page sends its camera again, with three layers, in place of the first.
+        after = await camera_of(patient, "dr-grow", frames=20)
+        assert after.consumer_id != before.consumer_id and after.type == "simulcast"
+        assert before.ended
+        assert await doctor.evaluate(CAMERA_ENCODINGS) == 3
+        assert (await camera_of(nurse, "dr-grow")).type == "simulcast"
+        assert await doctor.get_attribute("#status", "data-state") == "connected"
+        # The first camera is gone from the SFU: as many producers as before.
+        assert (await client.request("getInfo", {}))["producers"] == producers
     finally:
         await client.close()

@@ -662,7 +662,13 @@ export class Call {
         producerId: item.producerId,
         paused: item.producerPaused,
       });
-      await this.request('resumeConsumer', { consumerId: item.id });
+      try {
+        await this.request('resumeConsumer', { consumerId: item.id });
+      } catch (error) {
+        // Its producer closed meanwhile (a camera sent again, someone left).
+        if (error.code === 'NOT_FOUND') this.dropConsumer(item.id);
+        else throw error;
+      }
     }
   }
 
