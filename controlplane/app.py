@@ -84,8 +84,12 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 async def create_app(settings: Settings) -> web.Application:
     if settings.database_admin_url:
         await migrate(settings.database_admin_url, urlparse(settings.database_url).username)
-    pool = await create_pool(settings.database_url)
-    redis = connect_redis(settings.redis_url)
+    pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+    redis = connect_redis(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        pool_timeout=settings.redis_pool_timeout,
+    )
     tokens = TokenService(
         settings.jwt_secret,
         settings.jwt_issuer,

@@ -25,13 +25,21 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def connect_redis(url: str) -> aioredis.Redis:
-    client: aioredis.Redis = aioredis.from_url(
+def connect_redis(
+    url: str, *, max_connections: int = 256, pool_timeout: float = 2.0
+) -> aioredis.Redis:
+    """A client whose pool holds at most ``max_connections``; a request that finds
+    them all busy waits up to ``pool_timeout`` seconds for one (redis-py's default
+    pool raises at once: a burst of requests failed), then fails as an outage."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
         decode_responses=True,
         socket_timeout=REDIS_SOCKET_TIMEOUT,
         socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=10,
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client

@@ -114,6 +114,11 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = ""
+    # Connection pools: a request waits for a free connection, up to the Redis
+    # pool's timeout (then SERVICE_UNAVAILABLE), instead of failing at once.
+    redis_max_connections: int = 256
+    redis_pool_timeout: float = 2.0
+    database_pool_size: int = 20
     # Owner role for migrations; when unset, migrations are not run by the app.
     database_admin_url: str = ""
     # AES-256-GCM keys for clinical text: "id:base64key[,id:base64key...]", first encrypts.
@@ -189,6 +194,9 @@ class Settings:
             public_url=env.get("TELEMED_PUBLIC_URL", f"{scheme}://{host}:{port}"),
             redis_url=env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             database_url=env.get("DATABASE_URL", ""),
+            redis_max_connections=_int(env, "TELEMED_REDIS_MAX_CONNECTIONS", 256),
+            redis_pool_timeout=_float(env, "TELEMED_REDIS_POOL_TIMEOUT", 2.0),
+            database_pool_size=_int(env, "TELEMED_DATABASE_POOL_SIZE", 20),
             database_admin_url=env.get("DATABASE_ADMIN_URL", ""),
             data_keys=env.get("TELEMED_DATA_KEYS", ""),
             jwt_api_audience=env.get("TELEMED_JWT_API_AUDIENCE", "telemed-api"),
