@@ -241,6 +241,23 @@ def cmd_room(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sfu(args: argparse.Namespace) -> int:
+    from controlplane.placement import operations
+    from controlplane.placement.sfu_client import SfuError
+
+    env = _settings_env()
+    try:
+        if args.action == "drain":
+            result: Any = asyncio.run(operations.drain(env, args.node_id))
+        else:
+            result = asyncio.run(operations.list_nodes(env))
+    except SfuError as exc:
+        print(f"telemed sfu: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="telemed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     room = sub.add_parser("room", help="show live rooms, or who is in one and what they send")
     room.add_argument("room_id", nargs="?")
+    sfu = sub.add_parser("sfu", help="SFU nodes: list them, drain one")
+    sfu_actions = sfu.add_subparsers(dest="action", required=True)
+    sfu_actions.add_parser("nodes", help="the registered nodes, their load, whether draining")
+    drain = sfu_actions.add_parser(
+        "drain", help="no new rooms on NODE; its calls go on; it exits when empty"
+    )
+    drain.add_argument("node_id")
     return parser
 
 
@@ -331,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "api-token": cmd_api_token,
         "room": cmd_room,
         "recording": cmd_recording,
+        "sfu": cmd_sfu,
     }
     try:
         return handlers[args.command](args)

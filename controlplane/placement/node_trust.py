@@ -28,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-SIGNED_FIELDS = ("id", "url", "workers", "load", "routers", "startedAt", "heartbeatAt")
+SIGNED_FIELDS = (
+    "id",
+    "url",
+    "workers",
+    "load",
+    "routers",
+    "draining",
+    "startedAt",
+    "heartbeatAt",
+)
 # A heartbeat older than this is refused even when well signed (a replayed entry of
 # a node that moved or retired).  Nodes beat every 2 s; the margin covers clock skew.
 MAX_ENTRY_AGE_MS = 30_000

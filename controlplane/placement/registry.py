@@ -54,6 +54,7 @@ class SfuNode:
     workers: int
     load: int
     routers: int
+    draining: bool = False  # telemed sfu drain: no new rooms, it exits when empty
 
 
 class NodeListener(Protocol):
@@ -137,6 +138,7 @@ class SfuRegistry:
                     workers=int(raw.get("workers", 0)),
                     load=int(raw.get("load", 0)),
                     routers=int(raw.get("routers", 0)),
+                    draining=raw.get("draining") == "1",
                 )
             )
         return nodes
@@ -147,14 +149,19 @@ class SfuRegistry:
         return client is not None and client.connected
 
     async def ranked_nodes(self) -> list[SfuNode]:
-        """Trusted live nodes, the lowest load per worker first.  With none registered
-        (Redis just lost its data; nodes register again on their next heartbeat),
-        the nodes this instance is connected to, as they describe themselves."""
-        nodes = [node for node in await self.live_nodes() if node.workers > 0]
+        """Trusted live nodes that take new rooms (not draining), the lowest load per
+        worker first.  With none registered (Redis just lost its data; nodes register
+        again on their next heartbeat), the nodes this instance is connected to, as
+        they describe themselves."""
+        live = await self.live_nodes()
+        nodes = [node for node in live if node.workers > 0 and not node.draining]
+        if not live:
+            connected = await self._connected_nodes()
+            nodes = [node for node in connected if node.workers > 0 and not node.draining]
         if not nodes:
-            nodes = [node for node in await self._connected_nodes() if node.workers > 0]
-        if not nodes:
-            raise SfuUnavailable("no SFU node is registered")
+            raise SfuUnavailable(
+                "every SFU node is draining" if live else "no SFU node is registered"
+            )
         return sorted(nodes, key=lambda node: (node.load / node.workers, node.routers, node.id))
 
     async def _connected_nodes(self) -> list[SfuNode]:
@@ -173,6 +180,7 @@ class SfuRegistry:
                     workers=int(info.get("workers", 0)),
                     load=int(info.get("load", 0)),
                     routers=int(info.get("routers", 0)),
+                    draining=bool(info.get("draining")),
                 )
             )
         return nodes

@@ -10,6 +10,7 @@ const RPC_ERRORS = {
   NOT_FOUND: -32004,
   UNSUPPORTED: -32005,
   UNAVAILABLE: -32006,
+  DRAINING: -32007,
 };
 
 class RpcError extends Error {

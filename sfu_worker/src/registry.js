@@ -3,7 +3,8 @@
 // Registers this SFU node in Redis with a heartbeat so control planes can find
 // it and place rooms by load.  Key layout (shared with controlplane/sfu_registry.py):
 //   telemed:sfu:nodes            set of node ids
-//   telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, startedAt, heartbeatAt, sig}
+//   telemed:sfu:node:<nodeId>    hash {id, url, workers, load, routers, draining, startedAt,
+//                                heartbeatAt, sig}
 //                                with a TTL refreshed on every heartbeat; `sig` is the HMAC
 //                                of the other fields with the registry key (see trust.js):
 //                                control planes ignore entries that do not carry a valid one.
@@ -48,6 +49,7 @@ class Registry {
       workers: String(info.workers),
       load: String(info.load),
       routers: String(info.routers),
+      draining: info.draining ? '1' : '0',
       startedAt: String(this.startedAt),
       heartbeatAt: String(Date.now()),
     };

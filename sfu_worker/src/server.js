@@ -149,6 +149,18 @@ async function main() {
     await pool.close();
     process.exit(0);
   };
+  // Drained: the registry says so at once (no new rooms); the node goes when empty.
+  sfu.onDrain = async () => {
+    log('info', 'sfu node draining', { routers: sfu.routers.size });
+    await registry.beat();
+    if (sfu.routers.size === 0) setImmediate(() => shutdown('drained'));
+  };
+  sfu.onRoomsChanged = () => registry.beat().catch((error) => {
+    log('warn', 'heartbeat after a new room failed', { error: error.message });
+  });
+  sfu.onRouterClosed = () => {
+    if (sfu.draining && sfu.routers.size === 0) shutdown('drained');
+  };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

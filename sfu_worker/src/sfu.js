@@ -46,6 +46,14 @@ class Sfu {
     this.producers = new Map(); // producerId -> { producer, transportId, entry }
     this.consumers = new Map(); // consumerId -> { consumer, transportId, entry }
     this.recorder = new Recorder(config, this, notify, log);
+    // Drain (telemed sfu drain): no new rooms; those here go on, and the node
+    // exits once the last one closes.  server.js sets the hooks.
+    this.draining = false;
+    this.onDrain = () => {};
+    this.onRouterClosed = () => {};
+    // A room was placed here: the registry entry is rewritten before the answer,
+    // so the next placement (by any control plane) counts it.
+    this.onRoomsChanged = async () => {};
   }
 
   // Called by the worker pool when a mediasoup worker process dies.
@@ -95,7 +103,14 @@ class Sfu {
       transports: this.transports.size,
       producers: this.producers.size,
       consumers: this.consumers.size,
+      draining: this.draining,
     };
+  }
+
+  async drain() {
+    this.draining = true;
+    await this.onDrain();
+    return { nodeId: this.config.nodeId, draining: true, routers: this.routers.size };
   }
 
   async getWorkerResourceUsage() {
@@ -109,6 +124,7 @@ class Sfu {
     const mediaCodecs = codecsForProfile(profile);
     if (!mediaCodecs) throw new RpcError('INVALID_PARAMS', `unknown media profile ${profile}`);
     const entry = this.pool.leastLoaded();
+    if (this.draining) throw new RpcError('DRAINING', 'this node is draining: place the room on another');
     if (!entry) throw new RpcError('UNAVAILABLE', 'no live mediasoup worker');
     const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
     const router = await entry.worker.createRouter({ mediaCodecs, appData });
@@ -118,12 +134,14 @@ class Sfu {
     router.observer.on('close', () => {
       entry.routers.delete(router.id);
       this.routers.delete(router.id);
+      this.onRouterClosed();
     });
     // mediasoup closes a dead worker's routers before it emits 'died', so the
     // control plane learns which rooms lost their media from this event.
     router.on('workerclose', () => {
       this.notify('router.workerclose', { routerId: router.id, workerIndex: entry.index });
     });
+    await this.onRoomsChanged();
     return {
       routerId: router.id,
       rtpCapabilities: router.rtpCapabilities,
@@ -432,6 +450,7 @@ class Sfu {
 // Methods callable over RPC (anything else is METHOD_NOT_FOUND).
 const RPC_METHODS = [
   'getInfo',
+  'drain',
   'getWorkerResourceUsage',
   'createRouter',
   'closeRouter',

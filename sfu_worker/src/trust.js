@@ -7,7 +7,7 @@
 // itself never travels.
 const crypto = require('crypto');
 
-const SIGNED_FIELDS = ['id', 'url', 'workers', 'load', 'routers', 'startedAt', 'heartbeatAt'];
+const SIGNED_FIELDS = ['id', 'url', 'workers', 'load', 'routers', 'draining', 'startedAt', 'heartbeatAt'];
 const RPC_SCHEME = 'TelemedSfu v1 ';
 // A credential may not claim to live longer than this (the control plane issues 60 s).
 const MAX_CREDENTIAL_AHEAD_MS = 5 * 60 * 1000;
