@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import socketio
 
+from controlplane.devstack.seeding import active_sessions_sql
 from tests.conftest import Stack, new_room_id
 
 pytestmark = pytest.mark.integration
@@ -23,23 +24,7 @@ CLIENTS = 300
 WAVE = 50
 
 
-def seed(stack: Stack, rooms: list[str]) -> None:
-    """One active session per room naming its physician and patient, in one statement."""
-    values = ", ".join(f"('{room}')" for room in rooms)
-    stack.psql(
-        "INSERT INTO clinicians (id, crm, uf, specialties) VALUES ('seed-dr', '1', 'SP', '{}') "
-        "ON CONFLICT DO NOTHING; "
-        "INSERT INTO sessions (id, room_id, patient_id, physician_id, session_type, specialty, "
-        "scheduled_for, estimated_duration_minutes, clinic_id, status, created_by, started_at, "
-        "last_activity_at, licence_verified, consent_obtained) "
-        "SELECT gen_random_uuid(), r, 'seed-pt', 'seed-dr', 'consultation', 'seed', now(), 30, "
-        "'clinic-1', 'active', 'test-seed', now(), now(), true, true "
-        f"FROM (VALUES {values}) AS v(r) ON CONFLICT (room_id) DO NOTHING; "
-        "INSERT INTO session_participants (session_id, participant_id, role) "
-        "SELECT s.id, p.pid || '-' || s.room_id, p.role FROM sessions s, "
-        "(VALUES ('dr', 'physician'), ('pt', 'patient')) AS p(pid, role) "
-        f"WHERE s.room_id IN (SELECT r FROM (VALUES {values}) AS v(r)) ON CONFLICT DO NOTHING;"
-    )
+MEMBERS = [("dr", "physician"), ("pt", "patient")]
 
 
 class Crowd:
@@ -70,7 +55,7 @@ async def test_hundreds_of_clients_join_and_send_at_once_without_internal_errors
 ) -> None:
     cp = instance(TELEMED_REDIS_MAX_CONNECTIONS="20")
     rooms = [new_room_id("crowd") for _ in range(CLIENTS // 2)]
-    seed(stack, rooms)
+    stack.psql(active_sessions_sql(rooms, MEMBERS))
     people = [
         (room, f"{who}-{room}", role)
         for room in rooms
