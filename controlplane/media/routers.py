@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,10 @@ from schemas.errors import ApiError, ErrorCode
 log = structlog.get_logger(__name__)
 
 
+# Routers whose capabilities one instance keeps (the least recently used go first).
+CAPABILITIES_KEPT = 4096
+
+
 class RoomRouters:
     def __init__(
         self,
@@ -31,6 +36,7 @@ class RoomRouters:
         self._registry = registry
         self._failures = failures
         self._placement = placement
+        self._capabilities: OrderedDict[str, dict[str, Any]] = OrderedDict()  # by router id
 
     async def of(self, participant: Participant) -> tuple[RoomRecord, SfuClient]:
         """The participant's room and an RPC client of the node that holds its router."""
@@ -114,12 +120,22 @@ class RoomRouters:
         return await self._placement.place(room_id, call_type)
 
     async def capabilities(self, room: RoomRecord) -> dict[str, Any]:
+        """The router's RTP capabilities.  They are fixed when a router is made (a
+        room made again gets a new router id), so they are kept here: a join or a
+        ``getRouterRtpCapabilities`` costs no request to the node once known."""
+        cached = self._capabilities.get(room.routerId)
+        if cached is not None:
+            self._capabilities.move_to_end(room.routerId)
+            return cached
         try:
             client = await self._registry.client(room.nodeId)
             result = await client.request("getRouterRtpCapabilities", {"routerId": room.routerId})
         except SfuError as exc:
             raise sfu_api_error(exc, "get capabilities") from exc
         capabilities: dict[str, Any] = result["rtpCapabilities"]
+        self._capabilities[room.routerId] = capabilities
+        if len(self._capabilities) > CAPABILITIES_KEPT:
+            self._capabilities.popitem(last=False)
         return capabilities
 
     async def close(self, room: RoomRecord) -> None:
