@@ -91,6 +91,7 @@ class SfuRegistry:
         self._logged_rejections: set[tuple[str, str]] = set()
         self._listener: NodeListener = _Deaf()
         self._clients: dict[str, SfuClient] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
         # When each node process started, as it registered: a change means a restart.
         self._started: dict[str, str] = {}
         self._recovering: dict[str, asyncio.Task[None]] = {}
@@ -189,6 +190,15 @@ class SfuRegistry:
         client = self._clients.get(node_id)
         if client is not None and client.connected:
             return client
+        # One link per node: requests that find none at the same moment wait for the
+        # first to make it.  (Two live links deliver every notification twice.)
+        async with self._connecting.setdefault(node_id, asyncio.Lock()):
+            client = self._clients.get(node_id)
+            if client is not None and client.connected:
+                return client
+            return await self._connect(node_id, client)
+
+    async def _connect(self, node_id: str, client: SfuClient | None) -> SfuClient:
         raw, exists = await self._entry(node_id)
         if raw is None:
             state = "not trusted" if exists else "not registered"
