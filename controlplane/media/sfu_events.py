@@ -102,12 +102,16 @@ class SfuEvents:
         )
         if speaker in waiting:
             return
-        for listener in self.speaker_changed:
-            await listener(room_id, speaker)
         news = {"peerId": speaker, "producerId": producer_id if speaker else None}
         for participant in local:
             if participant.participant_id not in waiting:
                 await self._notifier.to_peer(participant.sid, "activeSpeaker", news)
+        # Then the simulcast priorities (the notices do not wait for the SFU).
+        for listener in self.speaker_changed:
+            try:
+                await listener(room_id, speaker)
+            except Exception:
+                log.exception("speaker_listener_failed", room_id=room_id)
 
     async def _router_died(self, router_id: str) -> None:
         room_ids = {p.room_id for p in self._participants.all() if p.router_id == router_id}
