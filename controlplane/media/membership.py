@@ -110,11 +110,12 @@ class Membership:
             producers = [] if waiting else await self._state.producers_in_room(room_id)
             producers = [p for p in producers if p.peerId != claims.participant_id]
             recording = None if waiting else await self._state.recording_of(room_id)
-            # Simulcast once the room holds more than two (waiting ones included: they
-            # are likely let in), or always where the call type asks for it.
             present = len(participant_ids) + (0 if replaced else 1)
-            simulcast = profile.simulcast or present > 2
-            grew_past_two = not profile.simulcast and replaced is None and present == 3
+            grew_past_two = (
+                replaced is None
+                and profile.uses_simulcast(present)
+                and not profile.uses_simulcast(present - 1)
+            )
         if not waiting:
             await self._notifier.enter_room(sid, room_id)
             await self._notifier.to_room(
@@ -147,7 +148,7 @@ class Membership:
             "role": claims.role,
             "displayName": claims.display_name,
             "callType": call_type,
-            "mediaProfile": {**profile.to_client(), "simulcast": simulcast},
+            "mediaProfile": profile.to_client(present),
             "routerRtpCapabilities": rtp_capabilities,
             "peers": [
                 {"peerId": p.peerId, "role": p.role, "displayName": p.displayName} for p in others

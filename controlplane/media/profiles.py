@@ -49,8 +49,22 @@ class MediaProfile:
             for scale, share in SIMULCAST_LAYERS
         ]
 
-    def to_client(self) -> dict[str, Any]:
-        return {**asdict(self), "simulcastEncodings": self.simulcast_encodings()}
+    def uses_simulcast(self, participants: int) -> bool:
+        """Cameras go out in layers where the call type asks, or once the room
+        holds SIMULCAST_FROM participants (waiting ones included)."""
+        return self.simulcast or participants >= SIMULCAST_FROM
+
+    def to_client(self, participants: int = 0) -> dict[str, Any]:
+        """The profile as join and resume acks carry it, for a room of ``participants``."""
+        return {
+            **asdict(self),
+            "simulcast": self.uses_simulcast(participants),
+            "simulcastEncodings": self.simulcast_encodings(),
+        }
+
+
+# A room this large sends cameras in simulcast layers, whatever its call type.
+SIMULCAST_FROM = 3
 
 
 # (scale down by, share of the top bitrate) per simulcast layer, lowest first.

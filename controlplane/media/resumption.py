@@ -159,15 +159,14 @@ class Resumption:
         if admission is not None:
             summary.update(await self._waiting_room.joined(sid, room_id, admission))
         log.info("peer_resumed", room_id=room_id, participant_id=participant_id, epoch=epoch)
-        profile = profile_for(room.callType)
-        simulcast = profile.simulcast or len(await self._state.participant_ids(room_id)) > 2
+        present = len(await self._state.participant_ids(room_id))
         return {
             "roomId": room_id,
             "peerId": participant_id,
             "role": claims.role,
             "displayName": claims.display_name,
             "callType": room.callType,
-            "mediaProfile": {**profile.to_client(), "simulcast": simulcast},
+            "mediaProfile": profile_for(room.callType).to_client(present),
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
             # Fresh TURN credentials: the transports' earlier ones may be near expiry.
