@@ -132,6 +132,39 @@ def _ends(
     return ends
 
 
+class _AudioJoins:
+    """Where a track's audio passes from one piece to the next.  The two pieces'
+    clocks agree to within a packet or so (each segment's ffmpeg re-bases on its
+    own first sender report), so the next piece's first packets can repeat the
+    last ones written (the same bytes a few ms later) or overlap them: repeats
+    are dropped, and the piece is moved later by the overlap, as a whole, so
+    its audio never overlaps the previous piece's (decoders and players stumble
+    on that)."""
+
+    HEAD = 5  # packets at a piece's start checked for repeats
+    RECENT = 5  # packets of a track remembered
+
+    def __init__(self) -> None:
+        self._recent: dict[str, list[tuple[bytes, int]]] = {}  # track: (digest, end)
+        self._extra: dict[Piece, int] = {}
+        self._seen: dict[Piece, int] = {}
+
+    def place(self, piece: Piece, track: str, packet: Packet[Stream], dts: int) -> int | None:
+        """How much later to write ``packet`` (at ``dts``), or None to drop it."""
+        recent = self._recent.setdefault(track, [])
+        digest = hashlib.sha256(bytes(packet)).digest()
+        seen = self._seen.get(piece, 0)
+        self._seen[piece] = seen + 1
+        if piece not in self._extra:
+            if seen < self.HEAD and any(digest == old for old, _ in recent):
+                return None  # both segments recorded it
+            self._extra[piece] = max(0, recent[-1][1] - dts) if recent else 0
+        extra = self._extra[piece]
+        recent.append((digest, dts + extra + (packet.duration or 0)))
+        del recent[: -self.RECENT]
+        return extra
+
+
 def merge(segments: list[Segment]) -> bytes:
     if len(segments) == 1:
         return segments[0].data
@@ -156,6 +189,7 @@ def merge(segments: list[Segment]) -> bytes:
                     if track not in tracks:
                         tracks[track] = out.add_stream_from_template(stream)
         last: dict[str, int] = {}
+        joins = _AudioJoins()
         for k, segment in enumerate(segments):
             started: set[str] = set()
             for producer, packet in _packets(segment):
@@ -169,8 +203,13 @@ def merge(segments: list[Segment]) -> bytes:
                 if at >= ends[piece] - 1e-6:
                     continue  # the track has moved on to a later piece
                 shift = round(offsets[k] / Fraction(packet.time_base))
-                packet.pts = packet.pts + shift if packet.pts is not None else None
                 dts = (packet.dts or 0) + shift
+                if packet.stream.type == "audio":
+                    extra = joins.place(piece, track, packet, dts)
+                    if extra is None:
+                        continue
+                    shift, dts = shift + extra, dts + extra
+                packet.pts = packet.pts + shift if packet.pts is not None else None
                 if dts <= last.get(track, -(2**62)):
                     continue
                 packet.dts = last[track] = dts

@@ -166,3 +166,45 @@ def test_a_camera_sent_again_continues_its_track(
         ]
     )
     assert len(times(apart)) == 3
+
+
+def audio_packets(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(dts, duration, bytes) of the first audio stream's packets, in ms."""
+    with av.open(io.BytesIO(data), format="matroska") as container:
+        audio = container.streams.audio[0]
+        return [(p.dts, p.duration, bytes(p)) for p in container.demux(audio) if p.size]
+
+
+@pytest.mark.parametrize("audio_ms", [7, -7, 13])
+def test_audio_across_the_join_neither_repeats_nor_overlaps(
+    segments: tuple[bytes, bytes], tmp_path: Path, audio_ms: int
+) -> None:
+    """Each segment's ffmpeg re-bases its streams on its own first sender report,
+    so the next segment's audio can sit a few ms off where its video places it:
+    it would repeat the packets written last (a few ms later) or overlap them,
+    on which decoders stumble (ffmpeg: "non monotonically increasing dts").  The
+    joined mic has every packet once, none overlapping the one before."""
+    first, second = segments
+    source, shifted = tmp_path / "seg1.mkv", tmp_path / "shifted.mkv"
+    source.write_bytes(second)
+    ffmpeg("-i", str(source), "-map", "0", "-c", "copy",
+           "-bsf:a", f"setts=ts=TS+({audio_ms})", str(shifted))  # fmt: skip
+    joined = merge(
+        [
+            Segment(first, 1_000_000, ["camera", "mic"]),
+            Segment(shifted.read_bytes(), 1_003_000, ["camera", "mic", "screen"]),
+        ]
+    )
+    mic = audio_packets(joined)
+    payloads = [payload for _, _, payload in mic]
+    assert len(set(payloads)) == len(payloads) == pytest.approx(8 * 50, abs=2)
+    for (dts, duration, _), (after, _, _) in itertools.pairwise(mic):
+        assert after >= dts + duration, (dts, after)
+    path = tmp_path / "joined.mkv"
+    path.write_bytes(joined)
+    check = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0",
+         "-enc_time_base", "-1", "-f", "null", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (check.returncode, check.stderr.strip()) == (0, "")
