@@ -6,7 +6,10 @@ shows an indicator for as long as it records.  A producer that appears while the
 room records (a screen share, a late participant) is added to the recording: the
 node starts a new segment with it (``extendRecording``), once producers have
 settled for a moment so that a microphone and camera arriving together make one
-segment, not two.
+segment, not two.  A producer the node cannot add yet (it has sent nothing, so
+ffmpeg could not write a header for it; or the new segment did not start) is
+answered ``waiting`` while the recording goes on: it is asked for again every
+2 s for as long as the room records and the producer exists.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from controlplane.placement.sfu_client import SfuError, SfuRequestError
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
+
+EXTEND_TIMEOUT = 20.0  # a new segment waits up to 8 s for ffmpeg's header
+WAITING_RETRY = 2.0
 
 
 class RoomCapture:
@@ -70,10 +76,13 @@ class RoomCapture:
     def producer_added(self, room_id: str) -> None:
         """A producer appeared in ``room_id``: add it to the room's recording, if it
         records, once producers have settled."""
+        self._schedule(room_id, self._settle)
+
+    def _schedule(self, room_id: str, delay: float) -> None:
         earlier = self._pending.pop(room_id, None)
-        if earlier is not None:
+        if earlier is not None and earlier is not asyncio.current_task():
             earlier.cancel()
-        task = asyncio.create_task(self._extend_after_settling(room_id))
+        task = asyncio.create_task(self._extend_after(room_id, delay))
         self._pending[room_id] = task
         task.add_done_callback(
             lambda done: (
@@ -81,8 +90,8 @@ class RoomCapture:
             )
         )
 
-    async def _extend_after_settling(self, room_id: str) -> None:
-        await asyncio.sleep(self._settle)
+    async def _extend_after(self, room_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
         recording_id = await self._state.recording_of(room_id)
         room = await self._state.get_room(room_id)
         if room is None or not recording_id:
@@ -91,7 +100,9 @@ class RoomCapture:
         try:
             client = await self._registry.client(room.nodeId)
             answer = await client.request(
-                "extendRecording", {"recordingId": recording_id, "producerIds": producers}
+                "extendRecording",
+                {"recordingId": recording_id, "producerIds": producers},
+                timeout=EXTEND_TIMEOUT,
             )
         except SfuError as exc:
             # A recorder that failed says so itself (recording.failed).
@@ -99,6 +110,9 @@ class RoomCapture:
             return
         if answer.get("added"):
             log.info("recording_segment_started", room_id=room_id, segment=answer["segment"])
+        if answer.get("waiting"):
+            log.info("recording_streams_waiting", room_id=room_id, waiting=len(answer["waiting"]))
+            self._schedule(room_id, WAITING_RETRY)
 
     async def close(self) -> None:
         for task in list(self._pending.values()):

@@ -137,7 +137,9 @@ class SfuClient:
             if self._dispatcher is None or self._dispatcher.done():
                 self._dispatcher = asyncio.create_task(self._dispatch_loop())
 
-    async def request(self, method: str, params: dict[str, Any] | None = None) -> Any:
+    async def request(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
         if not self.connected:
             await self.connect()
         ws = self._ws
@@ -150,7 +152,7 @@ class SfuClient:
             await ws.send_json(
                 {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params or {}}
             )
-            return await asyncio.wait_for(future, self._timeout)
+            return await asyncio.wait_for(future, timeout or self._timeout)
         except SfuRequestError as exc:
             raise SfuRequestError(method, exc.error_type, exc.message) from None
         except TimeoutError as exc:

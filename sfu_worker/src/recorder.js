@@ -191,6 +191,12 @@ class Recorder {
   // The room's producers now (the control plane's list): those the current segment
   // lacks start a new segment with every producer still live.  Requests for one
   // recording run one after the other; a list with nothing new changes nothing.
+  // ffmpeg cannot write a segment's header before it has seen every stream, so a
+  // producer the SFU has received nothing from yet (a camera switched on whose
+  // first frames are still on their way, a starved encoder) is left out and
+  // answered as `waiting`, and so is everything new when the next segment does
+  // not start (its ffmpeg ended or saw nothing in time): the current segment goes
+  // on in both cases, and the control plane asks again.
   async extend(params) {
     const recording = this.live(params.recordingId);
     const run = recording.queue.then(async () => {
@@ -198,25 +204,71 @@ class Recorder {
       const current = recording.current;
       const known = new Set(current.streams.map((stream) => stream.producerId));
       const wanted = Array.isArray(params.producerIds) ? params.producerIds : [];
-      const added = wanted.filter((id) => {
+      const candidates = wanted.filter((id) => {
         const item = this.sfu.producers.get(id);
         return item && !known.has(id) && !(item.producer.kind === 'video' && item.producer.paused);
       });
-      if (added.length === 0) return { recordingId: recording.id, segment: current.index, added: [] };
+      const unchanged = { recordingId: recording.id, segment: current.index, added: [], waiting: [] };
+      if (candidates.length === 0) return unchanged;
+      const silent = new Set(await this.silentAtSfu(candidates));
+      const added = candidates.filter((id) => !silent.has(id));
+      if (added.length === 0) return { ...unchanged, waiting: candidates };
       const kept = current.streams.filter((stream) => !stream.consumer.closed).map((s) => s.producerId);
       const producerIds = this.checkProducers(recording.routerId, [...kept, ...added]);
-      const next = await this.openSegment(recording, producerIds);
+      let next = null;
+      try {
+        next = await this.openSegment(recording, producerIds, { pending: true });
+        // The previous segment stops only once the next one writes, so no moment is missing.
+        await this.waitWriting(next);
+      } catch (error) {
+        this.log('warn', 'recording segment did not start', { recordingId: recording.id, reason: error.message });
+      }
+      if (recording.failed || !next || next.written === 0) {
+        if (next) this.discard(next);
+        if (recording.failed) throw new RpcError('FAILED', recording.failed);
+        if (next) {
+          const exited = next.ffmpeg.exitCode ?? next.ffmpeg.signalCode;
+          this.log('warn', 'recording segment did not start', {
+            recordingId: recording.id, reason: exited === null ? 'no header in time' : `ffmpeg exited (${exited})`,
+          });
+        }
+        return { ...unchanged, waiting: candidates };
+      }
+      next.pending = false;
       recording.current = next;
-      // The previous segment stops only once the next one writes (ffmpeg writes
-      // nothing until it has seen every stream), so no moment is missing.
-      await this.waitWriting(next);
       const closed = await this.closeSegment(recording, current);
       if (closed) recording.done.push(closed);
-      this.log('info', 'recording segment started', { recordingId: recording.id, segment: next.index, added: added.length });
-      return { recordingId: recording.id, segment: next.index, added, streams: this.describe(next) };
+      if (next.ffmpeg.exitCode !== null) this.fail(recording, `ffmpeg exited (${next.ffmpeg.exitCode})`);
+      this.log('info', 'recording segment started', {
+        recordingId: recording.id, segment: next.index, added: added.length, waiting: silent.size,
+      });
+      return { recordingId: recording.id, segment: next.index, added, waiting: [...silent], streams: this.describe(next) };
     });
     recording.queue = run.catch(() => {});
     return run;
+  }
+
+  // The producers among ``producerIds`` that the SFU has received no packet from.
+  async silentAtSfu(producerIds) {
+    const silent = [];
+    for (const id of producerIds) {
+      let packets = 0;
+      try {
+        const stats = await this.sfu.producers.get(id).producer.getStats();
+        packets = stats.reduce((sum, entry) => sum + (entry.type === 'inbound-rtp' ? entry.packetCount : 0), 0);
+      } catch (error) {
+        continue; // closed meanwhile: nothing to wait for
+      }
+      if (packets === 0) silent.push(id);
+    }
+    return silent;
+  }
+
+  // A segment that never wrote: nothing of it is kept.
+  discard(segment) {
+    segment.stopping = true;
+    this.release(segment);
+    fs.rmSync(`${segment.file}.part`, { force: true });
   }
 
   live(recordingId) {
@@ -225,11 +277,13 @@ class Recorder {
     return recording;
   }
 
-  async openSegment(recording, producerIds) {
+  // A pending segment is one that may not start (its ffmpeg exiting before it
+  // writes is the caller's to handle, not a failed recording).
+  async openSegment(recording, producerIds, { pending = false } = {}) {
     const index = recording.current ? recording.current.index + 1 : 0;
     const segment = {
       index, file: path.join(this.config.recordingsDir, `${recording.id}.${index}.mkv.age`),
-      streams: [], ffmpeg: null, age: null, stderr: '', stopping: false, startedAt: 0,
+      streams: [], ffmpeg: null, age: null, stderr: '', stopping: false, startedAt: 0, pending,
     };
     try {
       for (const producerId of producerIds) segment.streams.push(await this.addStream(recording.router, producerId));
@@ -336,8 +390,15 @@ class Recorder {
     ffmpeg.stdout.pipe(age.stdin);
     for (const [name, child] of [['ffmpeg', ffmpeg], ['age', age]]) {
       child.on('exit', (code, signal) => {
-        if (segment.stopping || recording.failed) return;
+        if (segment.stopping || segment.pending || recording.failed) return;
         this.fail(recording, `${name} exited (${signal || code})`);
+      });
+    }
+    // A child that dies early closes its pipes: a write to them must not throw
+    // in the node (EPIPE would end every call on it); the exit is handled above.
+    for (const pipe of [ffmpeg.stdin, ffmpeg.stdout, age.stdin]) {
+      pipe.on('error', (error) => {
+        segment.stderr = `${segment.stderr}\n${error.code || error.message}`.slice(-2000);
       });
     }
     ffmpeg.stdin.end(sdpFor(segment.streams));
@@ -363,7 +424,10 @@ class Recorder {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     const wanted = segment.streams.map((stream) => stream.port);
     while (Date.now() < deadline) {
-      if (recording.failed) throw new RpcError('INTERNAL', `ffmpeg did not start: ${segment.stderr.trim()}`);
+      const exited = segment.ffmpeg.exitCode ?? segment.ffmpeg.signalCode;
+      if (recording.failed || exited !== null) {
+        throw new RpcError('INTERNAL', `ffmpeg did not start (${exited}): ${segment.stderr.trim()}`);
+      }
       const bound = udpPortsOf(segment.ffmpeg.pid);
       if (wanted.every((port) => bound.has(port))) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
@@ -373,7 +437,8 @@ class Recorder {
 
   async waitWriting(segment) {
     const deadline = Date.now() + HEADER_TIMEOUT_MS;
-    while (segment.written === 0 && Date.now() < deadline && !segment.stopping) {
+    const running = () => segment.ffmpeg.exitCode === null && segment.ffmpeg.signalCode === null;
+    while (segment.written === 0 && Date.now() < deadline && !segment.stopping && running()) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
