@@ -87,20 +87,26 @@ async def camera_from(page: Page, peer_id: str) -> dict:
     return {"frameHeight": 0, "framesDecoded": 0}
 
 
+LAYER_OF = {180: "0", 360: "1", 720: "2"}  # the spatial layer each height comes from
+
+
 async def settle(page: Page, peer_id: str, heights: set[int], timeout: float) -> dict:
     """Wait until the page decodes ``peer_id``'s camera at one of ``heights``, with
-    frames still arriving; the tile's layer attribute with the inbound row."""
+    frames still arriving, and its tile shows the layer those frames come from
+    (``consumerLayersChanged`` may reach the page a moment after the frames do)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    row = await camera_from(page, peer_id)
+    row = {**await camera_from(page, peer_id), "layer": None}
     while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.5)
         latest = await camera_from(page, peer_id)
-        if latest["frameHeight"] in heights and latest["framesDecoded"] > row["framesDecoded"]:
-            layer = await page.get_attribute(
-                f'.tile[data-peer-id="{peer_id}"][data-source="camera"]', "data-layer"
-            )
+        layer = await page.get_attribute(
+            f'.tile[data-peer-id="{peer_id}"][data-source="camera"]', "data-layer"
+        )
+        advancing = latest["framesDecoded"] > row["framesDecoded"]
+        height = latest["frameHeight"]
+        if height in heights and advancing and layer == LAYER_OF.get(height):
             return {**latest, "layer": layer}
-        row = latest
+        row = {**latest, "layer": layer}
     raise AssertionError(f"{peer_id}'s camera not at {heights} p within {timeout} s: {row}")
 
 
@@ -112,7 +118,6 @@ async def test_a_bandwidth_cap_moves_a_page_to_a_smaller_layer_and_back(
     patient = await open_page(ns_browser, path, room, "pt-sim", "patient")
     # Chromium's fake camera: 1280x720 at about 800 kbps, 640x360 at about 370 kbps.
     before = await settle(patient, "dr-sim", {720}, timeout=30)
-    assert before["layer"] == "2"
     # A short queue: a round trip over 300 ms would (rightly) move the page to
     # the TURN relay, which is not what this test is about.
     sh(
@@ -121,7 +126,6 @@ async def test_a_bandwidth_cap_moves_a_page_to_a_smaller_layer_and_back(
     )  # fmt: skip
     try:
         capped = await settle(patient, "dr-sim", {180, 360}, timeout=40)
-        assert capped["layer"] in ("0", "1")
         # It stays on a smaller layer, on the same consumer, still decoding.
         await asyncio.sleep(3)
         held = await settle(patient, "dr-sim", {180, 360}, timeout=10)
@@ -129,5 +133,4 @@ async def test_a_bandwidth_cap_moves_a_page_to_a_smaller_layer_and_back(
         assert held["framesDecoded"] > capped["framesDecoded"]
     finally:
         sh("tc", "qdisc", "del", "dev", path.host_if, "root", check=False)
-    back = await settle(patient, "dr-sim", {720}, timeout=60)
-    assert back["layer"] == "2"
+    await settle(patient, "dr-sim", {720}, timeout=60)
