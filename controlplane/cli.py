@@ -241,6 +241,12 @@ def cmd_room(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from controlplane.devstack.loadtest import command
+
+    return command(args, _settings_env(), _token_service("loadtest"))
+
+
 def cmd_sfu(args: argparse.Namespace) -> int:
     from controlplane.placement import operations
     from controlplane.placement.sfu_client import SfuError
@@ -322,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="the clinic a coordinator or admin acts for (required for them)",
     )
 
+    from controlplane.devstack.loadtest import add_arguments
+
+    add_arguments(
+        sub.add_parser(
+            "loadtest",
+            help="run consultations against a deployment; print join times, media, loss, errors",
+        )
+    )
+
     recording = sub.add_parser("recording", help="recordings (administrators)")
     actions = recording.add_subparsers(dest="action", required=True)
     export = actions.add_parser("export", help="decrypt a recording to a file (audited)")
@@ -356,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "room": cmd_room,
         "recording": cmd_recording,
         "sfu": cmd_sfu,
+        "loadtest": cmd_loadtest,
     }
     try:
         return handlers[args.command](args)

@@ -73,5 +73,9 @@ class IceControls:
         """Local ICE candidate types: ``gathered`` and ``selected`` (of the pairs in use)."""
         return candidate_types(self._peer_connections())
 
+    def peer_connections(self) -> list[Any]:
+        """The aiortc RTCPeerConnections of the send and receive transports."""
+        return self._peer_connections()
+
     def _peer_connections(self) -> list[Any]:
         return [t.handler._pc for t in (self.send_transport, self.recv_transport) if t]
