@@ -1,15 +1,18 @@
 """Applies layers.py: keeps each subscriber's tile sizes (``reportTileSizes``) and
 the room's active speaker, and sets each simulcast consumer's ceiling and priority
 on the SFU when they change.  Tells a subscriber when the layer it actually
-receives changes (``consumerLayersChanged``)."""
+receives changes (``consumerLayersChanged``), and holds the layers above off for a
+while when the SFU moved it below its ceiling (layers.Hold)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import structlog
 
-from controlplane.media.layers import Choice, choose, layer_heights
+from controlplane.media.layers import Choice, choose, held_after_drop, layer_heights
 from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.ports import Notifier
 from controlplane.media.profiles import profile_for
@@ -35,6 +38,7 @@ class LayerControl:
         self._notifier = notifier
         # Room id -> the producers of its active speaker.
         self._speaking: dict[str, set[str]] = {}
+        self._lifts: set[asyncio.Task[None]] = set()
 
     async def report_tiles(self, sid: str, tiles: list[dict[str, Any]]) -> dict[str, Any]:
         """The page's tiles: ``{consumerId, width, height}`` in device pixels (0: not
@@ -81,6 +85,18 @@ class LayerControl:
         owner = self._participants.consumer_owner(consumer_id)
         if owner is None:
             return
+        received = layers.get("spatialLayer") if layers else None
+        state = owner.layers
+        before = state.received.get(consumer_id)
+        state.received[consumer_id] = received
+        chosen = state.chosen.get(consumer_id)
+        below_ceiling = chosen is not None and (received is None or received < chosen.spatial_layer)
+        if before is not None and (received is None or received < before) and below_ceiling:
+            hold = held_after_drop(state.holds.get(consumer_id), received, time.monotonic())
+            state.holds[consumer_id] = hold
+            log.info("simulcast_layer_held", ceiling=hold.ceiling, seconds=hold.span)
+            self._lift_later(owner, hold.span)
+            await self.apply(owner)
         await self._notifier.to_peer(
             owner.sid,
             "consumerLayersChanged",
@@ -92,6 +108,20 @@ class LayerControl:
             },
         )
 
+    def _lift_later(self, participant: Participant, seconds: float) -> None:
+        async def lift() -> None:
+            await asyncio.sleep(seconds + 0.05)
+            if self._participants.find(participant.sid) is participant:
+                await self.apply(participant)
+
+        task = asyncio.create_task(lift())
+        self._lifts.add(task)
+        task.add_done_callback(self._lifts.discard)
+
+    async def close(self) -> None:
+        for task in list(self._lifts):
+            task.cancel()
+
     async def apply(self, participant: Participant) -> dict[str, Choice]:
         """Choose for each of the participant's simulcast consumers and set on the
         SFU what changed; returns every choice."""
@@ -99,12 +129,16 @@ class LayerControl:
         async with state.lock:
             heights = layer_heights(profile_for(participant.call_type))
             speaking = self._speaking.get(participant.room_id, set())
+            now = time.monotonic()
             chosen: dict[str, Choice] = {}
             for consumer_id, producer_id in list(participant.consumers.items()):
                 if consumer_id not in participant.layered:
                     continue
                 choice = choose(
-                    heights, state.tile_heights.get(consumer_id), producer_id in speaking
+                    heights,
+                    state.tile_heights.get(consumer_id),
+                    producer_id in speaking,
+                    state.ceiling_held(consumer_id, now),
                 )
                 chosen[consumer_id] = choice
                 if state.chosen.get(consumer_id) == choice:

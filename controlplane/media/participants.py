@@ -196,8 +196,7 @@ class LocalParticipants:
             return None
         participant.consumer_transports.pop(consumer_id, None)
         participant.layered.discard(consumer_id)
-        participant.layers.tile_heights.pop(consumer_id, None)
-        participant.layers.chosen.pop(consumer_id, None)
+        participant.layers.forget(consumer_id)
         return participant, participant.consumers.pop(consumer_id, None)
 
     def release_producer(self, producer_id: str) -> Participant | None:

@@ -128,4 +128,5 @@ class MediaServices:
 
     async def close(self) -> None:
         """Stop talking to the SFU nodes; participants keep their media (see drain)."""
+        await self.layers.close()
         await self.registry.close()

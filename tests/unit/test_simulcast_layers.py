@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 from controlplane.media.layers import (
+    HOLD_FIRST,
+    HOLD_MAX,
+    HOLD_RESET,
     LARGE_PRIORITY,
     OTHER_PRIORITY,
     SPEAKER_PRIORITY,
     Choice,
+    Hold,
+    LayerState,
     choose,
+    held_after_drop,
     layer_heights,
     size_layer,
 )
@@ -49,3 +55,32 @@ def test_the_speaker_first_then_large_tiles() -> None:
     # A speaker nobody looks at gets nothing extra.
     assert choose(HEIGHTS, 0, speaking=True) == Choice(0, OTHER_PRIORITY)
     assert SPEAKER_PRIORITY > LARGE_PRIORITY > OTHER_PRIORITY
+
+
+def test_a_drop_holds_the_layers_above_off_doubling_while_it_repeats() -> None:
+    first = held_after_drop(None, 1, now=100.0)
+    assert (first.ceiling, first.until, first.span) == (1, 100.0 + HOLD_FIRST, HOLD_FIRST)
+    # It failed again soon after the hold ended: twice as long, never past HOLD_MAX.
+    again = held_after_drop(first, 0, now=first.until + 5)
+    assert (again.ceiling, again.span) == (0, 2 * HOLD_FIRST)
+    spans = [again.span]
+    for _ in range(5):
+        again = held_after_drop(again, 1, now=again.until + 1)
+        spans.append(again.span)
+    assert spans[-1] == HOLD_MAX and spans == sorted(spans)
+    # A drop long after the last hold ended starts over; no layer at all holds at 0.
+    fresh = held_after_drop(again, None, now=again.until + HOLD_RESET + 1)
+    assert (fresh.ceiling, fresh.span) == (0, HOLD_FIRST)
+
+
+def test_a_held_ceiling_caps_the_tile_choice_until_it_ends() -> None:
+    heights = [180, 360, 720]
+    assert choose(heights, 700, speaking=False, held=1).spatial_layer == 1
+    assert choose(heights, 300, speaking=False, held=2).spatial_layer == 1  # tile is lower
+    state = LayerState()
+    state.holds["c1"] = Hold(0, until=50.0, span=6.0)
+    assert state.ceiling_held("c1", now=49.9) == 0
+    assert state.ceiling_held("c1", now=50.0) is None
+    assert state.ceiling_held("c2", now=0.0) is None
+    state.forget("c1")
+    assert "c1" not in state.holds
