@@ -84,7 +84,11 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 async def create_app(settings: Settings) -> web.Application:
     if settings.database_admin_url:
         await migrate(settings.database_admin_url, urlparse(settings.database_url).username)
-    pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+    pool = await create_pool(
+        settings.database_url,
+        max_size=settings.database_pool_size,
+        acquire_timeout=settings.database_pool_timeout,
+    )
     redis = connect_redis(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -215,9 +219,12 @@ async def create_app(settings: Settings) -> web.Application:
         alerts,
         media.fallback,
         interval=settings.stats_interval,
+        stable_every=settings.stats_stable_every,
     )
 
     media.membership.departure_listeners.append(monitor.participant_left)
+    media.events.score_changed.append(monitor.consumer_score)
+    media.client_stats.report_listeners.append(monitor.client_report)
 
     app = web.Application(
         client_max_size=1024 * 1024, middlewares=[error_middleware, rate_limit_middleware]

@@ -119,6 +119,7 @@ class Settings:
     redis_max_connections: int = 256
     redis_pool_timeout: float = 2.0
     database_pool_size: int = 20
+    database_pool_timeout: float = 2.0
     # Owner role for migrations; when unset, migrations are not run by the app.
     database_admin_url: str = ""
     # AES-256-GCM keys for clinical text: "id:base64key[,id:base64key...]", first encrypts.
@@ -131,6 +132,7 @@ class Settings:
     max_durations: str = ""
     # Call-quality sampling interval (seconds) and an optional alert webhook.
     stats_interval: float = 2.0
+    stats_stable_every: int = 3
     alert_webhook_url: str = ""
     # Shared secret for the SFU nodes' RPC API.
     sfu_secret: str = ""
@@ -197,6 +199,7 @@ class Settings:
             redis_max_connections=_int(env, "TELEMED_REDIS_MAX_CONNECTIONS", 256),
             redis_pool_timeout=_float(env, "TELEMED_REDIS_POOL_TIMEOUT", 2.0),
             database_pool_size=_int(env, "TELEMED_DATABASE_POOL_SIZE", 20),
+            database_pool_timeout=_float(env, "TELEMED_DATABASE_POOL_TIMEOUT", 2.0),
             database_admin_url=env.get("DATABASE_ADMIN_URL", ""),
             data_keys=env.get("TELEMED_DATA_KEYS", ""),
             jwt_api_audience=env.get("TELEMED_JWT_API_AUDIENCE", "telemed-api"),
@@ -204,6 +207,7 @@ class Settings:
             lifecycle_interval=_float(env, "TELEMED_LIFECYCLE_INTERVAL", 15.0),
             max_durations=env.get("TELEMED_MAX_DURATIONS", ""),
             stats_interval=_float(env, "TELEMED_STATS_INTERVAL", 2.0),
+            stats_stable_every=_int(env, "TELEMED_STATS_STABLE_EVERY", 3),
             alert_webhook_url=env.get("TELEMED_ALERT_WEBHOOK_URL", ""),
             sfu_secret=env.get("SFU_SECRET", ""),
             sfu_rpc_timeout=_float(env, "SFU_RPC_TIMEOUT", 10.0),

@@ -14,6 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -115,11 +116,37 @@ async def grant_app_role(connection: asyncpg.Connection, role: str) -> None:
         await connection.execute(statement)
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    # timeout: connecting (PostgreSQL away: fail in 2 s, not 60); command_timeout: each query.
-    pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, timeout=2.0, command_timeout=5.0
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose ``acquire()`` (and so ``fetch``, ``execute``...) waits at most
+    ``acquire_timeout`` seconds for a free connection, then raises TimeoutError
+    (an outage: ``SERVICE_UNAVAILABLE``).  asyncpg's own waits for ever, so a burst
+    of requests behind a dry pool would pile up without bound."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, acquire_timeout: float = 2.0
+) -> asyncpg.Pool:
+    """timeout: connecting (PostgreSQL away: fail in 2 s, not 60); command_timeout:
+    each query; acquire_timeout: waiting for a free connection (BoundedPool)."""
+    pool = BoundedPool(
+        url,
+        acquire_timeout=acquire_timeout,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        timeout=2.0,
+        command_timeout=5.0,
     )
-    if pool is None:  # pragma: no cover - asyncpg returns a pool or raises
-        raise RuntimeError("could not create the database pool")
+    await pool
     return pool
