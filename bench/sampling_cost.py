@@ -1,14 +1,18 @@
 """Cost of call-quality sampling at N live consultations.
 
-Starts Redis, PostgreSQL, an SFU node and two control planes on loopback: one
-samples every 2 s (the default), the other never (baseline).  N consultations
-(2 participants each, audio + video producers and consumers, "silent" tracks so
-the measurement is not drowned in encoder CPU) are opened on one, measured, closed,
-then the same on the other.  Prints, per run: CPU used by the control plane and
-the SFU node (share of one core), and the sampling pass time (from the
-control plane's own telemed_stats_sampling_seconds histogram).
+Starts Redis, PostgreSQL, an SFU node and three control planes on loopback: one
+never samples (baseline), one samples every participant every 2 s
+(TELEMED_STATS_STABLE_EVERY=1), one with the default (a consultation going well
+every third pass).  N consultations (2 participants each, audio + video producers
+and consumers) are opened on each in turn, measured, closed.  By default the
+tracks are "silent" (no frames, so the measurement is not drowned in encoder CPU;
+such calls never count as going well); with --media they carry a tone and a
+160x120 pattern.  Prints, per run: CPU used by the control plane and the SFU node
+(share of one core), and the sampling passes (the control plane's own
+telemed_stats_sampling_seconds histogram).
 
     .venv/bin/python bench/sampling_cost.py -n 50
+    .venv/bin/python bench/sampling_cost.py -n 10 --media
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ async def run(
     cipher: FieldCipher,
     n: int,
     window: float,
+    media: str,
 ) -> dict:
     peers: list[MediaPeer] = []
     try:
@@ -91,7 +96,13 @@ async def run(
                 room_token_ttl=600,
             )
             pair = [
-                MediaPeer(control.url, created["tokens"][role], media="silent", auto_consume=True)
+                MediaPeer(
+                    control.url,
+                    created["tokens"][role],
+                    media=media,
+                    video_size=(160, 120),
+                    auto_consume=True,
+                )
                 for role in ("physician", "patient")
             ]
             for peer in pair:
@@ -132,19 +143,24 @@ async def main() -> None:
     )
     parser.add_argument("-n", "--consultations", type=int, default=50)
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per run")
+    parser.add_argument("--media", action="store_true", help="a tone and a pattern, not silence")
     args = parser.parse_args()
     restrict_ice_host_addresses(["127.0.0.1"])
     stack = start_local_stack(rtc_min_port=47000, rtc_max_port=47999)
     try:
         settings = {"TELEMED_LOG_LEVEL": "warning", "TELEMED_MAX_PEERS_PER_ROOM": "4"}
-        sampling = stack.start_control_plane(**settings, TELEMED_STATS_INTERVAL="2")
+        every = stack.start_control_plane(
+            **settings, TELEMED_STATS_INTERVAL="2", TELEMED_STATS_STABLE_EVERY="1"
+        )
+        adaptive = stack.start_control_plane(**settings, TELEMED_STATS_INTERVAL="2")
         baseline = stack.start_control_plane(**settings, TELEMED_STATS_INTERVAL="3600")
         tokens = TokenService(stack.jwt_secret, "telemed", "telemed-room", 600)
         cipher = FieldCipher.from_config(stack.data_keys)
         results = []
         for label, control in (
             ("baseline (no sampling)", baseline),
-            ("sampling every 2 s", sampling),
+            ("everyone every 2 s", every),
+            ("calm calls every 6 s", adaptive),
         ):
             results.append(
                 await run(
@@ -156,6 +172,7 @@ async def main() -> None:
                     cipher,
                     args.consultations,
                     args.window,
+                    "synthetic" if args.media else "silent",
                 )
             )
         print(
@@ -170,9 +187,14 @@ async def main() -> None:
                 f"{r['label']:<26}{r['control_cpu']:>18.1%}{r['sfu_cpu']:>14.1%}{r['passes']:>8.0f}"
                 f"{r['pass_mean'] * 1000:>9.1f}ms"
             )
-        extra_cp = results[1]["control_cpu"] - results[0]["control_cpu"]
-        extra_sfu = results[1]["sfu_cpu"] - results[0]["sfu_cpu"]
-        print(f"sampling cost: control plane +{extra_cp:.1%} of a core, SFU node +{extra_sfu:.1%}")
+        for r in results[1:]:
+            extra_cp = r["control_cpu"] - results[0]["control_cpu"]
+            extra_sfu = r["sfu_cpu"] - results[0]["sfu_cpu"]
+            print(
+                f"sampling cost, {r['label']}: control plane {extra_cp:+.1%} of a core, "
+                f"SFU node {extra_sfu:+.1%} ({extra_sfu / max(1e-9, results[0]['sfu_cpu']):+.0%} "
+                "of its baseline)"
+            )
     finally:
         stack.stop()
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controlplane.media.participants import LocalParticipants
+from controlplane.media.participants import LocalParticipants, Participant
 from controlplane.media.room_state import RoomState
 from schemas.errors import ApiError, ErrorCode
 
@@ -25,6 +25,8 @@ class ClientStats:
         self._participants = participants
         self._state = state
         self._on_first_media = on_first_media
+        # Told every accepted report (call-quality sampling wakes on a troubled one).
+        self.report_listeners: list[Callable[[Participant, dict[str, Any]], None]] = []
 
     async def record(self, sid: str, report: dict[str, Any]) -> dict[str, Any]:
         """Keep a participant's latest report (validated by the schema)."""
@@ -47,6 +49,8 @@ class ClientStats:
                 self._on_first_media(
                     participant.call_type, time.monotonic() - participant.joined_at
                 )
+        for listener in self.report_listeners:
+            listener(participant, report)
         await self._state.set_client_stats(
             participant.room_id,
             participant.participant_id,

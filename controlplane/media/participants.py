@@ -189,6 +189,9 @@ class LocalParticipants:
     def consumer_owner(self, consumer_id: str) -> Participant | None:
         return self._owner(self._consumer_owner.get(consumer_id))
 
+    def producer_owner(self, producer_id: str) -> Participant | None:
+        return self._owner(self._producer_owner.get(producer_id))
+
     def release_consumer(self, consumer_id: str) -> tuple[Participant, str | None] | None:
         """The SFU closed a consumer: its owner and the producer it consumed."""
         participant = self._owner(self._consumer_owner.pop(consumer_id, None))

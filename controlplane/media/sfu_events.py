@@ -40,6 +40,8 @@ class SfuEvents:
         # active speaker.
         self.layers_changed: list[Callable[[str, dict[str, Any] | None], Awaitable[None]]] = []
         self.speaker_changed: list[Callable[[str, str | None], Awaitable[None]]] = []
+        # mediasoup's pushed consumer scores (call-quality sampling wakes on low ones).
+        self.score_changed: list[Callable[[str, dict[str, Any]], Awaitable[None]]] = []
 
     async def on_notification(self, node_id: str, event: str, data: dict[str, Any]) -> None:
         if event == "consumer.closed":
@@ -64,6 +66,10 @@ class SfuEvents:
                 await changed(
                     str(data.get("consumerId")), layers if isinstance(layers, dict) else None
                 )
+        elif event == "consumer.score":
+            score = data.get("score")
+            for scored in self.score_changed:
+                await scored(str(data.get("consumerId")), score if isinstance(score, dict) else {})
         elif event == "worker.died":
             log.error("sfu_worker_died", node_id=node_id, worker_index=data.get("workerIndex"))
         elif event in ("consumer.producerpause", "consumer.producerresume"):

@@ -7,6 +7,16 @@ Prometheus histograms; kept as a short history (quality_history) for the REST
 detail endpoints; evaluated by the alert engine, whose transitions go to the
 alert dispatcher; and by the fallback policy, whose actions the media fallback
 service applies.
+
+A call going well is sampled every ``stable_every``-th pass only (3: every 6 s at
+the default 2 s): each sample costs the SFU worker a getStats per producer, consumer and
+transport.  Going well: not an emergency (those are sampled every pass), connected,
+quality score at least STABLE_SCORE, round trip under STABLE_RTT, loss under
+STABLE_LOSS, no open alert, no fallback in force.  A sign of trouble pushed to
+the control plane (mediasoup's score of one of its consumers below STABLE_SCORE,
+a report from its page with a high round trip or loss) brings the participant
+back to every pass at once.  Participants are spread over the pass rather than
+sampled in one burst.
 """
 
 from __future__ import annotations
@@ -41,6 +51,10 @@ CLIENT_REPORT_MAX_AGE = 10.0  # seconds
 
 CONGESTION_LOSS = 0.10
 
+STABLE_SCORE = 8.0
+STABLE_RTT = 0.25
+STABLE_LOSS = 0.02
+
 
 def downlink_bandwidth(estimate: float | None, samples: list[Sample]) -> float | None:
     """What the path to a participant carries.
@@ -73,6 +87,7 @@ class QualityMonitor:
         engine: AlertEngine | None = None,
         policy: FallbackPolicy | None = None,
         interval: float = 2.0,
+        stable_every: int = 3,
     ) -> None:
         self._participants = participants
         self._state = state
@@ -84,6 +99,8 @@ class QualityMonitor:
         self.engine = engine or AlertEngine()
         self.policy = policy or FallbackPolicy(relay_available=fallback.relay_available)
         self.interval = interval
+        self.stable_every = max(1, stable_every)
+        self._skip: dict[tuple[str, str], int] = {}  # passes to skip (a stable call)
 
     async def run(self) -> None:
         while True:
@@ -96,9 +113,11 @@ class QualityMonitor:
 
     async def sample_once(self) -> int:
         started = time.perf_counter()
-        participants = self._participants.all()
+        participants = [p for p in self._participants.all() if self._due(p)]
+        spread = self.interval / 2 / max(1, len(participants))
         results = await asyncio.gather(
-            *(self._sample(p) for p in participants), return_exceptions=True
+            *(self._sample(p, i * spread) for i, p in enumerate(participants)),
+            return_exceptions=True,
         )
         for participant, result in zip(participants, results, strict=True):
             if isinstance(result, BaseException):
@@ -108,21 +127,68 @@ class QualityMonitor:
         self._metrics.sample_seconds.observe(time.perf_counter() - started)
         return len(participants)
 
+    def _due(self, participant: Participant) -> bool:
+        key = (participant.room_id, participant.participant_id)
+        left = self._skip.get(key, 0)
+        if left > 0:
+            self._skip[key] = left - 1
+            return False
+        return True
+
+    def wake(self, room_id: str, participant_id: str) -> None:
+        """Sample this participant at the next pass (a sign of trouble)."""
+        self._skip.pop((room_id, participant_id), None)
+
+    async def consumer_score(self, consumer_id: str, score: dict[str, Any]) -> None:
+        """mediasoup pushed a consumer's score: a low one wakes its subscriber, a low
+        producer score (what reaches the SFU) the sender too, if served here."""
+        owner = self._participants.consumer_owner(consumer_id)
+        if owner is None:
+            return
+        if float(score.get("score", 10)) < STABLE_SCORE:
+            self.wake(owner.room_id, owner.participant_id)
+        if float(score.get("producerScore", 10)) < STABLE_SCORE:
+            self.wake(owner.room_id, owner.participant_id)
+            sender = self._participants.producer_owner(owner.consumers.get(consumer_id, ""))
+            if sender is not None:
+                self.wake(sender.room_id, sender.participant_id)
+
+    def client_report(self, participant: Participant, report: dict[str, Any]) -> None:
+        """A report from the participant's page: high round trip or loss wakes it."""
+        samples = from_client_report(report)
+        rtts = [s.rtt for s in samples if s.rtt is not None]
+        losses = [s.loss for s in samples if s.loss is not None]
+        if max(rtts, default=0.0) >= STABLE_RTT or max(losses, default=0.0) >= STABLE_LOSS:
+            self.wake(participant.room_id, participant.participant_id)
+
+    def _stable(self, key: tuple[str, str], observation: Observation) -> bool:
+        return (
+            observation.call_type != "emergency"
+            and observation.connected
+            and observation.score >= STABLE_SCORE
+            and (observation.worst("rtt") or 0.0) < STABLE_RTT
+            and (observation.worst("loss") or 0.0) < STABLE_LOSS
+            and not self.engine.active(key)
+            and self.policy.mode(key) == "normal"
+        )
+
     async def participant_left(self, room_id: str, participant_id: str) -> None:
         """A participant left or was removed (on any instance): its alert and fallback
         state goes, its open alerts are closed; if it joins again it starts afresh."""
         key = (room_id, participant_id)
         self.engine.forget(key)
         self.policy.forget(key)
+        self._skip.pop(key, None)
         await self._alerts.participant_left(room_id, participant_id)
 
     async def _prune(self) -> None:
         """State of participants this instance no longer serves and that left."""
         local = {(p.room_id, p.participant_id) for p in self._participants.all()}
-        for key in (self.engine.keys() | self.policy.keys()) - local:
+        for key in (self.engine.keys() | self.policy.keys() | set(self._skip)) - local:
             if await self._state.get_participant(*key) is None:
                 self.engine.forget(key)
                 self.policy.forget(key)
+                self._skip.pop(key, None)
 
     async def _gauges(self) -> None:
         room_ids = await self._state.room_ids()
@@ -137,7 +203,8 @@ class QualityMonitor:
             self._metrics.sfu_workers.labels(node.id).set(node.workers)
             self._metrics.sfu_load.labels(node.id).set(node.load)
 
-    async def _sample(self, participant: Participant) -> None:
+    async def _sample(self, participant: Participant, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         try:
             client = await self._registry.client(participant.node_id)
         except SfuError:
@@ -200,6 +267,7 @@ class QualityMonitor:
                 )
             elif action.kind == "advise_relay":
                 await self._fallback.advise_relay(participant, action.reason)
+        self._skip[key] = self.stable_every - 1 if self._stable(key, observation) else 0
 
     async def _sfu_samples(
         self, client: SfuClient, participant: Participant

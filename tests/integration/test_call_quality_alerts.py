@@ -248,7 +248,7 @@ async def test_quality_and_network_detail_per_session(stack: Stack, peers: list[
         for peer in (doctor, sick):
             await peer.start_receiving()
         await doctor.wait_for_frames(patient, "video", count=10)
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(9)  # a calm consultation is sampled every 6 s
 
         coordinator = api.token("coord-1", "coordinator")
         quality = await api.call(
