@@ -70,8 +70,8 @@ function loadConfig() {
     // Recording (recorder.js): where ciphertext files go, the RTP/RTCP port pool
     // ffmpeg listens on (loopback only), and the two programs.
     recordingsDir: process.env.SFU_RECORDINGS_DIR || path.resolve('recordings'),
-    recordingMinPort: intFromEnv('SFU_RECORDING_MIN_PORT', 39000),
-    recordingMaxPort: intFromEnv('SFU_RECORDING_MAX_PORT', 39999),
+    recordingMinPort: intFromEnv('SFU_RECORDING_MIN_PORT', 61000),
+    recordingMaxPort: intFromEnv('SFU_RECORDING_MAX_PORT', 61999),
     ffmpegBin: process.env.SFU_FFMPEG_BIN || 'ffmpeg',
     ageBin: process.env.SFU_AGE_BIN || 'age',
   };

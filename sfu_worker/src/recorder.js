@@ -278,17 +278,35 @@ class Recorder {
   }
 
   // A pending segment is one that may not start (its ffmpeg exiting before it
-  // writes is the caller's to handle, not a failed recording).
+  // writes is the caller's to handle, not a failed recording).  A port of the
+  // pool that some other process holds (a client's UDP socket may take any port
+  // of the system's ephemeral range) makes ffmpeg exit at once: the segment is
+  // tried again on other ports of the pool.
   async openSegment(recording, producerIds, { pending = false } = {}) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.openSegmentOnce(recording, producerIds, pending);
+      } catch (error) {
+        if (attempt >= 3 || !/Address already in use/.test(error.message)) throw error;
+        this.log('warn', 'recording port taken, trying other ports', { recordingId: recording.id, attempt });
+      }
+    }
+  }
+
+  async openSegmentOnce(recording, producerIds, pending) {
     const index = recording.current ? recording.current.index + 1 : 0;
     const segment = {
       index, file: path.join(this.config.recordingsDir, `${recording.id}.${index}.mkv.age`),
-      streams: [], ffmpeg: null, age: null, stderr: '', stopping: false, startedAt: 0, pending,
+      // Pending until ffmpeg holds its ports: an ffmpeg that cannot bind is retried.
+      streams: [], ffmpeg: null, age: null, stderr: '', stopping: false, startedAt: 0, pending: true,
     };
     try {
       for (const producerId of producerIds) segment.streams.push(await this.addStream(recording.router, producerId));
       this.launch(recording, segment);
       await this.waitBound(recording, segment);
+      segment.pending = pending;
+      const exited = segment.ffmpeg.exitCode ?? segment.ffmpeg.signalCode;
+      if (exited !== null) throw new RpcError('INTERNAL', `ffmpeg exited (${exited}): ${segment.stderr.trim()}`);
       segment.startedAt = Date.now();
       for (const stream of segment.streams) {
         await stream.consumer.resume();

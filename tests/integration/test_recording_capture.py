@@ -304,7 +304,15 @@ async def test_a_screen_share_during_a_recording_is_joined_in_sync(
     shared_at = time.monotonic() - started
     screen = await share_screen(doctor)
     wanted = {"recordingId": recording_id, "producerIds": [*producers, screen]}
+    # Asked again while the share has sent nothing yet (it is "waiting"), as the
+    # control plane does.
     extended = await rpc.request("extendRecording", wanted)
+    for _ in range(30):
+        if extended["added"]:
+            break
+        assert extended["waiting"] == [screen]
+        await asyncio.sleep(0.1)
+        extended = await rpc.request("extendRecording", wanted)
     assert extended["added"] == [screen] and extended["segment"] == 1
     unchanged = await rpc.request("extendRecording", wanted)
     assert unchanged["added"] == [] and unchanged["segment"] == 1
