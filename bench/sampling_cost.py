@@ -7,7 +7,7 @@ every third pass).  N consultations (2 participants each, audio + video producer
 and consumers) are opened on each in turn, measured, closed.  By default the
 tracks are "silent" (no frames, so the measurement is not drowned in encoder CPU;
 such calls never count as going well); with --media they carry a tone and a
-160x120 pattern.  Prints, per run: CPU used by the control plane and the SFU node
+160x128 pattern.  Prints, per run: CPU used by the control plane and the SFU node
 (share of one core), and the sampling passes (the control plane's own
 telemed_stats_sampling_seconds histogram).
 
@@ -100,7 +100,7 @@ async def run(
                     control.url,
                     created["tokens"][role],
                     media=media,
-                    video_size=(160, 120),
+                    video_size=(160, 128),
                     auto_consume=True,
                 )
                 for role in ("physician", "patient")
