@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -53,6 +54,22 @@ class GatedVideoTrack(MediaStreamTrack):
         return await self._pattern.recv()
 
 
+async def stopped_whole(
+    rpc: SfuClient, recording_id: str, identity: Any, started: float, folder: Path
+) -> dict:
+    """Stop the recording: two segments (4 streams, then 5 with the share), joined
+    into a file that decodes cleanly and lasts the whole recording; its probe."""
+    result = await rpc.request("stopRecording", {"recordingId": recording_id})
+    wall = time.monotonic() - started
+    assert [len(s["streams"]) for s in result["segments"]] == [4, 5]
+    path = folder / "joined.mkv"
+    path.write_bytes(await asyncio.to_thread(joined, result["segments"], identity))
+    assert decode_errors(path) == (0, "")
+    info = probe(path)
+    assert abs(info["duration"] - wall) <= 1.0, (info["duration"], wall)
+    return info
+
+
 @pytest.fixture
 async def rpc(stack: Stack) -> AsyncIterator[SfuClient]:
     client = SfuClient("sfu-test-1", stack.sfu.url, stack.sfu_secret, timeout=30)
@@ -88,15 +105,7 @@ async def test_a_silent_producer_waits_while_the_recording_goes_on(
     assert extended["added"] == [screen] and extended["waiting"] == []
     assert extended["segment"] == 1
     await asyncio.sleep(3)
-    result = await rpc.request("stopRecording", {"recordingId": recording_id})
-    wall = time.monotonic() - started
-
-    assert [len(s["streams"]) for s in result["segments"]] == [4, 5]
-    path = tmp_path / "joined.mkv"
-    path.write_bytes(await asyncio.to_thread(joined, result["segments"], identity))
-    assert decode_errors(path) == (0, "")
-    info = probe(path)
-    assert abs(info["duration"] - wall) <= 1.0, (info["duration"], wall)
+    info = await stopped_whole(rpc, recording_id, identity, started, tmp_path)
     camera = packet_times(info, producers.index(doctor.producers["camera"].id))
     assert max(b - a for a, b in itertools.pairwise(camera)) < 0.2  # no gap
     assert packet_times(info, 4)[0] >= sending_at - 0.3
@@ -170,13 +179,6 @@ async def test_a_next_segment_whose_ffmpeg_is_killed_leaves_the_recording_runnin
     extended = await rpc.request("extendRecording", wanted)
     assert extended["added"] == [screen] and extended["segment"] == 1
     await asyncio.sleep(3)
-    result = await rpc.request("stopRecording", {"recordingId": recording_id})
-    wall = time.monotonic() - started
-    assert [len(s["streams"]) for s in result["segments"]] == [4, 5]
-    path = tmp_path / "joined.mkv"
-    path.write_bytes(await asyncio.to_thread(joined, result["segments"], identity))
-    assert decode_errors(path) == (0, "")
-    info = probe(path)
-    assert abs(info["duration"] - wall) <= 1.0, (info["duration"], wall)
+    info = await stopped_whole(rpc, recording_id, identity, started, tmp_path)
     camera = packet_times(info, producers.index(doctor.producers["camera"].id))
     assert max(b - a for a, b in itertools.pairwise(camera)) < 0.2  # no gap
