@@ -43,7 +43,6 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.join_latency import percentile  # noqa: E402
 from controlplane.auth import TokenService  # noqa: E402
 from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
@@ -51,6 +50,7 @@ from controlplane.devstack.demo import create_demo_session  # noqa: E402
 from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
 from controlplane.media.room_state import room_key  # noqa: E402
 from telemed_client import MediaPeer, ReceivedTrack, restrict_ice_host_addresses  # noqa: E402
+from telemed_client.loadtest import percentile  # noqa: E402
 
 FAULTS = [
     "signaling_blip",

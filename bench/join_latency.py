@@ -36,6 +36,7 @@ from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
 from controlplane.devstack.demo import create_demo_session  # noqa: E402
 from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
 from telemed_client import MediaPeer, restrict_ice_host_addresses  # noqa: E402
+from telemed_client.loadtest import percentile  # noqa: E402
 
 STEPS = [
     "connect",
@@ -47,16 +48,6 @@ STEPS = [
     "consume",
     "resumeConsumer",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = q * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 @dataclass

@@ -145,10 +145,10 @@ class QualityMonitor:
         owner = self._participants.consumer_owner(consumer_id)
         if owner is None:
             return
-        if float(score.get("score", 10)) < STABLE_SCORE:
+        producer_low = float(score.get("producerScore", 10)) < STABLE_SCORE
+        if producer_low or float(score.get("score", 10)) < STABLE_SCORE:
             self.wake(owner.room_id, owner.participant_id)
-        if float(score.get("producerScore", 10)) < STABLE_SCORE:
-            self.wake(owner.room_id, owner.participant_id)
+        if producer_low:
             sender = self._participants.producer_owner(owner.consumers.get(consumer_id, ""))
             if sender is not None:
                 self.wake(sender.room_id, sender.participant_id)
