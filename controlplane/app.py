@@ -25,16 +25,22 @@ from controlplane.api.web_page import add_routes as add_web_routes
 from controlplane.auth import TokenService
 from controlplane.backends import connect_redis
 from controlplane.clinical.audit import AuditLog
+from controlplane.clinical.audit_integrity import AuditIntegrity, ChainStatus
+from controlplane.clinical.audit_search import AuditSearch
 from controlplane.clinical.consents import ConsentService, ConsentStore
+from controlplane.clinical.data_retention import DataRetention, RetentionReport
 from controlplane.clinical.db import create_pool, migrate
+from controlplane.clinical.erasure import PatientErasure
 from controlplane.clinical.field_crypto import FieldCipher
 from controlplane.clinical.join_gate import SessionJoinGate
 from controlplane.clinical.licences import ClinicianAdmin, LicenceGate, PostgresLicenceRegistry
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.patient_export import PatientExport
 from controlplane.clinical.recording_policy import AutoRecorder, StopRecordingsFirst
 from controlplane.clinical.recording_retention import RecordingRetention, parse_retention
 from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
+from controlplane.clinical.retention_policy import parse_data_retention
 from controlplane.clinical.room_tokens import RoomTokens
 from controlplane.clinical.session_access import SessionAccess
 from controlplane.clinical.session_participants import SessionParticipants
@@ -44,6 +50,7 @@ from controlplane.config import Settings
 from controlplane.edge.identity_provider import JwksVerifier
 from controlplane.edge.rate_limits import RateLimits, trusted_networks
 from controlplane.media.ice_servers import IceServers, TurnConfig
+from controlplane.media.live_erasure import LiveStateEraser
 from controlplane.media.services import MediaServices
 from controlplane.placement.node_trust import NodeTls
 from controlplane.telemetry.alert_dispatch import AlertDispatcher
@@ -75,6 +82,8 @@ class Runtime:
     webhook: AlertWebhook | None
     turn: TurnHealth
     audit: AuditLog
+    integrity: AuditIntegrity
+    metrics: Metrics
     tasks: list[asyncio.Task[None]]
 
 
@@ -113,6 +122,12 @@ async def create_app(settings: Settings) -> web.Application:
     # clinical
     audit = AuditLog(pool)
     cipher = FieldCipher.from_config(settings.data_keys)
+
+    def chain_verified(status: ChainStatus) -> None:
+        metrics.audit_chain_ok.labels(status.scope).set(1 if status.ok else 0)
+        metrics.audit_chain_verified.labels(status.scope).set_to_current_time()
+
+    integrity = AuditIntegrity(pool, cipher, on_result=chain_verified)
     store = SessionStore(pool)
     access = SessionAccess(store, audit)
     consents = ConsentStore(pool)
@@ -253,8 +268,17 @@ async def create_app(settings: Settings) -> web.Application:
             recordings=recordings,
             consent=ConsentService(consents, audit, lifecycle, recordings),
             clinicians=ClinicianAdmin(licence_registry, audit),
+            export=PatientExport(pool, audit, cipher, settings.public_url),
+            erasure=PatientErasure(
+                pool,
+                audit,
+                LiveStateEraser(redis),
+                parse_data_retention(settings.data_retention),
+                parse_retention(settings.recording_retention),
+            ),
+            audit_search=AuditSearch(pool, audit),
             quality=QualityReports(access, history, alert_store),
-            readiness=Readiness(redis, pool, media.registry, audit, turn),
+            readiness=Readiness(redis, pool, media.registry, integrity, turn),
             metrics=metrics,
             limits=limits,
             trusted_proxies=trusted_proxies,
@@ -272,6 +296,8 @@ async def create_app(settings: Settings) -> web.Application:
         webhook,
         turn,
         audit,
+        integrity,
+        metrics,
         [],
     )
     app.on_startup.append(_start_tasks)
@@ -301,10 +327,33 @@ async def _start_tasks(app: web.Application) -> None:
     runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
     runtime.tasks.append(asyncio.create_task(runtime.turn.run()))
     runtime.tasks.append(asyncio.create_task(runtime.audit.flush_refusals_every(15.0)))
-    retention = RecordingRetention(
-        runtime.pool, runtime.audit, parse_retention(runtime.settings.recording_retention)
+    runtime.tasks.append(
+        asyncio.create_task(
+            runtime.integrity.run(
+                runtime.settings.audit_verify_interval, runtime.settings.audit_full_verify_interval
+            )
+        )
     )
-    runtime.tasks.append(asyncio.create_task(retention.run(runtime.settings.retention_interval)))
+    metrics = runtime.metrics
+
+    def retention_applied(report: RetentionReport) -> None:
+        for data_class, count in report.removed.items():
+            metrics.retention_removed.labels(data_class).inc(count)
+        for data_class, (rows, size) in report.past_due.items():
+            metrics.retention_due_rows.labels(data_class).set(rows)
+            metrics.retention_due_bytes.labels(data_class).set(size)
+
+    settings = runtime.settings
+    recording_periods = parse_retention(settings.recording_retention)
+    retention = DataRetention(
+        runtime.pool,
+        runtime.audit,
+        parse_data_retention(settings.data_retention),
+        RecordingRetention(runtime.pool, runtime.audit, recording_periods),
+        recording_periods,
+        on_report=retention_applied,
+    )
+    runtime.tasks.append(asyncio.create_task(retention.run(settings.retention_interval)))
 
 
 async def _drain(app: web.Application) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from controlplane.clinical.field_crypto import FieldCipher, WeakKeyError
 from controlplane.clinical.recording_retention import parse_retention
+from controlplane.clinical.retention_policy import parse_data_retention
 from controlplane.clinical.session_types import SESSION_TYPES
 from controlplane.edge.rate_limits import RateLimitConfig, trusted_networks
 
@@ -160,12 +161,18 @@ class Settings:
     # How long recordings are kept per session type (clinical/recording_retention.py)
     # and how often the shredding job runs (seconds).
     recording_retention: str = ""
+    # Other data classes' periods (clinical/retention_policy.py), e.g. "alert=365d".
+    data_retention: str = ""
     # Session types whose patient waits to be admitted ("default": all but
     # emergency; "none": none); companions and interpreters always wait.
     waiting_room_types: tuple[str, ...] = ("default",)
     # Clinics whose emergencies record automatically (with recording consent); "*": all.
     auto_record_clinics: tuple[str, ...] = ()
     retention_interval: float = 3600.0
+    # The audit chain: verified since the newest signed checkpoint every
+    # audit_verify_interval seconds, and whole every audit_full_verify_interval.
+    audit_verify_interval: float = 300.0
+    audit_full_verify_interval: float = 86400.0
     # Edge rate limits, and the proxies whose X-Forwarded-For names the client.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
@@ -232,9 +239,12 @@ class Settings:
             tls_key=env.get("TELEMED_TLS_KEY", ""),
             cors_origins=_items(env, "TELEMED_CORS_ORIGINS"),
             recording_retention=env.get("TELEMED_RECORDING_RETENTION", ""),
+            data_retention=env.get("TELEMED_RETENTION", ""),
             auto_record_clinics=_items(env, "TELEMED_AUTO_RECORD_CLINICS"),
             waiting_room_types=_items(env, "TELEMED_WAITING_ROOM_TYPES", "default"),
             retention_interval=_float(env, "TELEMED_RETENTION_INTERVAL", 3600.0),
+            audit_verify_interval=_float(env, "TELEMED_AUDIT_VERIFY_INTERVAL", 300.0),
+            audit_full_verify_interval=_float(env, "TELEMED_AUDIT_FULL_VERIFY_INTERVAL", 86400.0),
             oidc_jwks_url=env.get("TELEMED_OIDC_JWKS_URL", ""),
             oidc_issuer=env.get("TELEMED_OIDC_ISSUER", ""),
             oidc_audience=env.get("TELEMED_OIDC_AUDIENCE", ""),
@@ -297,9 +307,18 @@ class Settings:
             parse_retention(self.recording_retention)
         except ValueError as exc:
             raise ConfigError(f"TELEMED_RECORDING_RETENTION: {exc}") from None
+        try:
+            parse_data_retention(self.data_retention)
+        except ValueError as exc:
+            raise ConfigError(f"TELEMED_RETENTION: {exc}") from None
         self.patients_waiting()
         if self.retention_interval < 1:
             raise ConfigError("TELEMED_RETENTION_INTERVAL must be at least 1 second")
+        if not 1 <= self.audit_verify_interval <= self.audit_full_verify_interval:
+            raise ConfigError(
+                "TELEMED_AUDIT_VERIFY_INTERVAL must be at least 1 second and at most "
+                "TELEMED_AUDIT_FULL_VERIFY_INTERVAL"
+            )
         if self.oidc_jwks_url:
             jwks = urlsplit(self.oidc_jwks_url)
             local = jwks.hostname in ("127.0.0.1", "::1", "localhost")

@@ -13,9 +13,12 @@ from marshmallow import Schema
 
 from controlplane.auth import ApiClaims, TokenService
 from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.audit_search import AuditSearch
 from controlplane.clinical.consents import ConsentService
+from controlplane.clinical.erasure import PatientErasure
 from controlplane.clinical.licences import ClinicianAdmin
 from controlplane.clinical.lifecycle import SessionLifecycle
+from controlplane.clinical.patient_export import PatientExport
 from controlplane.clinical.recordings import RecordingService
 from controlplane.clinical.records import ClinicalRecords
 from controlplane.clinical.room_tokens import RoomTokens
@@ -41,6 +44,9 @@ class ApiServices:
     recordings: RecordingService
     consent: ConsentService
     clinicians: ClinicianAdmin
+    export: PatientExport
+    erasure: PatientErasure
+    audit_search: AuditSearch
     quality: QualityReports
     readiness: Readiness
     metrics: Metrics

@@ -17,6 +17,7 @@ from controlplane.api import (
     health,
     metrics,
     participants,
+    patients,
     recordings,
     sessions,
 )
@@ -215,7 +216,39 @@ ROUTES: list[Route] = [
         None,
         "Load licence registry entries (admin)",
     ),
-    ("GET", "health/compliance", health.compliance_health, None, None, "Audit chain status"),
+    (
+        "GET",
+        "patients/{patient_id}/export",
+        patients.patient_export,
+        None,
+        None,
+        "A patient's data as a FHIR R4 Bundle (the patient, or an admin of their clinic)",
+    ),
+    (
+        "POST",
+        "patients/{patient_id}/erasure",
+        patients.patient_erasure,
+        None,
+        None,
+        "Erase what no legal duty keeps; the answer says what is kept and until when",
+    ),
+    (
+        "GET",
+        "audit",
+        patients.audit_search,
+        None,
+        None,
+        "Search the audit trail (admins): ?subject=&actor=&action=&from=&to=&before=&limit="
+        "&format=json|csv|fhir",
+    ),
+    (
+        "GET",
+        "health/compliance",
+        health.compliance_health,
+        None,
+        None,
+        "Audit chain status: since the newest signed checkpoint, and the last full walk",
+    ),
     (
         "GET",
         "health/servers",

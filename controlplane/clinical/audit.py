@@ -3,7 +3,8 @@
 Each entry stores ``prev_hash`` (the hash of the entry before it) and ``hash`` =
 SHA-256 over a canonical encoding of its own fields and ``prev_hash``.  Altering
 an entry breaks its hash; removing one breaks the next entry's ``prev_hash``;
-removing the newest ones disagrees with ``audit_head``.  Entries carry
+removing the newest ones disagrees with ``audit_head``; verification, incremental
+and anchored by signed checkpoints, is in audit_integrity.  Entries carry
 identifiers and a data classification, never health data: ``details`` accepts
 only short scalar values under known-safe keys.
 """
@@ -246,47 +247,3 @@ class AuditLog:
             digest,
         )
         return int(entry_id)
-
-    async def verify(self) -> dict[str, Any]:
-        """Walk the whole chain; report the first entry that does not check out."""
-        previous = GENESIS
-        count = 0
-        last_id: int | None = None
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            async for row in conn.cursor("SELECT * FROM audit_log ORDER BY id"):
-                count += 1
-                if bytes(row["prev_hash"]) != previous:
-                    return _broken(
-                        count, row["id"], "an entry before this one was removed or altered"
-                    )
-                details = row["details"]
-                expected = entry_hash(
-                    entry_id=row["id"],
-                    at=row["at"],
-                    actor_id=row["actor_id"],
-                    actor_role=row["actor_role"],
-                    action=row["action"],
-                    outcome=row["outcome"],
-                    resource_type=row["resource_type"],
-                    resource_id=row["resource_id"],
-                    session_id=str(row["session_id"]) if row["session_id"] else None,
-                    classification=row["classification"],
-                    details=json.loads(details) if isinstance(details, str) else details,
-                    prev_hash=previous,
-                )
-                if bytes(row["hash"]) != expected:
-                    return _broken(count, row["id"], "this entry was altered")
-                previous = expected
-                last_id = row["id"]
-            head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
-        if head is not None and (
-            head["last_id"] != last_id or bytes(head["last_hash"]) != previous
-        ):
-            return _broken(count, head["last_id"], "entries at the end of the log were removed")
-        if head is None and count:
-            return _broken(count, None, "the chain head is missing")
-        return {"status": "ok", "entries": count, "lastId": last_id}
-
-
-def _broken(count: int, entry_id: int | None, reason: str) -> dict[str, Any]:
-    return {"status": "broken", "entries": count, "firstBadId": entry_id, "reason": reason}

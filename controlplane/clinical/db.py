@@ -5,7 +5,7 @@ in its own transaction, recorded in ``schema_migrations`` with a checksum; an
 advisory lock keeps concurrent runners (several control planes starting at once)
 from racing.  They run as the owner role (``DATABASE_ADMIN_URL``); afterwards the
 app role (``DATABASE_URL``'s user) is granted what it needs and no more: on the
-audit log only SELECT and INSERT.
+audit log and its signed checkpoints only SELECT and INSERT.
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ async def grant_app_role(connection: asyncpg.Connection, role: str) -> None:
         f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {role}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM {role}",
         f"REVOKE DELETE, TRUNCATE ON audit_head FROM {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_checkpoints FROM {role}",
     ]
     for statement in statements:
         await connection.execute(statement)

@@ -14,7 +14,9 @@ import binascii
 import os
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _FORMAT = 1
 _NONCE = 12
@@ -38,6 +40,7 @@ class FieldCipher:
         if current not in keys:
             raise ValueError("the current data key is not among the keys")
         self._keys = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self._raw = dict(keys)
         self._current = current
 
     @classmethod
@@ -59,6 +62,19 @@ class FieldCipher:
     @staticmethod
     def generate_spec(key_id: int = 1) -> str:
         return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
+
+    @property
+    def current_key_id(self) -> int:
+        return self._current
+
+    def derived_key(self, purpose: str, key_id: int | None = None) -> bytes:
+        """A 32-byte key for ``purpose`` (HKDF-SHA256) from data key ``key_id`` (the
+        current one by default), so other uses never see the data keys themselves;
+        KeyError for a retired key id."""
+        base = self._raw[self._current if key_id is None else key_id]
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            base
+        )
 
     def encrypt(self, plaintext: str, associated: str) -> bytes:
         nonce = os.urandom(_NONCE)

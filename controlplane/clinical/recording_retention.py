@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
 
 import asyncpg
 import structlog
 
 from controlplane.clinical.audit import SYSTEM, AuditLog
+from controlplane.clinical.retention_policy import TWENTY_YEARS, parse_period
 from controlplane.clinical.session_types import SESSION_TYPES
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_RETENTION_SECONDS = 20 * 365 * 86400 + 5 * 86400  # 20 years (with leap days)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
-_PERIOD = re.compile(r"^(\d+)([smhdy])$")
+DEFAULT_RETENTION_SECONDS = TWENTY_YEARS
 
 
 def parse_retention(spec: str) -> dict[str, int]:
@@ -36,12 +34,14 @@ def parse_retention(spec: str) -> dict[str, int]:
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         name, _, period = part.partition("=")
         name = name.strip()
-        match = _PERIOD.match(period.strip())
-        if name not in periods or match is None:
+        try:
+            if name not in periods:
+                raise ValueError(name)
+            periods[name] = parse_period(period)
+        except ValueError:
             raise ValueError(
                 f"recording retention {part!r}: expected <session type>=<n><s|m|h|d|y>"
-            )
-        periods[name] = int(match.group(1)) * _UNITS[match.group(2)]
+            ) from None
     return periods
 
 
@@ -88,11 +88,3 @@ class RecordingRetention:
         if shredded:
             log.info("recordings_shredded_by_retention", count=len(shredded))
         return shredded
-
-    async def run(self, interval: float) -> None:
-        while True:
-            try:
-                await self.enforce()
-            except Exception:
-                log.exception("recording_retention_failed")
-            await asyncio.sleep(interval)

@@ -104,6 +104,37 @@ class Metrics:
             registry=r,
         )
 
+        self.audit_chain_ok = Gauge(
+            "telemed_audit_chain_ok",
+            "1 when the audit chain's last verification (incremental or full) found it intact",
+            ("scope",),
+            registry=r,
+        )
+        self.audit_chain_verified = Gauge(
+            "telemed_audit_chain_verified_timestamp_seconds",
+            "When the audit chain was last verified, by scope",
+            ("scope",),
+            registry=r,
+        )
+        self.retention_removed = Counter(
+            "telemed_retention_removed_total",
+            "Rows (or files) removed by the retention job, by data class",
+            ("data_class",),
+            registry=r,
+        )
+        self.retention_due_rows = Gauge(
+            "telemed_retention_past_due_rows",
+            "Rows past their retention period not yet removed, by data class",
+            ("data_class",),
+            registry=r,
+        )
+        self.retention_due_bytes = Gauge(
+            "telemed_retention_past_due_bytes",
+            "Bytes past their retention period not yet removed, by data class",
+            ("data_class",),
+            registry=r,
+        )
+
     def observe(self, call_type: str, sample: Sample) -> None:
         labels = (call_type, sample.kind, sample.source, sample.direction)
         if sample.rtt is not None:

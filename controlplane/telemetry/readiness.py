@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 
-from controlplane.clinical.audit import AuditLog
+from controlplane.clinical.audit_integrity import AuditIntegrity
 from controlplane.placement.registry import SfuRegistry
 from controlplane.telemetry.turn_health import TurnHealth
 
@@ -22,7 +22,7 @@ class Readiness:
         redis: aioredis.Redis,
         pool: asyncpg.Pool,
         registry: SfuRegistry,
-        audit: AuditLog,
+        audit: AuditIntegrity,
         turn: TurnHealth,
     ) -> None:
         self._redis = redis
@@ -81,14 +81,20 @@ class Readiness:
         }
 
     async def compliance(self) -> tuple[bool, dict[str, Any]]:
-        chain = await self._audit.verify()
-        ok = chain["status"] == "ok"
-        body: dict[str, Any] = {
+        """The chain since the newest signed checkpoint (read only, never the whole
+        log), every checkpoint against its row, and the newest full walk's result
+        (the periodic job's, or ``telemed audit verify``'s)."""
+        now = await self._audit.verify(record=False)
+        last_full = (await self._audit.latest()).get("full")
+        ok = now.ok and (last_full is None or last_full["status"] == "ok")
+        chain: dict[str, Any] = {
             "status": "ok" if ok else "broken",
-            "auditChain": {"status": chain["status"], "entries": chain["entries"]},
+            "entries": now.entries,
+            "checkpoints": now.checkpoints,
+            "lastFull": last_full,
         }
-        if not ok:
-            body["auditChain"].update(
-                firstBadId=chain.get("firstBadId"), reason=chain.get("reason")
-            )
-        return ok, body
+        if not now.ok:
+            chain.update(firstBadId=now.first_bad_id, reason=now.reason)
+        elif last_full is not None and not ok:
+            chain.update(firstBadId=last_full["firstBadId"], reason=last_full["reason"])
+        return ok, {"status": chain["status"], "auditChain": chain}

@@ -3,6 +3,11 @@ encrypted at rest, data classification on every record, migrations."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import aiohttp
 import asyncpg
 import pytest
@@ -24,6 +29,20 @@ async def api(stack: Stack):
 async def _chain(api: Api) -> dict:
     response = await api.call("GET", "health/compliance", None)
     return {**response.body, "http": response.status}
+
+
+def verify_chain(stack: Stack, *options: str) -> tuple[int, dict]:
+    """`telemed audit verify` (a full walk unless --incremental): exit code, result."""
+    done = subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", "audit", "verify", *options],
+        env={**os.environ, **stack.control_plane_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
 
 
 async def test_audit_chain_is_ok_and_covers_the_session_story(stack: Stack, api: Api) -> None:
@@ -57,6 +76,10 @@ async def test_tampering_with_an_entry_is_detected(stack: Stack, api: Api) -> No
         "ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change;"
     )
     try:
+        # The full walk (periodic, or `telemed audit verify`) finds it; health says so.
+        code, found = verify_chain(stack)
+        assert code == 1 and found["status"] == "broken"
+        assert found["firstBadId"] == int(victim)
         chain = await _chain(api)
         assert chain["http"] == 503 and chain["status"] == "broken"
         assert chain["auditChain"]["status"] == "broken"
@@ -67,6 +90,7 @@ async def test_tampering_with_an_entry_is_detected(stack: Stack, api: Api) -> No
             f"UPDATE audit_log SET details = '{original}'::jsonb WHERE id = {victim}; "
             "ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change;"
         )
+    assert verify_chain(stack)[0] == 0
     assert (await _chain(api))["auditChain"]["status"] == "ok"
 
 
@@ -80,14 +104,17 @@ async def test_removing_an_entry_is_detected(stack: Stack, api: Api) -> None:
         "ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change;"
     )
     try:
+        code, found = verify_chain(stack)
+        assert code == 1 and found["firstBadId"] == victim + 1  # its successor no longer links
         chain = await _chain(api)
         assert chain["auditChain"]["status"] == "broken"
-        assert chain["auditChain"]["firstBadId"] == victim + 1  # its successor no longer links
+        assert chain["auditChain"]["firstBadId"] == victim + 1
     finally:
         stack.psql(
             "INSERT INTO audit_log SELECT * FROM json_populate_record(NULL::audit_log, "
             f"$json${saved}$json$::json)"
         )
+    assert verify_chain(stack)[0] == 0
     assert (await _chain(api))["auditChain"]["status"] == "ok"
 
 

@@ -19,7 +19,7 @@ from controlplane.devstack.dev_command import DEV_ENV_FILE
 DATA_DIR = Path(os.environ.get("TELEMED_DATA_DIR", Path.cwd() / ".data"))
 
 
-def _settings_env() -> dict[str, str]:
+def settings_env() -> dict[str, str]:
     """The process environment, completed from a running `telemed dev` when unset."""
     env = dict(os.environ)
     dev_file = DATA_DIR / DEV_ENV_FILE
@@ -65,7 +65,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def _token_service(command: str) -> Any:
     from controlplane.auth import TokenService
 
-    env = _settings_env()
+    env = settings_env()
     secret = env.get("TELEMED_JWT_SECRET", "")
     if len(secret) < 32:
         print(
@@ -114,7 +114,7 @@ def cmd_recording(args: argparse.Namespace) -> int:
         rewrap_recordings,
     )
 
-    env = _settings_env()
+    env = settings_env()
     if not env.get("DATABASE_URL") or not env.get("TELEMED_DATA_KEYS"):
         print("telemed recording: DATABASE_URL / TELEMED_DATA_KEYS are not set", file=sys.stderr)
         return 2
@@ -143,7 +143,7 @@ def cmd_links(args: argparse.Namespace) -> int:
     tokens = _token_service("links")
     if tokens is None:
         return 2
-    env = _settings_env()
+    env = settings_env()
     if not env.get("DATABASE_URL") or not env.get("TELEMED_DATA_KEYS"):
         print(
             "telemed links: DATABASE_URL / TELEMED_DATA_KEYS are not set and no `telemed dev` "
@@ -187,7 +187,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
     from controlplane.clinical.db import migrate
 
-    env = _settings_env()
+    env = settings_env()
     admin_url = env.get("DATABASE_ADMIN_URL", "")
     if not admin_url:
         print("telemed migrate: DATABASE_ADMIN_URL (owner role) is not set", file=sys.stderr)
@@ -219,7 +219,7 @@ def cmd_room(args: argparse.Namespace) -> int:
 
     from controlplane.media.room_state import RoomState
 
-    env = _settings_env()
+    env = settings_env()
 
     async def run() -> Any:
         redis = aioredis.from_url(
@@ -244,14 +244,14 @@ def cmd_room(args: argparse.Namespace) -> int:
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from controlplane.devstack.loadtest import command
 
-    return command(args, _settings_env(), _token_service("loadtest"))
+    return command(args, settings_env(), _token_service("loadtest"))
 
 
 def cmd_sfu(args: argparse.Namespace) -> int:
     from controlplane.placement import operations
     from controlplane.placement.sfu_client import SfuError
 
-    env = _settings_env()
+    env = settings_env()
     try:
         if args.action == "drain":
             result: Any = asyncio.run(operations.drain(env, args.node_id))
@@ -356,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
         "drain", help="no new rooms on NODE; its calls go on; it exits when empty"
     )
     drain.add_argument("node_id")
+
+    from controlplane.cli import data_rights
+
+    data_rights.add_parsers(sub)
     return parser
 
 
@@ -373,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         "sfu": cmd_sfu,
         "loadtest": cmd_loadtest,
     }
+    from controlplane.cli import data_rights
+
+    handlers.update(data_rights.HANDLERS)
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -1,0 +1,44 @@
+"""Erasure of one participant's personal live state in Redis (a patient's erasure
+request): the display name in its peer record and in its waiting-room admission
+is blanked, its latest client stats and quality history are deleted.  A call in
+progress goes on (the participant shows as its role); the rest of a room's live
+state expires on its own."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import redis.asyncio as aioredis
+
+from controlplane.media.admission import AdmissionStore
+from controlplane.media.room_state import room_key
+
+
+class LiveStateEraser:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._admissions = AdmissionStore(redis)
+        # Blanks the name only while the record exists (HSET alone would recreate it).
+        self._blank = redis.register_script(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then "
+            "redis.call('HSET', KEYS[1], 'displayName', ''); return 1 end return 0"
+        )
+
+    async def erase(self, room_ids: list[str], participant_id: str) -> int:
+        """How many items (names, stats, histories) were erased."""
+        erased = 0
+        for room_id in room_ids:
+            peer = f"{room_key(room_id)}:peer:{participant_id}"
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(peer, "displayName")
+            pipe.delete(f"{peer}:stats", f"{peer}:quality")
+            name, deleted = await pipe.execute()
+            erased += int(deleted)
+            if name:
+                erased += int(await self._blank(keys=[peer]))
+            async with self._admissions.lock(room_id):
+                admission = await self._admissions.get(room_id, participant_id)
+                if admission is not None and admission.displayName:
+                    await self._admissions.put(room_id, replace(admission, displayName=""))
+                    erased += 1
+        return erased
