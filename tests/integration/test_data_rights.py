@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
+import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -309,3 +312,123 @@ async def test_erasure_removes_what_it_says_keeps_what_it_says_and_repeats_harml
             "POST", f"patients/{patient}/erasure", own.token(physician, "physician")
         )
         assert (refused.status, refused.code) == (404, "NOT_FOUND")
+
+
+async def metric(http: aiohttp.ClientSession, url: str, name: str, data_class: str) -> float:
+    async with http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{data_class="{data_class}"}} '):
+            return float(line.split()[-1])
+    return -1.0
+
+
+async def test_retention_removes_only_what_is_due_and_reports_it(
+    stack: Stack, api: Api, instance
+) -> None:
+    session, physician, _patient = await api.active_session(notes="retorno em 30 dias")
+    sid = session["sessionId"]
+    old = await note(api, physician, sid, "nota antiga")
+    fresh = await note(api, physician, sid, "nota recente")
+    kept_session, kept_physician, _ = await api.active_session(notes="nao vencida")
+    # 21 years ago: past the 20-year medical-record period (the default).
+    stack.psql(
+        f"UPDATE clinical_records SET created_at = now() - interval '21 years' WHERE id = '{old}'"
+    )
+    await end(api, physician, sid)
+    stack.psql(f"UPDATE sessions SET ended_at = now() - interval '21 years' WHERE id = '{sid}'")
+    for age in ("2 years", "1 day"):  # alerts are kept one year
+        stack.psql(
+            "INSERT INTO alerts (rule, severity, room_id, session_id, participant_id, call_type,"
+            f" description, raised_at) VALUES ('high_rtt', 'warning', '{session['roomId']}',"
+            f" '{sid}', '{physician}', 'consultation', 'rtt', now() - interval '{age}')"
+        )
+
+    cp = instance(TELEMED_RETENTION_INTERVAL="1")
+    for _ in range(40):
+        if stack.psql(f"SELECT count(*) FROM clinical_records WHERE id = '{old}'") == "0":
+            break
+        await asyncio.sleep(0.25)
+    assert stack.psql(f"SELECT count(*) FROM clinical_records WHERE id = '{old}'") == "0"
+    assert stack.psql(f"SELECT count(*) FROM clinical_records WHERE id = '{fresh}'") == "1"
+    assert stack.psql(f"SELECT notes_enc IS NULL FROM sessions WHERE id = '{sid}'") == "t"
+    assert (
+        stack.psql(
+            f"SELECT notes_enc IS NULL FROM sessions WHERE id = '{kept_session['sessionId']}'"
+        )
+        == "f"
+    )
+    ages = stack.psql(
+        f"SELECT string_agg((raised_at > now() - interval '1 year')::text, ',') FROM alerts "
+        f"WHERE session_id = '{sid}'"
+    )
+    assert ages == "true"  # the old alert is gone, the recent one stays
+    removed = stack.psql(
+        "SELECT string_agg(resource_type || '=' || (details->>'count'), ',' ORDER BY id) "
+        "FROM audit_log WHERE action = 'retention.remove' AND id > (SELECT max(id) - 50 "
+        "FROM audit_log)"
+    )
+    assert "clinical_record=2" in removed.split(",") and "alert=1" in removed.split(",")
+    assert await metric(api.http, cp.url, "telemed_retention_removed_total", "clinical_record") == 2
+    assert await metric(api.http, cp.url, "telemed_retention_past_due_rows", "clinical_record") == 0
+    assert await metric(api.http, cp.url, "telemed_retention_past_due_rows", "alert") == 0
+    # What the job keeps is still readable by its physician.
+    records = await api.call("GET", f"session/{sid}/records", api.token(physician, "physician"))
+    assert [r["text"] for r in records.body["records"]] == ["nota recente"]
+    await end(api, kept_physician, kept_session["sessionId"])
+
+
+async def test_audit_search_filters_pages_and_exports(stack: Stack, api: Api) -> None:
+    session, physician, patient = await api.active_session()
+    sid = session["sessionId"]
+    await note(api, physician, sid, "consulta de rotina")
+    admin = api.token("admin-1", "admin")
+
+    async def search(token: str = admin, **query: Any) -> Any:
+        return await api.call("GET", f"audit?{urlencode(query)}", token)
+
+    about = await search(subject=patient)
+    assert about.status == 200, about.body
+    entries = about.body["entries"]
+    assert all(e["resourceId"] == patient or e["sessionId"] == sid for e in entries)
+    assert {"consent.grant", "session.create", "session.start"} <= {e["action"] for e in entries}
+    ids = [e["id"] for e in entries]
+    assert ids == sorted(ids, reverse=True)
+
+    by_actor = await search(actor=physician, action="session.*")
+    assert by_actor.body["entries"]
+    assert all(
+        e["actorId"] == physician and e["action"].startswith("session.")
+        for e in by_actor.body["entries"]
+    )
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert (await search(subject=patient, **{"from": future})).body["entries"] == []
+
+    # Searches about the patient are themselves entries about them: page from a fixed point.
+    start = ids[0] + 1
+    first = await search(subject=patient, limit=2, before=start)
+    assert len(first.body["entries"]) == 2 and first.body["nextBefore"]
+    second = await search(subject=patient, limit=2, before=first.body["nextBefore"])
+    assert [e["id"] for e in first.body["entries"] + second.body["entries"]] == ids[:4]
+
+    query = urlencode({"subject": patient, "format": "csv", "before": start})
+    url = f"{api.url}/api/telemedicine/audit?{query}"
+    async with api.http.get(url, headers={"Authorization": f"Bearer {admin}"}) as response:
+        assert response.status == 200 and response.content_type == "text/csv"
+        rows = list(csv.reader(io.StringIO(await response.text())))
+    assert rows[0][:5] == ["id", "at", "actor_id", "actor_role", "action"]
+    assert [int(r[0]) for r in rows[1:]] == ids
+
+    fhir = await search(subject=patient, format="fhir", before=start)
+    Bundle.model_validate(fhir.body)
+    assert [e["resource"]["id"] for e in fhir.body["entry"]] == [f"audit-{i}" for i in ids]
+
+    # Another clinic's admin sees none of it; a physician may not search; bad input is 400.
+    other = api.token("admin-9", "admin", clinic="clinic-elsewhere")
+    assert (await search(other, subject=patient)).body["entries"] == []
+    refused = await search(api.token(physician, "physician"), subject=patient)
+    assert (refused.status, refused.code) == (403, "FORBIDDEN")
+    for bad in ({"limit": 0}, {"from": "yesterday"}, {"colour": "red"}, {"action": "x;drop"}):
+        wrong = await search(**bad)
+        assert (wrong.status, wrong.code) == (400, "VALIDATION_ERROR"), bad
+    assert int(stack.psql("SELECT count(*) FROM audit_log WHERE action = 'audit.search'")) >= 6
