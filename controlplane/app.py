@@ -50,7 +50,6 @@ from controlplane.config import Settings
 from controlplane.edge.identity_provider import JwksVerifier
 from controlplane.edge.rate_limits import RateLimits, trusted_networks
 from controlplane.media.ice_servers import IceServers, TurnConfig
-from controlplane.media.live_erasure import LiveStateEraser
 from controlplane.media.services import MediaServices
 from controlplane.placement.node_trust import NodeTls
 from controlplane.telemetry.alert_dispatch import AlertDispatcher
@@ -159,6 +158,7 @@ async def create_app(settings: Settings) -> web.Application:
             seconds
         ),
         patients_wait=settings.patients_waiting(),
+        erased_name_ttl=settings.room_token_ttl,
     )
 
     # recordings
@@ -272,7 +272,7 @@ async def create_app(settings: Settings) -> web.Application:
             erasure=PatientErasure(
                 pool,
                 audit,
-                LiveStateEraser(redis),
+                media.erasure,
                 parse_data_retention(settings.data_retention),
                 parse_retention(settings.recording_retention),
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from dataclasses import replace
 from typing import Any
 
 import socketio
@@ -79,6 +80,7 @@ class SignalingServer:
         self._tokens = tokens
         self._membership = media.membership
         self._resumption = media.resumption
+        self._erasure = media.erasure
         self.draining = False
         self._claims: dict[str, RoomClaims] = {}
         # One connection, one order: its state-changing events (and its
@@ -154,6 +156,8 @@ class SignalingServer:
             except ApiError as exc:
                 await self._failed_auth(address, exc)
                 raise
+            if claims.display_name and await self._name_erased(claims.participant_id):
+                claims = replace(claims, display_name="")
         except ApiError as exc:
             log.warning("connect_refused", code=str(exc.code))
             # Browsers see err.message and err.data = {"code": ..., "message": ...}.
@@ -163,6 +167,13 @@ class SignalingServer:
         self._claims[sid] = claims
         self._addresses[sid] = address
         log.info("socket_connected", participant_id=claims.participant_id, role=claims.role)
+
+    async def _name_erased(self, participant_id: str) -> bool:
+        """A token minted before its owner's erasure request still names them."""
+        try:
+            return await self._erasure.name_erased(participant_id)
+        except OUTAGE_ERRORS:
+            return True  # unknown: show the role rather than a name that may be erased
 
     def _lock(self, sid: str) -> asyncio.Lock:
         lock = self._order.get(sid)

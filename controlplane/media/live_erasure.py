@@ -2,7 +2,10 @@
 request): the display name in its peer record and in its waiting-room admission
 is blanked, its latest client stats and quality history are deleted.  A call in
 progress goes on (the participant shows as its role); the rest of a room's live
-state expires on its own."""
+state expires on its own.  Room tokens minted before carry the name in a claim:
+a marker (``telemed:erased:P``, for as long as a room token lives) makes the
+signaling server drop the name of such a token at connect.  Pages already open
+keep showing the name until they reload."""
 
 from __future__ import annotations
 
@@ -14,9 +17,14 @@ from controlplane.media.admission import AdmissionStore
 from controlplane.media.room_state import room_key
 
 
+def _marker(participant_id: str) -> str:
+    return f"telemed:erased:{participant_id}"
+
+
 class LiveStateEraser:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, marker_ttl: int) -> None:
         self._redis = redis
+        self._marker_ttl = marker_ttl
         self._admissions = AdmissionStore(redis)
         # Blanks the name only while the record exists (HSET alone would recreate it).
         self._blank = redis.register_script(
@@ -26,6 +34,7 @@ class LiveStateEraser:
 
     async def erase(self, room_ids: list[str], participant_id: str) -> int:
         """How many items (names, stats, histories) were erased."""
+        await self._redis.set(_marker(participant_id), "1", ex=self._marker_ttl)
         erased = 0
         for room_id in room_ids:
             peer = f"{room_key(room_id)}:peer:{participant_id}"
@@ -42,3 +51,7 @@ class LiveStateEraser:
                     await self._admissions.put(room_id, replace(admission, displayName=""))
                     erased += 1
         return erased
+
+    async def name_erased(self, participant_id: str) -> bool:
+        """Whether a token's display name must be dropped (its owner asked for erasure)."""
+        return bool(await self._redis.exists(_marker(participant_id)))

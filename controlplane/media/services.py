@@ -13,6 +13,7 @@ from controlplane.media.consumers import Consumers
 from controlplane.media.fallback_actions import MediaFallback
 from controlplane.media.ice_servers import IceServers
 from controlplane.media.layer_control import LayerControl
+from controlplane.media.live_erasure import LiveStateEraser
 from controlplane.media.membership import Membership
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import JoinGate, Notifier
@@ -50,6 +51,7 @@ class MediaServices:
     capture: RoomCapture
     waiting_room: WaitingRoom
     layers: LayerControl
+    erasure: LiveStateEraser
 
     @classmethod
     def build(
@@ -67,6 +69,7 @@ class MediaServices:
         ice_servers: IceServers | None = None,
         on_first_media: FirstMediaObserver | None = None,
         patients_wait: frozenset[str] = frozenset(),
+        erased_name_ttl: int = 14400,
     ) -> MediaServices:
         participants = LocalParticipants()
         ice = ice_servers or IceServers(None)
@@ -124,6 +127,7 @@ class MediaServices:
             events=events,
             capture=RoomCapture(state, registry, notifier),
             layers=layers,
+            erasure=LiveStateEraser(redis, erased_name_ttl),
         )
 
     async def close(self) -> None:

@@ -300,6 +300,15 @@ async def test_erasure_removes_what_it_says_keeps_what_it_says_and_repeats_harml
         before = track.frames
         await peers[-1].wait_for_frames(physician, "video", count=before + 10, timeout=10)
 
+        # A room token minted before the request still carries the name: it is dropped
+        # when that token connects again.
+        rejoined = MediaPeer(cp.url, peers[-1].token, send_audio=False, send_video=False)
+        peers.append(rejoined)
+        await rejoined.connect()
+        joined = await rejoined.join(room)
+        assert joined["displayName"] == ""
+        assert await redis.hget(peer_key, "displayName") == ""
+
         again = await own.call("POST", f"patients/{patient}/erasure", own.token(patient, "patient"))
         assert again.status == 200, again.body
         assert again.body["repeat"] is True and again.body["erased"]["recordingIds"] == []
