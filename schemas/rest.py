@@ -216,10 +216,10 @@ class AuditQuerySchema(_Strict):
     """Query string of ``GET audit``."""
 
     subject = fields.String(validate=_ID)
-    actor = fields.String(validate=validate.Length(min=1, max=200))
+    actor = fields.String(validate=_ID)
     action = fields.String(validate=validate.Regexp(r"^[a-z_]+(\.[a-z_]+)*(\.?\*)?$"))
     since = fields.AwareDateTime(data_key="from")
     until = fields.AwareDateTime(data_key="to")
-    before = fields.Integer(validate=validate.Range(min=1))
+    before = fields.Integer(validate=validate.Range(min=1, max=2**62))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv", "fhir")))

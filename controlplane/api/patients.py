@@ -16,6 +16,7 @@ from controlplane.clinical import fhir_resources as fhir
 from controlplane.clinical.session_access import actor_of
 from schemas import rest as r
 from schemas.errors import ApiError, ErrorCode
+from schemas.ids import is_valid_id
 
 _CSV_COLUMNS = (
     "id",
@@ -32,10 +33,17 @@ _CSV_COLUMNS = (
 )
 
 
+def _patient_id(request: web.Request) -> str:
+    patient_id = request.match_info["patient_id"]
+    if not is_valid_id(patient_id):
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "invalid patient id")
+    return patient_id
+
+
 async def patient_export(request: web.Request) -> web.Response:
     claims = await caller(request)
     api = services(request)
-    patient_id = request.match_info["patient_id"]
+    patient_id = _patient_id(request)
     clinic = await api.export.scope(claims, patient_id, "patient.export")
     bundle = await api.export.bundle(actor_of(claims), patient_id, clinic)
     return web.json_response(
@@ -48,7 +56,7 @@ async def patient_export(request: web.Request) -> web.Response:
 async def patient_erasure(request: web.Request) -> web.Response:
     claims = await caller(request)
     api = services(request)
-    patient_id = request.match_info["patient_id"]
+    patient_id = _patient_id(request)
     clinic = await api.export.scope(claims, patient_id, "patient.erasure")
     return web.json_response(await api.erasure.erase(actor_of(claims), patient_id, clinic))
 

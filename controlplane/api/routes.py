@@ -284,6 +284,10 @@ ROUTES: list[Route] = [
 ]
 
 
+# Query strings validated by a schema (documented as query parameters).
+QUERY_SCHEMAS: dict[str, type[Schema]] = {"audit": r.AuditQuerySchema}
+
+
 def build_openapi() -> dict[str, Any]:
     spec = APISpec(
         title="telemed API", version="1", openapi_version="3.0.3", plugins=[MarshmallowPlugin()]
@@ -317,11 +321,13 @@ def build_openapi() -> dict[str, Any]:
                 "description": "OK",
                 "content": {"application/json": {"schema": response_schema}},
             }
-        parameters = [
+        parameters: list[dict[str, Any]] = [
             {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
             for name in ("session_id", "patient_id", "recording_id", "participant_id")
             if "{" + name + "}" in path
         ]
+        if path in QUERY_SCHEMAS:
+            parameters.append({"in": "query", "schema": QUERY_SCHEMAS[path]})
         if parameters:
             operation["parameters"] = parameters
         spec.path(path=f"{PREFIX}/{path}", operations={method.lower(): operation})

@@ -7,6 +7,7 @@ what is still past due (rows and bytes per class).
 - recordings: shredded per session type (recording_retention.RecordingRetention);
 - alerts: deleted once raised longer ago than their period;
 - audit entries: never removed (append-only chain); those past due are counted;
+  passing verification results of the chain are kept 90 days, failures for ever;
 - consents: kept (proof of lawful processing); live state and quality samples
   expire in Redis.
 """
@@ -96,6 +97,11 @@ class DataRetention:
                 float(self._periods["alert"]),
             )
             report.removed["alert"] = len(alerts)
+            # The chain's verification results: the passing ones are kept 90 days.
+            await conn.execute(
+                "DELETE FROM audit_verifications WHERE status = 'ok' "
+                "AND at < now() - interval '90 days'"
+            )
             for data_class, count in report.removed.items():
                 if count:
                     await self._audit.record(

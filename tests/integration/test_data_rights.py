@@ -216,6 +216,9 @@ async def test_export_is_valid_fhir_r4_with_exactly_the_patients_data(
         api.token("admin-9", "admin", clinic="clinic-elsewhere"),
     )
     assert (elsewhere.status, elsewhere.code) == (404, "NOT_FOUND")
+    for bad in ("%00x", "a" * 80, "..%2Fetc"):
+        invalid = await api.call("GET", f"patients/{bad}/export", api.token("admin-1", "admin"))
+        assert (invalid.status, invalid.code) == (400, "VALIDATION_ERROR"), bad
     nosy = await api.call("GET", f"patients/{patient}/export", api.token(other_patient, "patient"))
     assert (nosy.status, nosy.code) == (404, "NOT_FOUND")
 

@@ -25,6 +25,7 @@ CREATE TABLE audit_verifications (
     reason          text,
     classification  text NOT NULL DEFAULT 'internal'
 );
+CREATE INDEX audit_verifications_scope ON audit_verifications (scope, id);
 
 -- Erasure requests (LGPD art. 18, VI): who asked, when, what was erased and what
 -- a legal duty keeps (categories and counts, never the erased values).
