@@ -2,7 +2,10 @@
 
 Per participant:
 - its downlink bandwidth (the SFU's estimate of what it can send to it) under
-  256 kbps for ``hold`` seconds -> audio only: its video consumers are paused;
+  256 kbps for ``hold`` seconds -> audio only: its video consumers are paused.  A
+  participant receiving simulcast cameras has a lower floor (150 kbps: a 320x180
+  layer and Opus) and twice the hold: the SFU moves it to smaller layers first
+  (layers.py), and a small picture beats none;
 - audio only cannot show that video fits again, so after ``probe_after`` seconds
   video is tried again ("probing"); bandwidth back over the threshold for
   ``recover_after`` seconds -> normal, under it again -> audio only, with the next
@@ -18,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LOW_BANDWIDTH = 256_000
+SIMULCAST_FLOOR = 150_000
 HIGH_LOSS = 0.05
 HIGH_RTT = 0.3
 
@@ -68,10 +72,12 @@ class FallbackPolicy:
         send_loss: float | None,
         rtt: float | None,
         now: float,
+        layered: bool = False,
     ) -> list[Action]:
+        """``layered``: the participant receives simulcast cameras."""
         state = self._peers.setdefault(key, _PeerState(probe_after=self.probe_after))
         actions: list[Action] = []
-        actions += self._bandwidth(state, bandwidth, now)
+        actions += self._bandwidth(state, bandwidth, now, layered)
         actions += self._loss(state, send_loss, now)
         if self.relay_available and not state.relay_advised:
             if rtt is not None and rtt > HIGH_RTT:
@@ -83,10 +89,14 @@ class FallbackPolicy:
                 state.rtt_since = None
         return actions
 
-    def _bandwidth(self, state: _PeerState, bandwidth: float | None, now: float) -> list[Action]:
+    def _bandwidth(
+        self, state: _PeerState, bandwidth: float | None, now: float, layered: bool
+    ) -> list[Action]:
         if bandwidth is None:
             return []
-        low = bandwidth < LOW_BANDWIDTH
+        floor = SIMULCAST_FLOOR if layered else LOW_BANDWIDTH
+        low = bandwidth < floor
+        hold = self.hold * 2 if layered else self.hold
         if state.mode == "audio_only":
             since = now if state.audio_only_since is None else state.audio_only_since
             if now - since >= state.probe_after:
@@ -96,11 +106,18 @@ class FallbackPolicy:
         if low:
             state.good_since = None
             state.low_since = now if state.low_since is None else state.low_since
-            if now - state.low_since >= self.hold:
+            if now - state.low_since >= hold:
                 if state.mode == "probing":
                     state.probe_after = min(state.probe_after * 2, self.max_probe_after)
                 state.mode, state.audio_only_since, state.low_since = "audio_only", now, None
-                return [Action("audio_only", "bandwidth below 256 kbps")]
+                reason = (
+                    "bandwidth below 256 kbps"
+                    if floor is None
+                    else (
+                        f"bandwidth below {int(floor) // 1000} kbps (the smallest layer and audio)"
+                    )
+                )
+                return [Action("audio_only", reason)]
         else:
             state.low_since = None
             if state.mode == "probing":

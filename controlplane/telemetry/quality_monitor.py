@@ -250,6 +250,7 @@ class QualityMonitor:
             send_loss=max(send_losses) if send_losses else None,
             rtt=observation.worst("rtt"),
             now=time.monotonic(),
+            layered=bool(participant.layered),
         ):
             log.info(
                 "fallback_action",

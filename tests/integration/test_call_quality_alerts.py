@@ -36,6 +36,9 @@ ALLOWED_LABELS = {
     # TURN servers (configured infrastructure, like SFU nodes) and udp/tcp/tls.
     "server",
     "transport",
+    # The audit chain's verification (incremental, full) and retention's data classes.
+    "scope",
+    "data_class",
     "le",
     "quantile",
 }

@@ -47,3 +47,16 @@ def test_relay_advised_only_when_turn_is_configured() -> None:
     assert feed(FallbackPolicy(hold=2), 0, 10, rtt=0.4) == []
     advised = feed(FallbackPolicy(hold=2, relay_available=True), 0, 10, rtt=0.4)
     assert [kind for _, kind in advised] == ["advise_relay"]  # once
+
+
+def test_a_simulcast_subscriber_keeps_a_small_picture_down_to_150_kbps() -> None:
+    """Receiving layers, 180 kbps still carries the 320x180 layer and audio: no
+    audio-only; under 150 kbps video goes, after twice the hold (the SFU first moves
+    it to the smallest layer)."""
+    policy = FallbackPolicy(hold=4, recover_after=6, probe_after=10)
+    assert feed(policy, 0, 20, bandwidth=180_000, layered=True) == []
+    actions = feed(policy, 20, 35, bandwidth=120_000, layered=True)
+    assert actions == [(28.0, "audio_only")]
+    # The same 180 kbps without layers is audio only after the plain hold.
+    other = FallbackPolicy(hold=4, recover_after=6, probe_after=10)
+    assert feed(other, 0, 10, bandwidth=180_000) == [(4.0, "audio_only")]
