@@ -188,9 +188,21 @@ class AuditIntegrity:
         }
 
     async def run(self, interval: float, full_every: float) -> None:
-        """Incremental every ``interval`` seconds, a full walk every ``full_every``."""
+        """Incremental every ``interval`` seconds, a full walk every ``full_every``
+        counted from the last one stored (by any instance), so that restarts do not
+        each walk the whole log; the first ever one a minute after start."""
         loop = asyncio.get_running_loop()
-        next_full = loop.time()
+        next_full = loop.time() + 60.0
+        try:
+            async with self._pool.acquire() as conn:
+                age = await conn.fetchval(
+                    """SELECT extract(epoch FROM now() - max(at)) FROM audit_verifications
+                       WHERE scope = 'full'"""
+                )
+            if age is not None:
+                next_full = loop.time() + max(0.0, full_every - float(age))
+        except Exception:
+            log.warning("audit_verification_schedule_unknown")
         while True:
             full = loop.time() >= next_full
             try:
