@@ -5,10 +5,12 @@ loopback."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -88,6 +90,17 @@ class Stack:
             role=role,
             room_id=consultation,
             **kwargs,  # type: ignore[arg-type]
+        )
+
+    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        """`telemed ARGS` with this stack's configuration (``env`` overrides it)."""
+        return subprocess.run(
+            [sys.executable, "-m", "controlplane.cli", *args],
+            env={**os.environ, **self.control_plane_env(**env)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def psql(self, sql: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +77,29 @@ def entry_hash(
         "prev": prev_hash.hex(),
     }
     return hashlib.sha256(_canonical(body)).digest()
+
+
+def row_hash(
+    row: Mapping[str, Any], prev_hash: bytes, details: dict[str, Any] | None = None
+) -> bytes:
+    """``entry_hash`` of a stored ``audit_log`` row (with other ``details`` if given)."""
+    stored = row["details"]
+    if details is None:
+        details = json.loads(stored) if isinstance(stored, str) else stored
+    return entry_hash(
+        entry_id=row["id"],
+        at=row["at"],
+        actor_id=row["actor_id"],
+        actor_role=row["actor_role"],
+        action=row["action"],
+        outcome=row["outcome"],
+        resource_type=row["resource_type"],
+        resource_id=row["resource_id"],
+        session_id=str(row["session_id"]) if row["session_id"] else None,
+        classification=row["classification"],
+        details=details,
+        prev_hash=prev_hash,
+    )
 
 
 def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:

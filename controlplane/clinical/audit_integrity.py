@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from controlplane.clinical.audit import GENESIS, entry_hash
+from controlplane.clinical.audit import GENESIS, row_hash
 from controlplane.clinical.field_crypto import FieldCipher
 
 log = structlog.get_logger(__name__)
@@ -222,21 +221,7 @@ async def _walk(conn: asyncpg.Connection, status: ChainStatus, after: int, prev:
         if bytes(row["prev_hash"]) != previous:
             status.broken(row["id"], "an entry before this one was removed or altered")
             return
-        details = row["details"]
-        expected = entry_hash(
-            entry_id=row["id"],
-            at=row["at"],
-            actor_id=row["actor_id"],
-            actor_role=row["actor_role"],
-            action=row["action"],
-            outcome=row["outcome"],
-            resource_type=row["resource_type"],
-            resource_id=row["resource_id"],
-            session_id=str(row["session_id"]) if row["session_id"] else None,
-            classification=row["classification"],
-            details=json.loads(details) if isinstance(details, str) else details,
-            prev_hash=previous,
-        )
+        expected = row_hash(row, previous)
         if bytes(row["hash"]) != expected:
             status.broken(row["id"], "this entry was altered")
             return

@@ -19,16 +19,15 @@ a second request erases what arrived since and is otherwise harmless.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
 
 from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.recording_rows import shred_finished
 from controlplane.clinical.retention_policy import DATA_CLASSES, TWENTY_YEARS
 
 
@@ -117,7 +116,7 @@ class PatientErasure:
     async def _shred_recordings(self, actor: Actor, session_ids: list[Any]) -> list[str]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                """SELECT r.id, r.session_id, r.segments, s.session_type FROM recordings r
+                """SELECT r.id, r.session_id, s.session_type FROM recordings r
                    JOIN sessions s ON s.id = r.session_id
                    WHERE r.session_id = ANY($1::uuid[]) AND r.status IN ('completed', 'failed')""",
                 session_ids,
@@ -126,15 +125,9 @@ class PatientErasure:
         for row in rows:
             if self._recording_kept(row["session_type"]):
                 continue
-            async with self._pool.acquire() as conn, conn.transaction():
-                done = await conn.fetchval(
-                    """UPDATE recordings SET status = 'deleted', wrapped_key = NULL,
-                           stop_reason = coalesce(stop_reason, 'erasure')
-                       WHERE id = $1 AND status IN ('completed', 'failed') RETURNING id""",
-                    row["id"],
-                )
-                if done is None:
-                    continue
+            async with self._pool.acquire() as conn:
+                if not await shred_finished(conn, row["id"], "erasure"):
+                    continue  # shredded meanwhile (a concurrent request)
                 await self._audit.record(
                     actor,
                     "recording.erasure_shred",
@@ -143,8 +136,6 @@ class PatientErasure:
                     session_id=str(row["session_id"]),
                     connection=conn,
                 )
-            for segment in json.loads(row["segments"]):
-                await asyncio.to_thread(Path(segment["file"]).unlink, missing_ok=True)
             shredded.append(str(row["id"]))
         return shredded
 

@@ -11,14 +11,13 @@ that does not file recordings in the record may set shorter periods per type
 
 from __future__ import annotations
 
-import asyncio
 import json
-from pathlib import Path
 
 import asyncpg
 import structlog
 
 from controlplane.clinical.audit import SYSTEM, AuditLog
+from controlplane.clinical.recording_rows import shred_finished
 from controlplane.clinical.retention_policy import TWENTY_YEARS, parse_period
 from controlplane.clinical.session_types import SESSION_TYPES
 
@@ -56,7 +55,7 @@ class RecordingRetention:
     async def enforce(self) -> list[str]:
         async with self._pool.acquire() as conn:
             due = await conn.fetch(
-                """SELECT r.id, r.session_id, r.segments, s.session_type FROM recordings r
+                """SELECT r.id, r.session_id, s.session_type FROM recordings r
                    JOIN sessions s ON s.id = r.session_id
                    WHERE r.status IN ('completed', 'failed')
                      AND r.started_at < now() - make_interval(
@@ -66,13 +65,8 @@ class RecordingRetention:
         shredded = []
         for record in due:
             async with self._pool.acquire() as conn:
-                await conn.execute(
-                    """UPDATE recordings SET status = 'deleted', wrapped_key = NULL,
-                           stop_reason = coalesce(stop_reason, 'retention') WHERE id = $1""",
-                    record["id"],
-                )
-            for segment in json.loads(record["segments"]):
-                await asyncio.to_thread(Path(segment["file"]).unlink, missing_ok=True)
+                if not await shred_finished(conn, record["id"], "retention"):
+                    continue
             await self._audit.record(
                 SYSTEM,
                 "recording.retention_shred",

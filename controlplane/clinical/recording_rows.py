@@ -4,15 +4,35 @@ sfu_worker/src/recorder.js for why."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from schemas.errors import ApiError, ErrorCode
+
+
+async def shred_finished(conn: asyncpg.Connection, recording_id: Any, reason: str) -> bool:
+    """Crypto-shred a completed or failed recording: its wrapped key is cleared (no
+    copy of its files can be decrypted again), then its files are deleted.  False
+    when it is not finished or was shredded already (by a concurrent request)."""
+    segments = await conn.fetchval(
+        """UPDATE recordings SET status = 'deleted', wrapped_key = NULL,
+               stop_reason = coalesce(stop_reason, $2)
+           WHERE id = $1 AND status IN ('completed', 'failed') RETURNING segments""",
+        recording_id,
+        reason,
+    )
+    if segments is None:
+        return False
+    for segment in json.loads(segments):
+        await asyncio.to_thread(Path(segment["file"]).unlink, missing_ok=True)
+    return True
 
 
 @dataclass(frozen=True)

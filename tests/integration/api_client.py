@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,17 @@ class Api:
 
     async def admin(self, method: str, path: str, body: Any = None) -> Response:
         return await self.call(method, path, self.token("admin-1", "admin"), body)
+
+    async def record(self, session_id: str, physician: str, seconds: float = 2.0) -> str:
+        """The session's physician records ``seconds`` of its call; the recording id."""
+        token = self.token(physician, "physician")
+        started = await self.call("POST", "recording/start", token, {"sessionId": session_id})
+        assert started.status == 200, started.body
+        await asyncio.sleep(seconds)
+        recording_id = str(started.body["recordingId"])
+        stopped = await self.call("POST", "recording/stop", token, {"recordingId": recording_id})
+        assert stopped.status == 200, stopped.body
+        return recording_id
 
     # ---- setup a session needs --------------------------------------------------------
 

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from controlplane.clinical.audit import entry_hash
+from controlplane.clinical.audit import row_hash
 from tests.conftest import Stack
 from tests.integration.api_client import Api
 from tests.integration.test_compliance_records import verify_chain
@@ -31,23 +31,6 @@ async def api(stack: Stack) -> AsyncIterator[Api]:
         yield Api(stack, http)
 
 
-def _hash(row: asyncpg.Record, details: dict[str, Any], prev: bytes) -> bytes:
-    return entry_hash(
-        entry_id=row["id"],
-        at=row["at"],
-        actor_id=row["actor_id"],
-        actor_role=row["actor_role"],
-        action=row["action"],
-        outcome=row["outcome"],
-        resource_type=row["resource_type"],
-        resource_id=row["resource_id"],
-        session_id=str(row["session_id"]) if row["session_id"] else None,
-        classification=row["classification"],
-        details=details,
-        prev_hash=prev,
-    )
-
-
 async def rewrite_and_rehash(
     owner: asyncpg.Connection, victim: int, details: dict[str, Any]
 ) -> dict[str, Any]:
@@ -61,7 +44,7 @@ async def rewrite_and_rehash(
         prev = bytes(rows[0]["prev_hash"])
         for row in rows:
             new = details if row["id"] == victim else json.loads(row["details"])
-            digest = _hash(row, new, prev)
+            digest = row_hash(row, prev, new)
             await owner.execute(
                 "UPDATE audit_log SET details = $1::jsonb, prev_hash = $2, hash = $3 WHERE id = $4",
                 json.dumps(new),
@@ -78,7 +61,7 @@ async def rewrite_and_rehash(
     previous = bytes(32)
     for row in await owner.fetch("SELECT * FROM audit_log ORDER BY id"):
         assert bytes(row["prev_hash"]) == previous
-        assert bytes(row["hash"]) == _hash(row, json.loads(row["details"]), previous)
+        assert bytes(row["hash"]) == row_hash(row, previous)
         previous = bytes(row["hash"])
     return original
 

@@ -4,9 +4,6 @@ encrypted at rest, data classification on every record, migrations."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import aiohttp
 import asyncpg
@@ -33,14 +30,7 @@ async def _chain(api: Api) -> dict:
 
 def verify_chain(stack: Stack, *options: str) -> tuple[int, dict]:
     """`telemed audit verify` (a full walk unless --incremental): exit code, result."""
-    done = subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "audit", "verify", *options],
-        env={**os.environ, **stack.control_plane_env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = stack.cli("audit", "verify", *options)
     assert done.returncode in (0, 1), done.stderr
     return done.returncode, json.loads(done.stdout)
 

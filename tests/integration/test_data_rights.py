@@ -9,9 +9,6 @@ import base64
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,17 +31,6 @@ pytestmark = pytest.mark.integration
 async def api(stack: Stack) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as http:
         yield Api(stack, http)
-
-
-def cli(stack: Stack, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *command],
-        env={**os.environ, **stack.control_plane_env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def session_for(
@@ -100,14 +86,7 @@ async def recorded_call(
     peers.extend(members)
     room = stack.psql(f"SELECT room_id FROM sessions WHERE id = '{session_id}'")
     await start_call(room, *members)
-    doctor = api.token(physician, "physician")
-    started = await api.call("POST", "recording/start", doctor, {"sessionId": session_id})
-    assert started.status == 200, started.body
-    await asyncio.sleep(2)
-    recording_id = started.body["recordingId"]
-    stopped = await api.call("POST", "recording/stop", doctor, {"recordingId": recording_id})
-    assert stopped.status == 200, stopped.body
-    return str(recording_id)
+    return await api.record(session_id, physician)
 
 
 def recording_state(stack: Stack, recording_id: str) -> str:
@@ -224,7 +203,7 @@ async def test_export_is_valid_fhir_r4_with_exactly_the_patients_data(
 
     # `telemed export` writes the same Bundle to a file (mode 600).
     out = stack.data_dir / f"export-{patient}.json"
-    done = cli(stack, "export", patient, "--out", str(out))
+    done = stack.cli("export", patient, "--out", str(out))
     assert done.returncode == 0, done.stderr
     written = json.loads(out.read_text())
     Bundle.model_validate(written)

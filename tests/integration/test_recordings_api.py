@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -80,15 +79,7 @@ async def download(
 
 
 def export(stack: Stack, recording_id: str, out: Path) -> subprocess.CompletedProcess[str]:
-    command = ["recording", "export", recording_id, "--out", str(out)]
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", *command],
-        env={**os.environ, **stack.control_plane_env()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return stack.cli("recording", "export", recording_id, "--out", str(out))
 
 
 def format_of(path: Path) -> dict:
@@ -296,14 +287,7 @@ async def test_retention_shreds_only_the_recordings_past_their_types_period(
         session_id, physician, *_ = await live_call(
             stack, api, peers, ("teleconsultation", "recording"), sessionType=session_type
         )
-        token = api.token(physician, "physician")
-        started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
-        assert started.status == 200, started.body
-        await asyncio.sleep(2)
-        recording_id = started.body["recordingId"]
-        stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
-        assert stopped.status == 200, stopped.body
-        recorded[session_type] = recording_id
+        recorded[session_type] = await api.record(session_id, physician)
 
     def state(recording_id: str) -> str:
         return stack.psql(
@@ -463,14 +447,7 @@ async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
 
 
 def rewrap(stack: Stack, keys: str, recording_id: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane.cli", "recording", "rewrap", recording_id],
-        env={**os.environ, **stack.control_plane_env(TELEMED_DATA_KEYS=keys)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return stack.cli("recording", "rewrap", recording_id, timeout=60, TELEMED_DATA_KEYS=keys)
 
 
 async def test_a_key_rotation_keeps_recordings_readable_then_retires_the_old_key(
