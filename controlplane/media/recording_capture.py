@@ -29,6 +29,9 @@ from schemas.errors import ApiError, ErrorCode
 log = structlog.get_logger(__name__)
 
 EXTEND_TIMEOUT = 20.0  # a new segment waits up to 8 s for ffmpeg's header
+# A stop waits on the node behind an extend in progress (up to EXTEND_TIMEOUT),
+# then for ffmpeg to complete its file.
+STOP_TIMEOUT = EXTEND_TIMEOUT + 10.0
 WAITING_RETRY = 2.0
 
 
@@ -128,7 +131,7 @@ class RoomCapture:
         try:
             client = await self._registry.client(node_id)
             result: dict[str, Any] = await client.request(
-                "stopRecording", {"recordingId": recording_id}
+                "stopRecording", {"recordingId": recording_id}, timeout=STOP_TIMEOUT
             )
         except SfuRequestError as exc:
             await self.tell_stopped(room_id, recording_id, "failed")
