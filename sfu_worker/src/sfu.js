@@ -230,6 +230,52 @@ class Sfu {
     };
   }
 
+  // Plain RTP (no ICE, no DTLS, no SRTP) on the node's listen IP: for a media
+  // source or sink on the same host or a trusted network, such as the capacity
+  // benchmark's replayed media (bench/capacity.py).  comedia: the remote address
+  // is learnt from the first packet; otherwise connectPlainTransport gives it.
+  async createPlainTransport(params) {
+    const routerId = requireString(params, 'routerId');
+    const { router, entry } = this.getRouter(routerId);
+    const appData = typeof params.appData === 'object' && params.appData ? params.appData : {};
+    const transport = await router.createPlainTransport({
+      listenIp: { ip: this.config.rtcListenIp, announcedIp: this.config.rtcAnnouncedIp },
+      rtcpMux: true,
+      comedia: params.comedia === true,
+      appData,
+    });
+    entry.load += 1;
+    this.transports.set(transport.id, { transport, routerId, entry, plain: true });
+    transport.observer.on('close', () => {
+      entry.load -= 1;
+      this.transports.delete(transport.id);
+      this.notify('transport.closed', { transportId: transport.id, routerId });
+    });
+    return {
+      transportId: transport.id,
+      ip: transport.tuple.localIp,
+      port: transport.tuple.localPort,
+    };
+  }
+
+  async connectPlainTransport(params) {
+    const { transport, plain } = this.getTransport(requireString(params, 'transportId'));
+    if (!plain) {
+      throw new RpcError('INVALID_PARAMS', 'not a plain transport');
+    }
+    const ip = requireString(params, 'ip');
+    const port = params.port;
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+      throw new RpcError('INVALID_PARAMS', 'port must be an integer 1-65535');
+    }
+    try {
+      await transport.connect({ ip, port });
+    } catch (error) {
+      throw new RpcError('INVALID_PARAMS', `connect failed: ${error.message}`);
+    }
+    return { connected: true };
+  }
+
   async connectWebRtcTransport(params) {
     const { transport } = this.getTransport(requireString(params, 'transportId'));
     const dtlsParameters = requireObject(params, 'dtlsParameters');
@@ -457,6 +503,8 @@ const RPC_METHODS = [
   'getRouterRtpCapabilities',
   'createWebRtcTransport',
   'connectWebRtcTransport',
+  'createPlainTransport',
+  'connectPlainTransport',
   'restartIce',
   'setMaxIncomingBitrate',
   'closeTransport',

@@ -4,6 +4,9 @@ call, ICE restart, bitrate cap, and errors with types."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 
 import pytest
 
@@ -162,3 +165,75 @@ async def test_moving_to_new_transports_then_closing_the_old_ones(
         with pytest.raises(SignalingError) as refused:
             await who.request("closeTransport", {"transportId": transport_id})
         assert refused.value.code == "NOT_FOUND"
+
+
+async def test_plain_rtp_in_is_forwarded_to_a_plain_rtp_consumer(rpc: SfuClient) -> None:
+    """createPlainTransport / connectPlainTransport (the capacity benchmark's media
+    path): Opus sent into one plain transport comes out of a consumer on another,
+    at the address it was connected to, with the consumer's SSRC and the same
+    payload; a WebRTC transport is refused as a plain one."""
+    router = await rpc.request("createRouter", {"profile": "consultation"})
+    source = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        routing = {"routerId": router["routerId"]}
+        send = await rpc.request("createPlainTransport", {**routing, "comedia": True})
+        opus = {"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2}
+        produced = await rpc.request(
+            "produce",
+            {
+                "transportId": send["transportId"],
+                "kind": "audio",
+                "rtpParameters": {"codecs": [opus], "encodings": [{"ssrc": 4242}]},
+            },
+        )
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(0.2)
+        recv = await rpc.request("createPlainTransport", routing)
+        await rpc.request(
+            "connectPlainTransport",
+            {"transportId": recv["transportId"], "ip": "127.0.0.1", "port": sink.getsockname()[1]},
+        )
+        consumer = await rpc.request(
+            "consume",
+            {
+                "transportId": recv["transportId"],
+                "producerId": produced["producerId"],
+                "rtpCapabilities": router["rtpCapabilities"],
+            },
+        )
+        await rpc.request("resumeConsumer", {"consumerId": consumer["consumerId"]})
+        ssrc = consumer["rtpParameters"]["encodings"][0]["ssrc"]
+        payloads: list[bytes] = []
+        for seq in range(50):
+            packet = struct.pack("!BBHII", 0x80, 111, seq, seq * 960, 4242) + bytes([seq]) * 40
+            source.sendto(packet, (send["ip"], send["port"]))
+            await asyncio.sleep(0.02)
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                while True:
+                    data = sink.recv(2048)
+                    if data[1] < 200 and struct.unpack_from("!I", data, 8)[0] == ssrc:
+                        payloads.append(_rtp_payload(data))
+                    sink.settimeout(0.001)
+            sink.settimeout(0.2)
+        assert len(payloads) >= 40, len(payloads)
+        assert all(len(set(p)) == 1 and len(p) == 40 for p in payloads)
+        webrtc = await rpc.request("createWebRtcTransport", routing)
+        with pytest.raises(SfuRequestError) as refused:
+            await rpc.request(
+                "connectPlainTransport",
+                {"transportId": webrtc["transportId"], "ip": "127.0.0.1", "port": 9},
+            )
+        assert refused.value.error_type == "INVALID_PARAMS"
+    finally:
+        source.close()
+        sink.close()
+        await rpc.request("closeRouter", {"routerId": router["routerId"]})
+
+
+def _rtp_payload(packet: bytes) -> bytes:
+    """What follows an RTP header, its CSRCs and its header extension."""
+    offset = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10:
+        offset += 4 + 4 * struct.unpack_from("!H", packet, offset + 2)[0]
+    return packet[offset:]
