@@ -164,7 +164,15 @@ class Membership:
         }
 
     async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
-        room, _ = await self._routers.of(self._participants.get(sid))
+        """A cheap event: answered from this instance's memory when it knows the
+        router of the participant's room (as when it joined or resumed; a room made
+        again on another router brings a rejoin, and a router's capabilities follow
+        from the call type's codecs alone), else from Redis and the node."""
+        participant = self._participants.get(sid)
+        known = self._routers.known_capabilities(participant.router_id)
+        if known is not None:
+            return {"routerRtpCapabilities": known}
+        room, _ = await self._routers.of(participant)
         return {"routerRtpCapabilities": await self._routers.capabilities(room)}
 
     async def _evict(self, room: RoomRecord, record: ParticipantRecord) -> None:

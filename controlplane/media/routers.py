@@ -119,6 +119,10 @@ class RoomRouters:
             await self._failures.fail_room(room_id)
         return await self._placement.place(room_id, call_type)
 
+    def known_capabilities(self, router_id: str) -> dict[str, Any] | None:
+        """The router's RTP capabilities if this instance has them already."""
+        return self._capabilities.get(router_id)
+
     async def capabilities(self, room: RoomRecord) -> dict[str, Any]:
         """The router's RTP capabilities.  They are fixed when a router is made (a
         room made again gets a new router id), so they are kept here: a join or a

@@ -122,6 +122,9 @@ async def test_a_10s_redis_outage_keeps_calls_and_refuses_joins_clearly(
         code, seconds = await _join_refused(late, other_room)
         assert code == "SERVICE_UNAVAILABLE"
         assert seconds < 2.0, f"refused after {seconds:.2f} s"
+        # A cheap event of someone in the call is answered from the instance's memory.
+        caps = await doctor.request("getRouterRtpCapabilities")
+        assert caps["routerRtpCapabilities"] == doctor.join_info["routerRtpCapabilities"]
         await asyncio.sleep(max(0.0, 10.0 - seconds))
     finally:
         os.kill(own.redis.proc.pid, signal.SIGCONT)
