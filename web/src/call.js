@@ -51,6 +51,9 @@ export class Call {
     this.recvTransport = null;
     this.producers = new Map(); // source -> Producer
     this.consumers = new Map(); // consumerId -> {consumer, peerId, source}
+    // Consumers attached here whose resumeConsumer has not been answered yet: a
+    // dropped connection can swallow it, and the resume sends it again.
+    this.unresumed = new Set();
     this.peers = new Map(); // peerId -> {peerId, role, displayName}
     this.localTracks = new Map(); // source -> MediaStreamTrack
     this.profile = null;
@@ -473,6 +476,7 @@ export class Call {
           if (transport && !transport.closed) configureIce(transport, ack.iceServers);
         }
         this.catchUp(ack);
+        await this.resumeInterrupted(ack.consumers);
         await this.adoptProfile(ack.mediaProfile);
         this.setAdmission(ack.admission, ack.clinicianPresent);
         if (ack.waiting) this.emit('waiting', ack.waiting);
@@ -662,17 +666,34 @@ export class Call {
         producerId: item.producerId,
         paused: item.producerPaused,
       });
-      try {
-        await this.request('resumeConsumer', { consumerId: item.id });
-      } catch (error) {
-        // Its producer closed meanwhile (a camera sent again, someone left).
-        if (error.code === 'NOT_FOUND') this.dropConsumer(item.id);
-        else throw error;
-      }
+      await this.resumeConsumer(item.id);
+    }
+  }
+
+  async resumeConsumer(consumerId) {
+    this.unresumed.add(consumerId);
+    try {
+      await this.request('resumeConsumer', { consumerId });
+      this.unresumed.delete(consumerId);
+    } catch (error) {
+      // Its producer closed meanwhile (a camera sent again, someone left).
+      if (error.code === 'NOT_FOUND') this.dropConsumer(consumerId);
+      else throw error;
+    }
+  }
+
+  // After a resume: consumers the server still holds paused because our request to
+  // resume them was lost with the connection (not those the server paused itself).
+  async resumeInterrupted(ackConsumers) {
+    for (const { id, paused } of ackConsumers) {
+      if (!this.unresumed.has(id) || !this.consumers.has(id)) continue;
+      if (paused) await this.resumeConsumer(id);
+      else this.unresumed.delete(id);
     }
   }
 
   dropConsumer(consumerId) {
+    this.unresumed.delete(consumerId);
     const item = this.consumers.get(consumerId);
     if (!item) return;
     this.consumers.delete(consumerId);
