@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +56,9 @@ sys.path.insert(0, str(ROOT))
 from bench.rtp_replay import AUDIO_PT, VIDEO_PT, Replayer, Sink, Track, capture  # noqa: E402
 from bench.sampling_cost import cpu_seconds  # noqa: E402
 from controlplane.auth import TokenService  # noqa: E402
-from controlplane.clinical.field_crypto import FieldCipher  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.seeding import active_sessions_sql  # noqa: E402
-from controlplane.devstack.stack import LocalStack  # noqa: E402
+from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
 from controlplane.placement.sfu_client import SfuClient  # noqa: E402
 from telemed_client.loadtest import Seat, percentile, run_load  # noqa: E402
 
@@ -86,32 +85,6 @@ class Visit:
     room: str
     router_id: str
     consumers: list[str]
-
-
-async def start_stack(data_dir: Path) -> LocalStack:
-    sfu_secret = secrets.token_urlsafe(24)
-    redis = ls.start_redis(data_dir / "redis")
-    postgres = ls.start_postgres(data_dir / "postgres")
-    sfu = ls.start_sfu_node(
-        data_dir,
-        redis_url=redis.url,
-        secret=sfu_secret,
-        rtc_min_port=47000,
-        rtc_max_port=48999,
-        num_workers=1,
-    )
-    return LocalStack(
-        data_dir=data_dir,
-        jwt_secret=secrets.token_urlsafe(48),
-        sfu_secret=sfu_secret,
-        data_keys=FieldCipher.generate_spec(),
-        redis=redis,
-        postgres=postgres,
-        sfu=sfu,
-        turn_secret=secrets.token_urlsafe(24),  # no TURN server runs: loopback only
-        turn_port=3478,
-        processes=[redis, postgres, sfu],
-    )
 
 
 class Bench:
@@ -291,10 +264,8 @@ def core_busy(core: int) -> tuple[int, int]:
 def pin(pids: list[int], core: int) -> None:
     for pid in pids:
         for task in Path(f"/proc/{pid}/task").iterdir():
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread gone
                 os.sched_setaffinity(int(task.name), {core})
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 async def main() -> None:
@@ -308,9 +279,7 @@ async def main() -> None:
     args = parser.parse_args()
     steps = [int(n) for n in args.steps.split(",")]
     tracks = capture()
-    data_dir = Path(tempfile.mkdtemp(prefix="telemed-capacity-"))
-    data_dir.chmod(0o755)
-    stack = await start_stack(data_dir)
+    stack = start_local_stack(rtc_min_port=47000, rtc_max_port=48999, num_workers=1)
     bench: Bench | None = None
     try:
         control = stack.start_control_plane(TELEMED_LOG_LEVEL="warning")

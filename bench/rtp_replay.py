@@ -16,6 +16,7 @@ per packet, so the SFU worker, not the generator, is what runs out first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -168,7 +169,6 @@ class Stream:
     ts_base: int = 0
     index: int = 0
     loops: int = 0
-    sent: int = 0
 
 
 class Replayer:
@@ -183,7 +183,6 @@ class Replayer:
         self._stop = threading.Event()
         self._tick = tick
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.cpu = 0.0  # thread CPU seconds
 
     def start(self) -> None:
         self._thread.start()
@@ -201,10 +200,6 @@ class Replayer:
     def clear(self) -> None:
         with self._lock:
             self._streams = []
-
-    @property
-    def sent(self) -> int:
-        return sum(s.sent for s in self._streams)
 
     def _run(self) -> None:
         pack, send = _HEADER.pack, self._sock.sendto
@@ -227,12 +222,10 @@ class Replayer:
                     try:
                         send(pack(0x80, marker_pt, s.seq, ts, s.ssrc) + payload, s.address)
                     except BlockingIOError:
-                        pass
+                        pass  # a full socket buffer drops the packet, as a network would
                     except OSError:
                         return  # closed by stop()
-                    s.sent += 1
                     s.index += 1
-            self.cpu = time.thread_time()
             time.sleep(self._tick)
 
     def stop(self) -> None:
@@ -264,7 +257,6 @@ class Sink:
     """Every consumer sends here; one thread reads, counts and reports."""
 
     streams: dict[int, Received] = field(default_factory=dict)
-    rtcp_sent: int = 0
 
     def __post_init__(self) -> None:
         self._sock = _listen()
@@ -272,7 +264,6 @@ class Sink:
         self.address = self._sock.getsockname()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.cpu = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -319,7 +310,6 @@ class Sink:
             if now >= next_report:
                 self._report(now)
                 next_report = now + 1.0
-            self.cpu = time.thread_time()
 
     def _rtcp(self, data: bytes, source: tuple[str, int]) -> None:
         offset = 0
@@ -359,11 +349,8 @@ class Sink:
                 dlsr,
             )
             packet = struct.pack("!BBHI", 0x81, 201, 7, 0x5EED5EED) + block
-            try:
+            with contextlib.suppress(OSError):  # closed by stop()
                 self._sock.sendto(packet, got.source)
-                self.rtcp_sent += 1
-            except OSError:
-                pass
 
     def stop(self) -> None:
         self._stop.set()

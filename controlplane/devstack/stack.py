@@ -52,8 +52,13 @@ class LocalStack:
 
 
 def start_local_stack(
-    *, rtc_min_port: int, rtc_max_port: int, turn_relay_ports: tuple[int, int] = (55000, 55999)
+    *,
+    rtc_min_port: int,
+    rtc_max_port: int,
+    turn_relay_ports: tuple[int, int] = (55000, 55999),
+    num_workers: int | None = None,
 ) -> LocalStack:
+    """``num_workers``: mediasoup workers of the SFU node (default: one per core)."""
     data_dir = Path(tempfile.mkdtemp(prefix="telemed-bench-"))
     data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
     sfu_secret = secrets.token_urlsafe(24)
@@ -70,6 +75,7 @@ def start_local_stack(
                 secret=sfu_secret,
                 rtc_min_port=rtc_min_port,
                 rtc_max_port=rtc_max_port,
+                num_workers=num_workers,
             )
         )
         started.append(
