@@ -31,6 +31,8 @@ log = structlog.get_logger(__name__)
 GENESIS = bytes(32)
 _LOCK_KEY = 0x7E1EA0D17
 _MAX_DETAIL = 120
+# Entries committed in one transaction by the writer of queued entries.
+_MAX_BATCH = 500
 CLASSIFICATIONS = ("public", "internal", "personal", "sensitive", "confidential")
 
 
@@ -118,6 +120,8 @@ class AuditLog:
     def __init__(self, pool: asyncpg.Pool, refusals: RefusalWindows | None = None) -> None:
         self._pool = pool
         self._refusals = refusals or RefusalWindows()
+        self._queued: list[tuple[tuple[Any, ...], asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -132,7 +136,11 @@ class AuditLog:
         details: dict[str, Any] | None = None,
         connection: asyncpg.Connection | None = None,
     ) -> int:
-        """Append one entry (in ``connection``'s transaction when given)."""
+        """Append one entry (in ``connection``'s transaction when given) and return
+        its id once it is committed.  Without a connection, entries recorded at the
+        same time are committed together (one transaction, one turn of the chain's
+        lock, for a burst of hundreds of leaves), each caller still waiting for its
+        own entry to be stored."""
         if classification not in CLASSIFICATIONS:
             raise ValueError(f"unknown classification {classification!r}")
         clean = _clean_details(details)
@@ -148,8 +156,14 @@ class AuditLog:
         )
         if connection is not None:
             return await self._append(connection, *args)
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await self._append(conn, *args)
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # A caller that went away (cancelled) does not leave an unread error behind.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queued.append((args, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+        # The entry is written even if the caller is cancelled meanwhile.
+        return await asyncio.shield(done)
 
     async def deny(
         self,
@@ -214,60 +228,87 @@ class AuditLog:
                 # The database away: the counts stay and go out with the next flush.
                 log.warning("audit_refusal_flush_failed")
 
-    async def _append(
-        self,
-        conn: asyncpg.Connection,
-        actor: Actor,
-        action: str,
-        outcome: str,
-        resource_type: str | None,
-        resource_id: str | None,
-        session_id: str | None,
-        classification: str,
-        details: dict[str, Any],
-    ) -> int:
+    async def _write_queued(self) -> None:
+        """Write what ``record`` queued, a batch per transaction, until nothing is
+        left; entries queued while a batch is written go in the next one."""
+        while self._queued:
+            batch = self._queued[:_MAX_BATCH]
+            del self._queued[:_MAX_BATCH]
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    ids = await self._append_many(conn, [entry for entry, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), entry_id in zip(batch, ids, strict=True):
+                if not done.done():
+                    done.set_result(entry_id)
+
+    async def _append(self, conn: asyncpg.Connection, *entry: Any) -> int:
+        return (await self._append_many(conn, [entry]))[0]
+
+    async def _append_many(
+        self, conn: asyncpg.Connection, entries: list[tuple[Any, ...]]
+    ) -> list[int]:
+        """Extend the chain by ``entries`` (tuples of ``record``'s fields) in order."""
         # One writer at a time extends the chain.
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         head = await conn.fetchrow("SELECT last_id, last_hash FROM audit_head")
         prev_hash = bytes(head["last_hash"]) if head else GENESIS
-        entry_id = await conn.fetchval("SELECT nextval('audit_log_id_seq')")
-        at = datetime.now(UTC)
-        digest = entry_hash(
-            entry_id=entry_id,
-            at=at,
-            actor_id=actor.id,
-            actor_role=actor.role,
-            action=action,
-            outcome=outcome,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            session_id=session_id,
-            classification=classification,
-            details=details,
-            prev_hash=prev_hash,
+        ids = sorted(
+            await conn.fetchval(
+                "SELECT array_agg(nextval('audit_log_id_seq')) FROM generate_series(1, $1)",
+                len(entries),
+            )
         )
-        await conn.execute(
+        rows = []
+        for entry_id, entry in zip(ids, entries, strict=True):
+            actor, action, outcome, resource_type, resource_id, session_id, classif, details = entry
+            at = datetime.now(UTC)
+            digest = entry_hash(
+                entry_id=entry_id,
+                at=at,
+                actor_id=actor.id,
+                actor_role=actor.role,
+                action=action,
+                outcome=outcome,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                session_id=session_id,
+                classification=classif,
+                details=details,
+                prev_hash=prev_hash,
+            )
+            rows.append(
+                (
+                    entry_id,
+                    at,
+                    actor.id,
+                    actor.role,
+                    action,
+                    outcome,
+                    resource_type,
+                    resource_id,
+                    session_id,
+                    classif,
+                    json.dumps(details),
+                    prev_hash,
+                    digest,
+                )
+            )
+            prev_hash = digest
+        await conn.executemany(
             """INSERT INTO audit_log (id, at, actor_id, actor_role, action, outcome, resource_type,
                    resource_id, session_id, classification, details, prev_hash, hash)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11::jsonb, $12, $13)""",
-            entry_id,
-            at,
-            actor.id,
-            actor.role,
-            action,
-            outcome,
-            resource_type,
-            resource_id,
-            session_id,
-            classification,
-            json.dumps(details),
-            prev_hash,
-            digest,
+            rows,
         )
         await conn.execute(
             """INSERT INTO audit_head (singleton, last_id, last_hash) VALUES (true, $1, $2)
                ON CONFLICT (singleton) DO UPDATE SET last_id = $1, last_hash = $2""",
-            entry_id,
-            digest,
+            ids[-1],
+            prev_hash,
         )
-        return int(entry_id)
+        return [int(entry_id) for entry_id in ids]

@@ -10,8 +10,10 @@ audit log and its signed checkpoints only SELECT and INSERT.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,14 +123,43 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
     """A pool whose ``acquire()`` (and so ``fetch``, ``execute``...) waits at most
     ``acquire_timeout`` seconds for a free connection, then raises TimeoutError
     (an outage: ``SERVICE_UNAVAILABLE``).  asyncpg's own waits for ever, so a burst
-    of requests behind a dry pool would pile up without bound."""
+    of requests behind a dry pool would pile up without bound.
 
-    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Waiters are served in the order they came: asyncpg's queue of connections lets
+    a newcomer take a connection just released for a waiter, which then queues
+    again at the end (in a burst of 300 leaves some waited past their timeout while
+    later ones were served).  A FIFO semaphore of ``max_size`` turns (asyncio's is
+    fair since Python 3.11) goes first, so the queue below always has one ready."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, max_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, max_size=max_size, **kwargs)
         self._acquire_timeout = acquire_timeout
+        self._turns = asyncio.Semaphore(max_size)
+        self._granted: dict[int, Any] = {}
 
     def acquire(self, *, timeout: float | None = None) -> Any:
         return super().acquire(timeout=self._acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> Any:
+        started = time.monotonic()
+        async with asyncio.timeout(timeout):
+            await self._turns.acquire()
+        left = None if timeout is None else max(0.1, timeout - (time.monotonic() - started))
+        try:
+            connection = await super()._acquire(left)
+        except BaseException:
+            self._turns.release()
+            raise
+        self._granted[id(connection)] = connection
+        return connection
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            if self._granted.get(id(connection)) is connection:
+                del self._granted[id(connection)]
+                self._turns.release()
 
 
 async def create_pool(

@@ -3,13 +3,15 @@ encrypted at rest, data classification on every record, migrations."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import asyncpg
 import pytest
 
-from controlplane.clinical.db import migrate
+from controlplane.clinical.audit import Actor, AuditLog
+from controlplane.clinical.db import create_pool, migrate
 from controlplane.clinical.field_crypto import DecryptionError, FieldCipher
 from tests.conftest import Stack
 from tests.integration.api_client import Api
@@ -53,6 +55,50 @@ async def test_audit_chain_is_ok_and_covers_the_session_story(stack: Stack, api:
     assert {"consent.grant", "licence.load", "clinician.upsert", "consent_text.publish"} <= set(
         stack.psql("SELECT string_agg(DISTINCT action, ',') FROM audit_log").split(",")
     )
+
+
+async def test_a_burst_of_entries_is_committed_in_chain_order_on_a_small_pool(
+    stack: Stack,
+) -> None:
+    """300 entries recorded at once on a pool of 2 connections: each caller gets its
+    own id once committed, the ids follow one another in the chain, the chain
+    verifies, and an entry whose caller was cancelled is still written."""
+    pool = await create_pool(stack.database_url, max_size=2)
+    try:
+        audit = AuditLog(pool)
+        actor = Actor("burst-tester", "system")
+        marker = f"burst-{id(audit)}"
+
+        def one(n: int) -> asyncio.Task[int]:
+            return asyncio.create_task(
+                audit.record(actor, "test.burst", resource_id=marker, details={"n": n})
+            )
+
+        tasks = [one(n) for n in range(300)]
+        abandoned = one(300)
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        ids = await asyncio.gather(*tasks)
+        assert len(set(ids)) == 300
+        for _ in range(50):
+            stored = stack.psql(
+                "SELECT count(*), count(DISTINCT details->>'n') FROM audit_log "
+                f"WHERE resource_id = '{marker}'"
+            )
+            if stored == "301|301":
+                break
+            await asyncio.sleep(0.1)
+        assert stored == "301|301"  # the cancelled caller's entry too
+        # In the order recorded: the n-th caller's entry precedes the (n+1)-th's.
+        by_id = stack.psql(
+            "SELECT string_agg(details->>'n', ',' ORDER BY id) FROM audit_log "
+            f"WHERE resource_id = '{marker}'"
+        )
+        assert by_id == ",".join(str(n) for n in range(301))
+    finally:
+        await pool.close()
+    code, result = verify_chain(stack)
+    assert code == 0 and result["status"] == "ok", result
 
 
 async def test_tampering_with_an_entry_is_detected(stack: Stack, api: Api) -> None:
