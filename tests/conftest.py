@@ -26,7 +26,7 @@ from controlplane.devstack import services as ls
 from controlplane.devstack.coturn import start_coturn
 from telemed_client import MediaPeer, restrict_ice_host_addresses
 from tests.fault_injection import Instance
-from tests.network_namespace import free_port_outside
+from tests.network_namespace import ephemeral_ports_kept_out_of, free_port_outside
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -130,8 +130,20 @@ class Stack:
         )
 
 
+# The test SFU's media ports and the test TURN server's relay ports.
+MEDIA_RANGES = ((45000, 45999), (51000, 51999))
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def reserved_media_ports() -> Iterator[None]:
+    """No outgoing connection of the run gets a local port the fault tests' firewalls
+    drop (see ephemeral_ports_kept_out_of)."""
+    with ephemeral_ports_kept_out_of(*MEDIA_RANGES):
+        yield
+
+
+@pytest.fixture(scope="session")
+def stack(reserved_media_ports: None) -> Iterator[Stack]:
     restrict_ice_host_addresses(["127.0.0.1"])
     data_dir = Path(tempfile.mkdtemp(prefix="telemed-test-"))
     data_dir.chmod(0o755)  # PostgreSQL runs as the postgres user and must reach its folder
@@ -139,7 +151,7 @@ def stack() -> Iterator[Stack]:
     jwt_secret = secrets.token_urlsafe(48)
     turn_secret = secrets.token_urlsafe(24)
     # Never inside the media port ranges that fault tests drop with nftables.
-    media_ranges = ((45000, 45999), (51000, 51999))
+    media_ranges = MEDIA_RANGES
     turn_port = free_port_outside(*media_ranges)
     started: list[ls.ManagedProcess] = []
     data_keys = FieldCipher.generate_spec()

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlplane.devstack import services as ls
@@ -87,6 +88,31 @@ def free_port_outside(*ranges: tuple[int, int]) -> int:
         port = ls.free_port()
         if not any(low <= port <= high for low, high in ranges):
             return port
+
+
+RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
+
+
+@contextmanager
+def ephemeral_ports_kept_out_of(*ranges: tuple[int, int]) -> Iterator[bool]:
+    """Keep the kernel from giving ``ranges`` to outgoing connections while the
+    block runs (``ip_local_reserved_ports``; explicit binds, as mediasoup's and
+    coturn's, still work), then put the old value back.  Without it a Redis or
+    Socket.IO connection on loopback now and then got a local port in the media
+    range (1 in 28 of 32768-60999), and a fault test's firewall for the SFU's media
+    ports cut it too: the control plane lost Redis mid-test.  Yields False where
+    the setting cannot be written (not root)."""
+    try:
+        before = RESERVED_PORTS.read_text().strip()
+        wanted = ",".join([before, *(f"{low}-{high}" for low, high in ranges)]).strip(",")
+        RESERVED_PORTS.write_text(wanted)
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        RESERVED_PORTS.write_text(before or "\n")
 
 
 def start_host_side(

@@ -74,6 +74,10 @@ async def pages(browser: Browser, stack: Stack) -> AsyncIterator[Pages]:
     opened = Pages(browser, stack)
     yield opened
     await opened.close()
+    # Shown by pytest only when the test failed: what each page said.
+    for participant, lines in opened.console.items():
+        print(f"--- console of {participant} (last 40 of {len(lines)})")
+        print("\n".join(lines[-40:]))
 
 
 def room_id() -> str:

@@ -204,8 +204,9 @@ async def test_eight_clinicians_and_a_patient_in_one_emergency_room(
 ) -> None:
     """An emergency with 8 clinicians (physicians and nurses) and its patient, who
     comes straight in (the policy of emergencies): everyone receives everyone
-    else's audio (a tone decoded at the patient from each clinician) and camera
-    (consumers on the SFU: 9 participants x 8 others x 2 kinds)."""
+    else's audio (a tone decoded at the patient from each clinician, and the
+    patient's at each clinician) and camera (consumers on the SFU: 9 participants x
+    8 others x 2 kinds)."""
     room = new_room_id("er")
     baseline = await sfu_consumers(stack)
     clinicians = [
@@ -229,6 +230,10 @@ async def test_eight_clinicians_and_a_patient_in_one_emergency_room(
     for clinician in clinicians:
         await patient.wait_for_frames(clinician.join_info["peerId"], "audio", count=20, timeout=30)
     assert await settled_consumers(stack, baseline + 9 * 8 * 2) == baseline + 9 * 8 * 2
+    # The patient came in last: its media reaches every clinician (a consume's ack
+    # can still be on its way when the SFU already counts the consumer).
+    for clinician in clinicians:
+        await clinician.wait_for_frames("er-patient", "audio", count=5, timeout=30)
     for peer in everyone:
         assert {t.peer_id for t in peer.received.values()} == {
             p.join_info["peerId"] for p in everyone if p is not peer

@@ -29,6 +29,10 @@ const ICE_GRACE_MS = 2500; // wait before restarting ICE after 'disconnected'
 // servers failed: direct paths are blocked too, say so instead of trying forever.
 const FIRST_CONNECT_MS = 12000;
 const FATAL_CODES = new Set(['FORBIDDEN', 'SESSION_EXPIRED', 'UNAUTHORIZED']);
+// A consume refused for one of these is worth asking again: the server or the
+// SFU was briefly away, or the answer was lost.
+const RETRY_CODES = new Set(['SERVICE_UNAVAILABLE', 'SFU_UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED']);
+const CONSUME_ATTEMPTS = 5;
 
 export class SignalingError extends Error {
   constructor(event, code, message) {
@@ -172,9 +176,7 @@ export class Call {
       }
       this.emit('peerleft', { peerId });
     });
-    s.on('newProducer', (producer) => {
-      this.consume(producer.producerId).catch((error) => console.warn('consume failed', error));
-    });
+    s.on('newProducer', (producer) => this.consumeAnnounced(producer.producerId));
     s.on('producerPaused', ({ producerId }) => this.emit('trackpaused', { producerId, paused: true }));
     s.on('producerResumed', ({ producerId }) => this.emit('trackpaused', { producerId, paused: false }));
     s.on('producerClosed', ({ producerId }) => {
@@ -642,6 +644,25 @@ export class Call {
 
   async consumeAll() {
     return this.consume(null);
+  }
+
+  // A producer someone started: consume it, asking again (with back-off) if the
+  // server was briefly unable to, so the other side's camera is not lost to a
+  // blip.  A dropped connection is left to the resume, which consumes what is
+  // missing; a rejoin does the same.
+  async consumeAnnounced(producerId) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.consume(producerId);
+        return;
+      } catch (error) {
+        const again = RETRY_CODES.has(error.code) && attempt < CONSUME_ATTEMPTS && this.socket.connected;
+        console.warn('consume failed', error.code || error.name, again ? `(attempt ${attempt}, again)` : '');
+        if (!again) return;
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+        if (!this.joined || this.rejoining || this.resuming) return;
+      }
+    }
   }
 
   async consume(producerId) {
