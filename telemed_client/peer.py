@@ -64,6 +64,9 @@ class MediaPeer(IceControls):
     producers: dict[str, Producer] = field(init=False, default_factory=dict)  # source -> producer
     consumers: dict[str, Consumer] = field(init=False, default_factory=dict)
     received: dict[str, ReceivedTrack] = field(init=False, default_factory=dict)
+    # Consumers whose resumeConsumer got no answer (the connection dropped): the
+    # resume asks again for those the server still holds paused.
+    unresumed: set[str] = field(init=False, default_factory=set)
     event_log: EventLog = field(init=False, default_factory=EventLog)
     errors: list[str] = field(init=False, default_factory=list)
     timings: dict[str, float] = field(init=False, default_factory=dict)
@@ -131,6 +134,7 @@ class MediaPeer(IceControls):
         track = self.received.get(consumer_id)
         if track is not None:
             track.ended = True
+        self.unresumed.discard(consumer_id)
         self.in_background(self._close_consumer(consumer_id))
 
     def in_background(self, coroutine: Any) -> None:
@@ -279,15 +283,25 @@ class MediaPeer(IceControls):
                 track = ReceivedTrack.of_consumer(item)
                 self.received[item["id"]] = track
                 self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))
-                try:
-                    await self.request("resumeConsumer", {"consumerId": item["id"]})
-                except SignalingError as exc:
-                    if exc.code != "NOT_FOUND":
-                        raise
-                    track.ended = True  # its producer closed meanwhile (consumerClosed)
-                    continue
-                created.append(track)
+                if await self.resume_consumer(item["id"]):
+                    created.append(track)
             return created
+
+    async def resume_consumer(self, consumer_id: str) -> bool:
+        """Resume a consumer at the SFU; False if it is gone (its producer closed)."""
+        self.unresumed.add(consumer_id)
+        try:
+            await self.request("resumeConsumer", {"consumerId": consumer_id})
+        except SignalingError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+            self.unresumed.discard(consumer_id)
+            track = self.received.get(consumer_id)
+            if track is not None:
+                track.ended = True  # its producer closed meanwhile (consumerClosed)
+            return False
+        self.unresumed.discard(consumer_id)
+        return True
 
     async def _consume_quietly(self, producer_id: str | None) -> None:
         try:

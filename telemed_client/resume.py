@@ -82,6 +82,16 @@ class Resumer:
         live = {item["id"] for item in ack["consumers"]}
         for consumer_id in [cid for cid in peer.consumers if cid not in live]:
             await peer.drop_consumer(consumer_id)
+        # Resumes lost with the connection (not consumers the server paused itself).
+        for item in ack["consumers"]:
+            if item["id"] in peer.unresumed and item["id"] in peer.consumers:
+                if not item.get("paused"):
+                    peer.unresumed.discard(item["id"])
+                    continue
+                try:
+                    await peer.resume_consumer(item["id"])
+                except Exception as exc:  # dropped again: the next resume asks again
+                    peer.errors.append(f"resumeConsumer after resume: {exc}")
         if "admission" in ack:
             peer.join_info["admission"] = ack["admission"]
         waiting = ack.get("admission", {}).get("state") == "waiting"

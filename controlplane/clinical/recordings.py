@@ -54,6 +54,8 @@ class RoomRecorder(Protocol):
         self, room_id: str, recording_id: str, recipient: str
     ) -> tuple[str, list[dict[str, Any]]]: ...
 
+    async def announce_started(self, room_id: str, recording_id: str) -> None: ...
+
     async def stop_capture(
         self, room_id: str, node_id: str, recording_id: str, reason: str
     ) -> dict[str, Any]: ...
@@ -147,6 +149,8 @@ class RecordingService:
             )
             raise
         await self._rows.set(recording_id, node_id=node_id, tracks=json.dumps(streams))
+        # Only now: a participant told of the recording lists it with its tracks.
+        await self._recorder.announce_started(session.room_id, recording_id)
         await self._note(
             actor, "recording.start", recording_id, session_id, details={"tracks": len(streams)}
         )

@@ -71,10 +71,14 @@ class RoomCapture:
             log.error("recording_start_failed", room_id=room_id, error=str(exc))
             raise sfu_api_error(exc, "start recording") from exc
         await self._state.set_recording(room_id, recording_id)
-        await self._notifier.to_room(room_id, "recordingStarted", {"recordingId": recording_id})
         log.info("recording_started", room_id=room_id, streams=len(answer["streams"]))
-        self.producer_added(room_id)  # one that appeared while it started
         return room.nodeId, list(answer["streams"])
+
+    async def announce_started(self, room_id: str, recording_id: str) -> None:
+        """Tell the room (once the recording's row has its tracks), and add any
+        producer that appeared while it started."""
+        await self._notifier.to_room(room_id, "recordingStarted", {"recordingId": recording_id})
+        self.producer_added(room_id)
 
     def producer_added(self, room_id: str) -> None:
         """A producer appeared in ``room_id``: add it to the room's recording, if it

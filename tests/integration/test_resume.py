@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -210,3 +211,40 @@ async def test_participants_of_a_dead_instance_are_removed_after_the_window(
     left = await doctor.wait_for_event("peerLeft", timeout=10)
     assert left["reason"] == "timeout"
     assert await RoomState(redis).participant_ids(room) == ["dr-res"]
+
+
+async def test_a_consumer_resume_lost_with_the_connection_is_sent_again_after_the_resume(
+    stack: Stack, instance, peers: list[MediaPeer]
+) -> None:
+    """The patient starts sending as the doctor's socket is cut (ss -K) just when
+    its resumeConsumer goes out: no answer, and the server keeps that consumer
+    paused.  After the resume the client sends it again for the consumers the
+    server lists paused, and the doctor decodes the patient's audio and video."""
+    server = instance()
+    room = new_room_id()
+    doctor = MediaPeer(server.url, stack.token(room, "dr-lost", "physician"), request_timeout=3)
+    patient = MediaPeer(server.url, stack.token(room, "pt-lost", "patient"))
+    peers.extend([doctor, patient])
+    await doctor.connect()
+    await doctor.join(room)
+    await doctor.start_sending()
+    await doctor.start_receiving()
+
+    sent = doctor.request
+    lost: list[str] = []
+
+    async def cut_at_the_first_resume(event: str, payload: Any = None) -> dict[str, Any]:
+        if event == "resumeConsumer" and not lost:
+            lost.append(payload["consumerId"])
+            cut_socket_of(doctor)
+        return await sent(event, payload)
+
+    doctor.request = cut_at_the_first_resume  # type: ignore[method-assign]
+    await patient.connect()
+    await patient.join(room)
+    await patient.start_sending()
+    await doctor.wait_for_event("resumed", timeout=15)
+    assert lost and lost[0] in doctor.consumers
+    await doctor.wait_for_frames("pt-lost", "audio", count=10, timeout=15)
+    await doctor.wait_for_frames("pt-lost", "video", count=10, timeout=15)
+    assert not doctor.unresumed
