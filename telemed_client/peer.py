@@ -24,11 +24,13 @@ from pymediasoup.producer import Producer
 from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
 from pymediasoup.transport import Transport
 
+from telemed_client.consuming import attach_consumers
 from telemed_client.events import EventLog, PeerEvent
 from telemed_client.ice_policy import IceControls, IcePolicy, PolicyAiortcHandler
+from telemed_client.jitter import use_frame_end_jitter_buffer
 from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack
 from telemed_client.protocol import SignalingError, transport_options
-from telemed_client.receiving import ReceivedTrack, read_frames, tracks_from, wait_for_frames
+from telemed_client.receiving import ReceivedTrack, tracks_from, wait_for_frames
 from telemed_client.resume import Resumer
 
 
@@ -80,11 +82,12 @@ class MediaPeer(IceControls):
     sending: bool = field(init=False, default=False)
     receiving: bool = field(init=False, default=False)
     _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
-    _readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
+        use_frame_end_jitter_buffer()  # a video frame is decoded once it is all in
         self.sio = socketio.AsyncClient(
             reconnection=self.auto_resume,
             reconnection_delay=0.1,
@@ -271,37 +274,7 @@ class MediaPeer(IceControls):
                     return []
                 payload["producerId"] = producer_id
             ack = await self.request("consume", payload)
-            created: list[ReceivedTrack] = []
-            for item in ack["consumers"]:
-                consumer = await recv_transport.consume(
-                    id=item["id"],
-                    producerId=item["producerId"],
-                    kind=item["kind"],
-                    rtpParameters=RtpParameters(**item["rtpParameters"]),
-                )
-                self.consumers[item["id"]] = consumer
-                track = ReceivedTrack.of_consumer(item)
-                self.received[item["id"]] = track
-                self._readers.append(asyncio.create_task(read_frames(consumer.track, track)))
-                if await self.resume_consumer(item["id"]):
-                    created.append(track)
-            return created
-
-    async def resume_consumer(self, consumer_id: str) -> bool:
-        """Resume a consumer at the SFU; False if it is gone (its producer closed)."""
-        self.unresumed.add(consumer_id)
-        try:
-            await self.request("resumeConsumer", {"consumerId": consumer_id})
-        except SignalingError as exc:
-            if exc.code != "NOT_FOUND":
-                raise
-            self.unresumed.discard(consumer_id)
-            track = self.received.get(consumer_id)
-            if track is not None:
-                track.ended = True  # its producer closed meanwhile (consumerClosed)
-            return False
-        self.unresumed.discard(consumer_id)
-        return True
+            return await attach_consumers(self, recv_transport, ack["consumers"])
 
     async def _consume_quietly(self, producer_id: str | None) -> None:
         try:
@@ -323,12 +296,12 @@ class MediaPeer(IceControls):
             await self.request("leave")
 
     async def close_media(self) -> None:
-        for task in self._readers:
+        for task in self.readers:
             task.cancel()
-        for task in self._readers:
+        for task in self.readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._readers.clear()
+        self.readers.clear()
         for transport in (self.send_transport, self.recv_transport):
             if transport is not None and not transport.closed:
                 with contextlib.suppress(Exception):

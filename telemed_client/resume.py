@@ -16,6 +16,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from telemed_client.consuming import resume_consumer
+
 if TYPE_CHECKING:
     from telemed_client.peer import MediaPeer
 
@@ -89,7 +91,7 @@ class Resumer:
                     peer.unresumed.discard(item["id"])
                     continue
                 try:
-                    await peer.resume_consumer(item["id"])
+                    await resume_consumer(peer, item["id"])
                 except Exception as exc:  # dropped again: the next resume asks again
                     peer.errors.append(f"resumeConsumer after resume: {exc}")
         if "admission" in ack:

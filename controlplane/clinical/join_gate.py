@@ -4,6 +4,8 @@ refused signaling actions are audited against the room's session."""
 
 from __future__ import annotations
 
+import asyncio
+
 from controlplane.auth import RoomClaims
 from controlplane.clinical.audit import Actor, AuditLog
 from controlplane.clinical.session_store import SessionStore
@@ -62,15 +64,19 @@ class SessionJoinGate:
                 session_id=session_id,
                 details={"reason": f"session {row.status}"},
             )
-        await self._audit.record(
-            actor,
-            "room.join",
-            resource_type="room",
-            resource_id=claims.room_id,
-            session_id=session_id,
-            details={"jti": claims.token_id},
+        # Two commits at once: the join is not let through before its audit entry
+        # is stored.
+        await asyncio.gather(
+            self._audit.record(
+                actor,
+                "room.join",
+                resource_type="room",
+                resource_id=claims.room_id,
+                session_id=session_id,
+                details={"jti": claims.token_id},
+            ),
+            self._store.touch(row.session_id),
         )
-        await self._store.touch(row.session_id)
         return row.session_type
 
     async def record_leave(self, room_id: str, participant_id: str, role: str, reason: str) -> None:

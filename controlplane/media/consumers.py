@@ -5,13 +5,14 @@ the client resumes them."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from controlplane.media.participants import LocalParticipants
-from controlplane.media.room_state import ConsumerRecord, RoomState
+from controlplane.media.participants import LocalParticipants, Participant
+from controlplane.media.room_state import ConsumerRecord, ProducerRecord, RoomRecord, RoomState
 from controlplane.media.routers import RoomRouters
 from controlplane.media.sfu_errors import sfu_api_error
-from controlplane.placement.sfu_client import SfuError, SfuRequestError
+from controlplane.placement.sfu_client import SfuClient, SfuError, SfuRequestError
 from schemas.errors import ApiError, ErrorCode
 
 
@@ -52,74 +53,87 @@ class Consumers:
             for consumer, producer in participant.consumers.items()
             if participant.consumer_transports.get(consumer) in (transport_id, "", None)
         }
+        wanted = [p for p in candidates if p.producerId not in already]
+        # One SFU request each, all at once: a subscriber's audio and video are
+        # made together (the order of the answer is the order of the producers).
+        outcomes = await asyncio.gather(
+            *(
+                self._consume_one(participant, room, client, transport_id, p, rtp_capabilities)
+                for p in wanted
+            ),
+            return_exceptions=True,
+        )
         consumers: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
-        for producer in candidates:
-            if producer.producerId in already:
-                continue
-            try:
-                created = await client.request(
-                    "consume",
-                    {
-                        "transportId": transport_id,
-                        "producerId": producer.producerId,
-                        "rtpCapabilities": rtp_capabilities,
-                        "appData": {
-                            "peerId": participant.participant_id,
-                            "source": producer.source,
-                        },
-                    },
-                )
-            except SfuRequestError as exc:
-                if producer_id is not None:
-                    raise sfu_api_error(exc, "consume") from exc
+        for producer, outcome in zip(wanted, outcomes, strict=True):
+            if isinstance(outcome, SfuRequestError) and producer_id is None:
                 # The producer closed meanwhile, or this client cannot decode it.
-                skipped.append({"producerId": producer.producerId, "reason": exc.error_type})
-                continue
-            except SfuError as exc:
-                raise sfu_api_error(exc, "consume") from exc
-            consumer_id = created["consumerId"]
-            await self._routers.close_if_left(
-                client,
-                "closeConsumer",
-                {"consumerId": consumer_id},
-                lambda: self._participants.is_current(participant),
-            )
-            layered = created["type"] == "simulcast"
-            self._participants.add_consumer(
-                participant,
-                consumer_id,
-                producer.producerId,
-                created["kind"],
-                transport_id,
-                layered=layered,
-            )
-            participant.set_paused(consumer_id, True)
-            await self._state.add_consumer(
-                room.roomId,
-                ConsumerRecord(
-                    consumerId=consumer_id,
-                    peerId=participant.participant_id,
-                    producerId=producer.producerId,
-                    kind=created["kind"],
-                    paused=True,
-                    transportId=transport_id,
-                    layered=layered,
-                ),
-            )
-            consumers.append(
-                {
-                    "id": consumer_id,
-                    "producerId": producer.producerId,
-                    "peerId": producer.peerId,
-                    "kind": created["kind"],
-                    "source": producer.source,
-                    "rtpParameters": created["rtpParameters"],
-                    "type": created["type"],
-                    "producerPaused": created["producerPaused"],
-                }
-            )
+                skipped.append({"producerId": producer.producerId, "reason": outcome.error_type})
+            elif isinstance(outcome, SfuError):
+                raise sfu_api_error(outcome, "consume") from outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                consumers.append(outcome)
         return {"consumers": consumers, "skipped": skipped}
+
+    async def _consume_one(
+        self,
+        participant: Participant,
+        room: RoomRecord,
+        client: SfuClient,
+        transport_id: str,
+        producer: ProducerRecord,
+        rtp_capabilities: dict[str, Any],
+    ) -> dict[str, Any]:
+        created = await client.request(
+            "consume",
+            {
+                "transportId": transport_id,
+                "producerId": producer.producerId,
+                "rtpCapabilities": rtp_capabilities,
+                "appData": {"peerId": participant.participant_id, "source": producer.source},
+            },
+        )
+        consumer_id = created["consumerId"]
+        await self._routers.close_if_left(
+            client,
+            "closeConsumer",
+            {"consumerId": consumer_id},
+            lambda: self._participants.is_current(participant),
+        )
+        layered = created["type"] == "simulcast"
+        self._participants.add_consumer(
+            participant,
+            consumer_id,
+            producer.producerId,
+            created["kind"],
+            transport_id,
+            layered=layered,
+        )
+        participant.set_paused(consumer_id, True)
+        await self._state.add_consumer(
+            room.roomId,
+            ConsumerRecord(
+                consumerId=consumer_id,
+                peerId=participant.participant_id,
+                producerId=producer.producerId,
+                kind=created["kind"],
+                paused=True,
+                transportId=transport_id,
+                layered=layered,
+            ),
+        )
+        return {
+            "id": consumer_id,
+            "producerId": producer.producerId,
+            "peerId": producer.peerId,
+            "kind": created["kind"],
+            "source": producer.source,
+            "rtpParameters": created["rtpParameters"],
+            "type": created["type"],
+            "producerPaused": created["producerPaused"],
+        }
 
     async def set_paused(self, sid: str, consumer_id: str, paused: bool) -> dict[str, Any]:
         participant = self._participants.get(sid)

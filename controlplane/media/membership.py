@@ -8,6 +8,7 @@ lock in Redis.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -104,12 +105,20 @@ class Membership:
             await self._presence.attach(room_id, claims.participant_id)
             self._participants.add(participant)
             # A waiting participant sees nobody, and nobody sees it (waiting_room.py).
-            hidden = await self._state.waiting_ids(room_id) | {claims.participant_id}
-            others = [] if waiting else await self._state.participants(room_id)
-            others = [p for p in others if p.peerId not in hidden]
-            producers = [] if waiting else await self._state.producers_in_room(room_id)
-            producers = [p for p in producers if p.peerId != claims.participant_id]
-            recording = None if waiting else await self._state.recording_of(room_id)
+            # The room as the newcomer sees it, read at once (one round trip, not four).
+            others: list[ParticipantRecord] = []
+            producers: list[ProducerRecord] = []
+            recording: str | None = None
+            if not waiting:
+                waiting_ids, others, producers, recording = await asyncio.gather(
+                    self._state.waiting_ids(room_id),
+                    self._state.participants(room_id),
+                    self._state.producers_in_room(room_id),
+                    self._state.recording_of(room_id),
+                )
+                hidden = waiting_ids | {claims.participant_id}
+                others = [p for p in others if p.peerId not in hidden]
+                producers = [p for p in producers if p.peerId != claims.participant_id]
             present = len(participant_ids) + (0 if replaced else 1)
             grew_past_two = (
                 replaced is None
@@ -134,7 +143,10 @@ class Membership:
                 await self._notifier.to_room(
                     group, "mediaProfileChanged", {"simulcast": True}, skip_sid=sid
                 )
-        admission_news = await self.waiting_room.joined(sid, room_id, admission)
+        admission_news, session = await asyncio.gather(
+            self.waiting_room.joined(sid, room_id, admission),
+            self._join_gate.session_summary(room_id),
+        )
         log.info(
             "peer_joined",
             room_id=room_id,
@@ -159,7 +171,7 @@ class Membership:
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
             # The session's clock for the page (timer, time left before its maximum).
-            "session": await self._join_gate.session_summary(room_id),
+            "session": session,
             **admission_news,
         }
 

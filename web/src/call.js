@@ -34,6 +34,14 @@ const FATAL_CODES = new Set(['FORBIDDEN', 'SESSION_EXPIRED', 'UNAUTHORIZED']);
 const RETRY_CODES = new Set(['SERVICE_UNAVAILABLE', 'SFU_UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED']);
 const CONSUME_ATTEMPTS = 5;
 
+// Wait for every one of several tasks (none is left running unobserved), then
+// fail with the first failure, if any.
+async function settleAll(tasks) {
+  const results = await Promise.allSettled(tasks);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 export class SignalingError extends Error {
   constructor(event, code, message) {
     super(`${event}: ${code}: ${message}`);
@@ -229,8 +237,9 @@ export class Call {
     await Promise.all([this.createSendTransport(), this.createRecvTransport()]);
     this.joined = true;
     try {
-      await this.produceMissing(); // whatever local media is active
-      if (!this.waiting) await this.consumeAll();
+      // Sending and receiving at once (on their own transports): the other side
+      // is seen as soon as its media arrives, not after our own is set up.
+      await settleAll([this.produceMissing(), this.waiting ? null : this.consumeAll()]);
     } catch (error) {
       // We are in the room: a connection that dropped meanwhile is resumed (and the
       // resume finishes this); a server that did not answer gets a rejoin.
@@ -670,25 +679,30 @@ export class Call {
     const payload = { rtpCapabilities: this.device.rtpCapabilities };
     if (producerId) payload.producerId = producerId;
     const { consumers } = await this.request('consume', payload);
-    for (const item of consumers) {
-      const consumer = await this.recvTransport.consume({
-        id: item.id,
-        producerId: item.producerId,
-        kind: item.kind,
-        rtpParameters: item.rtpParameters,
-      });
-      this.consumers.set(item.id, { consumer, peerId: item.peerId, source: item.source });
-      this.emit('track', {
-        peerId: item.peerId,
-        source: item.source,
-        kind: item.kind,
-        track: consumer.track,
-        consumerId: item.id,
-        producerId: item.producerId,
-        paused: item.producerPaused,
-      });
-      await this.resumeConsumer(item.id);
-    }
+    const transport = this.recvTransport;
+    // Attached together (mediasoup-client makes them in one SDP negotiation), each
+    // resumed as soon as it is attached.
+    await settleAll(
+      consumers.map(async (item) => {
+        const consumer = await transport.consume({
+          id: item.id,
+          producerId: item.producerId,
+          kind: item.kind,
+          rtpParameters: item.rtpParameters,
+        });
+        this.consumers.set(item.id, { consumer, peerId: item.peerId, source: item.source });
+        this.emit('track', {
+          peerId: item.peerId,
+          source: item.source,
+          kind: item.kind,
+          track: consumer.track,
+          consumerId: item.id,
+          producerId: item.producerId,
+          paused: item.producerPaused,
+        });
+        await this.resumeConsumer(item.id);
+      }),
+    );
   }
 
   async resumeConsumer(consumerId) {

@@ -1,0 +1,65 @@
+"""Consumers of a ``MediaPeer``: attaching those the server made (the answer to
+``consume``) to the receive transport, and resuming them at the SFU."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pymediasoup.rtp_parameters import RtpParameters
+from pymediasoup.transport import Transport
+
+from telemed_client.protocol import SignalingError
+from telemed_client.receiving import ReceivedTrack, read_frames
+
+if TYPE_CHECKING:
+    from telemed_client.peer import MediaPeer
+
+
+async def attach_consumers(
+    peer: MediaPeer, transport: Transport, items: list[dict[str, Any]]
+) -> list[ReceivedTrack]:
+    """Attach each consumer locally and resume it as soon as it is attached, while
+    the next is attached (pymediasoup attaches one at a time); the tracks of those
+    resumed (one whose producer closed meanwhile is left out)."""
+    tracks: list[ReceivedTrack] = []
+    resumes: list[asyncio.Task[bool]] = []
+    try:
+        for item in items:
+            consumer = await transport.consume(
+                id=item["id"],
+                producerId=item["producerId"],
+                kind=item["kind"],
+                rtpParameters=RtpParameters(**item["rtpParameters"]),
+            )
+            peer.consumers[item["id"]] = consumer
+            track = ReceivedTrack.of_consumer(item)
+            peer.received[item["id"]] = track
+            peer.readers.append(asyncio.create_task(read_frames(consumer.track, track)))
+            tracks.append(track)
+            resumes.append(asyncio.create_task(resume_consumer(peer, item["id"])))
+    finally:
+        resumed = await asyncio.gather(*resumes, return_exceptions=True)
+    for outcome in resumed:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [track for track, ok in zip(tracks, resumed, strict=True) if ok is True]
+
+
+async def resume_consumer(peer: MediaPeer, consumer_id: str) -> bool:
+    """Resume a consumer at the SFU; False if it is gone (its producer closed).
+    Until answered it is in ``peer.unresumed``: a resume after a dropped
+    connection asks again for it (telemed_client.resume)."""
+    peer.unresumed.add(consumer_id)
+    try:
+        await peer.request("resumeConsumer", {"consumerId": consumer_id})
+    except SignalingError as exc:
+        if exc.code != "NOT_FOUND":
+            raise
+        peer.unresumed.discard(consumer_id)
+        track = peer.received.get(consumer_id)
+        if track is not None:
+            track.ended = True  # its producer closed meanwhile (consumerClosed)
+        return False
+    peer.unresumed.discard(consumer_id)
+    return True
