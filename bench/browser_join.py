@@ -8,7 +8,11 @@ call first; then the patient's page is opened and timed on its own clock
 (performance.timeOrigin is the navigation's start):
   - DOMContentLoaded (the HTML and the bundle, which blocks first render);
   - status "connected" (joined, transports up);
-  - first rendered frame of the physician's camera (requestVideoFrameCallback).
+  - first rendered frame of the physician's camera (requestVideoFrameCallback);
+and in between: the bundle fetched ("bundle loaded") and evaluated (main.js
+starts: "start"), and the page's own marks (web/src/call.js) of each step of its join:
+socket connected, join ack, device loaded, transports made, consume ack,
+consumers attached, resumed, receive transport connected (ICE + DTLS).
 Prints p50 / p95 / max.  The issue's goal for the last: p50 <= 0.35 s, p95 <= 0.5 s.
 
     .venv/bin/python bench/browser_join.py -r 10
@@ -39,6 +43,17 @@ from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E
 from telemed_client.loadtest import percentile  # noqa: E402
 
 MILESTONES = ["DOMContentLoaded", "status connected", "first remote video frame"]
+# The page's own marks (web/src/call.js), first time each step is reached.
+STEPS = [
+    "socket",
+    "join",
+    "device",
+    "transports",
+    "consume",
+    "attached",
+    "resumed",
+    "recv-connected",
+]
 
 # The patient page's own milestones, in ms from the navigation's start.
 MEASURE = """
@@ -49,7 +64,16 @@ async (peer) => {
     const connected = window.__status.find((s) => s.state === 'connected');
     if (frame && connected) {
       const nav = performance.getEntriesByType('navigation')[0];
+      const steps = {};
+      for (const entry of performance.getEntriesByType('mark')) {
+        if (entry.name.startsWith("telemed:")) steps[entry.name.slice(8)] = entry.startTime;
+      }
+      const resources = performance.getEntriesByType('resource');
+      const bundle = resources.find((r) => r.name.endsWith('/app.js'));
       return {
+        ...steps,
+        'response end': nav.responseEnd,
+        'bundle loaded': bundle ? bundle.responseEnd : null,
         'DOMContentLoaded': nav.domContentLoadedEventEnd,
         'status connected': connected.at - performance.timeOrigin,
         'first remote video frame': frame.at - performance.timeOrigin,
@@ -97,7 +121,8 @@ async def main() -> None:
     stack = start_local_stack(rtc_min_port=47000, rtc_max_port=47999)
     control = stack.start_control_plane(TELEMED_LOG_LEVEL="warning")
     tokens = TokenService(stack.jwt_secret, "telemed", "telemed-room", 600)
-    samples: dict[str, list[float]] = {name: [] for name in MILESTONES}
+    names = ["response end", "bundle loaded", "start", "DOMContentLoaded", *STEPS, *MILESTONES[1:]]
+    samples: dict[str, list[float]] = {name: [] for name in names}
     failed = 0
     try:
         async with async_playwright() as playwright:
@@ -112,8 +137,9 @@ async def main() -> None:
                 if result is None:
                     failed += 1
                     continue
-                for name in MILESTONES:
-                    samples[name].append(result[name])
+                for name in names:
+                    if name in result:
+                        samples[name].append(result[name])
             await browser.close()
         print(f"patient page joining a call already sending: {args.runs} runs, {failed} failed")
         print(f"{'from navigation (ms)':<28}{'n':>5}{'p50':>9}{'p95':>9}{'max':>9}")

@@ -10,6 +10,9 @@ const { Recorder } = require('./recorder');
 // Active speaker: the loudest audio above this level, sampled this often.
 const SPEAKER_THRESHOLD_DBOV = -60;
 const SPEAKER_INTERVAL_MS = 500;
+// After a video consumer is resumed, or its path restarted: when to check that
+// it forwards (ms; see watchForwarding).
+const FORWARDING_CHECKS_MS = [1200, 2500, 5000, 10000];
 
 function requireString(params, name) {
   const value = params[name];
@@ -39,6 +42,7 @@ function optionalPositiveInt(params, name) {
 class Sfu {
   constructor(config, pool, notify, log = () => {}) {
     this.config = config;
+    this.log = log;
     this.pool = pool;
     this.notify = notify;
     this.routers = new Map(); // routerId -> { router, entry, profile }
@@ -288,9 +292,55 @@ class Sfu {
   }
 
   async restartIce(params) {
-    const { transport } = this.getTransport(requireString(params, 'transportId'));
+    const transportId = requireString(params, 'transportId');
+    const { transport } = this.getTransport(transportId);
     const iceParameters = await transport.restartIce();
+    for (const item of this.consumers.values()) {
+      const producer = this.producers.get(item.consumer.producerId);
+      if (item.transportId === transportId || (producer && producer.transportId === transportId)) {
+        this.watchForwarding(item.consumer.id);
+      }
+    }
     return { iceParameters };
+  }
+
+  // A video consumer forwards nothing until a key frame of its producer passes,
+  // and mediasoup asks the sender for one only when the consumer starts (and
+  // once more a second later).  If the sender missed those requests (lost on a
+  // path that was down, an encoder not ready yet) the receiver gets no packet at
+  // all, so it asks for nothing: the video stays black.  After a consumer is
+  // resumed, and after an ICE restart of a transport it goes through, check a
+  // few times that it forwards while its producer receives; if not, ask again.
+  watchForwarding(consumerId) {
+    const item = this.consumers.get(consumerId);
+    if (!item || item.consumer.kind !== 'video') return;
+    item.watch = { sent: null, received: null };
+    for (const delay of FORWARDING_CHECKS_MS) {
+      setTimeout(() => this.checkForwarding(consumerId, item.watch), delay).unref();
+    }
+  }
+
+  async checkForwarding(consumerId, watch) {
+    const item = this.consumers.get(consumerId);
+    if (!item || item.watch !== watch) return; // closed, or watched again since
+    const { consumer } = item;
+    if (consumer.closed || consumer.paused || consumer.producerPaused) return;
+    let stats;
+    try {
+      stats = await consumer.getStats();
+    } catch {
+      return; // closed meanwhile
+    }
+    const count = (type) => stats.filter((s) => s.type === type).reduce((sum, s) => sum + (s.packetCount || 0), 0);
+    const sent = count('outbound-rtp');
+    const received = count('inbound-rtp');
+    const stalled = sent === (watch.sent ?? 0) && received > (watch.received ?? 0);
+    watch.sent = sent;
+    watch.received = received;
+    if (stalled) {
+      this.log('info', 'video consumer forwards nothing: key frame asked again', { consumerId, received });
+      consumer.requestKeyFrame().catch(() => {}); // closed meanwhile
+    }
   }
 
   async setMaxIncomingBitrate(params) {
@@ -443,6 +493,7 @@ class Sfu {
   async resumeConsumer(params) {
     const { consumer } = this.getConsumer(requireString(params, 'consumerId'));
     await consumer.resume();
+    this.watchForwarding(consumer.id);
     return { paused: false };
   }
 

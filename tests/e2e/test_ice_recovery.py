@@ -66,6 +66,7 @@ async def test_page_recovers_after_the_media_path_drops(pages: Pages, media_blac
     doctor = await pages.open(room, "dr-ice", "physician", "Dr. Ice")
     patient = await pages.open(room, "pt-ice", "patient", "Iara")
     await wait_decoding(patient, "dr-ice")
+    await wait_decoding(doctor, "pt-ice")
 
     media_blackhole["block"]()
     for page in (doctor, patient):

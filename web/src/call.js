@@ -34,6 +34,13 @@ const FATAL_CODES = new Set(['FORBIDDEN', 'SESSION_EXPIRED', 'UNAUTHORIZED']);
 const RETRY_CODES = new Set(['SERVICE_UNAVAILABLE', 'SFU_UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED']);
 const CONSUME_ATTEMPTS = 5;
 
+// The first time the page reaches a step of joining (bench/browser_join.py
+// prints them): a performance mark 'telemed:<step>'.
+function mark(step) {
+  const name = `telemed:${step}`;
+  if (!performance.getEntriesByName(name).length) performance.mark(name);
+}
+
 // Wait for every one of several tasks (none is left running unobserved), then
 // fail with the first failure, if any.
 async function settleAll(tasks) {
@@ -146,6 +153,7 @@ export class Call {
         }
       });
     });
+    mark('socket');
     await this.join();
   }
 
@@ -217,6 +225,7 @@ export class Call {
 
   async join() {
     const info = await this.request('join', { consultationId: this.consultationId });
+    mark('join');
     this.resumeToken = info.resumeToken || null;
     this.profile = info.mediaProfile;
     this.role = info.role;
@@ -229,12 +238,21 @@ export class Call {
       this.session = { ...info.session, receivedAt: Date.now() };
       this.emit('session', this.session);
     }
+    // The server makes our transports while the device loads (tens of ms).
+    const made = Promise.all([
+      this.request('createTransport', { direction: 'send' }),
+      this.request('createTransport', { direction: 'recv' }),
+    ]);
+    made.catch(() => {}); // awaited below; a failed device load must not leave it unobserved
     await this.loadDevice(info.routerRtpCapabilities);
+    mark('device');
     for (const peer of info.peers) {
       this.peers.set(peer.peerId, peer);
       this.emit('peer', peer);
     }
-    await Promise.all([this.createSendTransport(), this.createRecvTransport()]);
+    const [sendInfo, recvInfo] = await made;
+    await Promise.all([this.createSendTransport({}, sendInfo), this.createRecvTransport({}, recvInfo)]);
+    mark('transports');
     this.joined = true;
     try {
       // Sending and receiving at once (on their own transports): the other side
@@ -359,8 +377,9 @@ export class Call {
     }
   }
 
-  async createSendTransport(appData = {}) {
-    const info = await this.request('createTransport', { direction: 'send' });
+  // info: the server's createTransport answer, if already asked for.
+  async createSendTransport(appData = {}, made = null) {
+    const info = made || (await this.request('createTransport', { direction: 'send' }));
     const transport = this.device.createSendTransport(this.transportOptions(info, appData));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
@@ -378,8 +397,8 @@ export class Call {
     this.sendTransport = transport;
   }
 
-  async createRecvTransport(appData = {}) {
-    const info = await this.request('createTransport', { direction: 'recv' });
+  async createRecvTransport(appData = {}, made = null) {
+    const info = made || (await this.request('createTransport', { direction: 'recv' }));
     const transport = this.device.createRecvTransport(this.transportOptions(info, appData));
     transport.on('connect', ({ dtlsParameters }, callback, errback) => {
       this.request('connectTransport', { transportId: transport.id, dtlsParameters })
@@ -409,7 +428,10 @@ export class Call {
     transport.on('connectionstatechange', (state) => {
       if (transport !== this.sendTransport && transport !== this.recvTransport) return;
       clearTimeout(this.iceTimers.get(transport.id));
-      if (state === 'connected') transport.appData.wasConnected = true;
+      if (state === 'connected') {
+        transport.appData.wasConnected = true;
+        mark(transport === this.recvTransport ? 'recv-connected' : 'send-connected');
+      }
       if (transport.appData.trial) return;
       if (state === 'connected') {
         this.refreshState();
@@ -679,6 +701,7 @@ export class Call {
     const payload = { rtpCapabilities: this.device.rtpCapabilities };
     if (producerId) payload.producerId = producerId;
     const { consumers } = await this.request('consume', payload);
+    if (consumers.length) mark('consume');
     const transport = this.recvTransport;
     // Attached together (mediasoup-client makes them in one SDP negotiation), each
     // resumed as soon as it is attached.
@@ -691,6 +714,7 @@ export class Call {
           rtpParameters: item.rtpParameters,
         });
         this.consumers.set(item.id, { consumer, peerId: item.peerId, source: item.source });
+        mark('attached');
         this.emit('track', {
           peerId: item.peerId,
           source: item.source,
@@ -701,6 +725,7 @@ export class Call {
           paused: item.producerPaused,
         });
         await this.resumeConsumer(item.id);
+        mark('resumed');
       }),
     );
   }

@@ -25,6 +25,7 @@ function readLocation() {
 }
 
 async function main() {
+  performance.mark('telemed:start'); // the bundle has been fetched and evaluated
   translatePage(document.body);
   const ui = new Ui(document.body);
   ui.setQuality('unknown');
