@@ -263,14 +263,21 @@ async def test_quality_and_network_detail_per_session(stack: Stack, peers: list[
         latest = by_id[patient]["latest"]
         assert latest is not None and 0 <= latest["score"] <= 10 and latest["loss"] < 0.05
         assert len(by_id[patient]["history"]) >= 2
-        network = await api.call(
-            "GET",
-            f"metrics/network?sessionId={session['sessionId']}",
-            api.token(physician, "physician"),
-        )
-        assert network.status == 200
-        net = {p["participantId"]: p for p in network.body["participants"]}[physician]["latest"]
-        assert 0 < net["rtt"] < 0.2 and net["receiveBitrate"] > 0
+        # RTT is known once RTCP sender and receiver reports went round; a sample
+        # taken before has none (a calm consultation is sampled every 6 s).
+        for _ in range(15):
+            network = await api.call(
+                "GET",
+                f"metrics/network?sessionId={session['sessionId']}",
+                api.token(physician, "physician"),
+            )
+            assert network.status == 200
+            participants = {p["participantId"]: p for p in network.body["participants"]}
+            net = participants[physician]["latest"]
+            if net["rtt"] is not None:
+                break
+            await asyncio.sleep(1.0)
+        assert 0 < net["rtt"] < 0.2 and net["receiveBitrate"] > 0, net
         refused = await api.call(
             "GET",
             f"metrics/quality?sessionId={session['sessionId']}",
