@@ -138,7 +138,7 @@ async def main() -> None:
                     failed += 1
                     continue
                 for name in names:
-                    if name in result:
+                    if result.get(name) is not None:  # a step the page did not mark
                         samples[name].append(result[name])
             await browser.close()
         print(f"patient page joining a call already sending: {args.runs} runs, {failed} failed")

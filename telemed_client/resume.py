@@ -86,14 +86,16 @@ class Resumer:
             await peer.drop_consumer(consumer_id)
         # Resumes lost with the connection (not consumers the server paused itself).
         for item in ack["consumers"]:
-            if item["id"] in peer.unresumed and item["id"] in peer.consumers:
-                if not item.get("paused"):
-                    peer.unresumed.discard(item["id"])
-                    continue
-                try:
-                    await resume_consumer(peer, item["id"])
-                except Exception as exc:  # dropped again: the next resume asks again
-                    peer.errors.append(f"resumeConsumer after resume: {exc}")
+            consumer_id = item["id"]
+            if consumer_id not in peer.unresumed or consumer_id not in peer.consumers:
+                continue
+            if not item.get("paused"):
+                peer.unresumed.discard(consumer_id)  # the resume had gone through
+                continue
+            try:
+                await resume_consumer(peer, consumer_id)
+            except Exception as exc:  # dropped again: the next resume asks again
+                peer.errors.append(f"resumeConsumer after resume: {exc}")
         if "admission" in ack:
             peer.join_info["admission"] = ack["admission"]
         waiting = ack.get("admission", {}).get("state") == "waiting"

@@ -377,7 +377,7 @@ export class Call {
     }
   }
 
-  // info: the server's createTransport answer, if already asked for.
+  // made: the server's createTransport answer, if already asked for.
   async createSendTransport(appData = {}, made = null) {
     const info = made || (await this.request('createTransport', { direction: 'send' }));
     const transport = this.device.createSendTransport(this.transportOptions(info, appData));
