@@ -31,11 +31,18 @@ from tests.e2e.conftest import (
     stream_from,
     wait_decoding,
 )
-from tests.network_namespace import HOST_IP, Namespace, start_host_side, veth_namespace
+from tests.network_namespace import (
+    HOST_IP,
+    Namespace,
+    free_port_outside,
+    start_host_side,
+    veth_namespace,
+)
 
 pytestmark = pytest.mark.e2e
 
 SFU_PORTS = (47000, 47999)
+RELAY_PORTS = (53000, 53999)
 
 
 @dataclass
@@ -70,7 +77,7 @@ def reach(stack: Stack) -> Iterator[Reach]:
                 stack,
                 ns,
                 sfu_ports=SFU_PORTS,
-                relay_ports=(53000, 53999),
+                relay_ports=RELAY_PORTS,
                 TELEMED_TLS_CERT=str(tls.cert),
                 TELEMED_TLS_KEY=str(tls.key),
             )
@@ -153,8 +160,11 @@ async def test_refused_turn_credentials_end_with_a_clear_page_state(
     """A control plane whose TURN secret coturn does not share: the relay answers
     401, direct media is dropped, and the page says so (no endless 'connecting')."""
     env = {**reach.env, "TELEMED_TURN_SECRET": secrets.token_urlsafe(24)}
+    # Not in the SFU range the namespace drops: a port there would let the host's
+    # readiness check through while the page's navigation never got an answer.
+    port = free_port_outside(SFU_PORTS, RELAY_PORTS)
     wrong = await asyncio.to_thread(
-        ls.start_control_plane, reach.stack.data_dir, env, None, HOST_IP
+        ls.start_control_plane, reach.stack.data_dir, env, port, HOST_IP
     )
     pages = Pages(ns_browser, reach.stack)
     try:
