@@ -19,6 +19,15 @@ compete with the control planes for the CPU, so the latencies are an upper bound
 
     .venv/bin/python bench/signaling_scale.py --clients 1000
     .venv/bin/python bench/signaling_scale.py --clients 300 --instances 1
+    .venv/bin/python bench/signaling_scale.py --instances 1 --stock   # and the baseline
+
+With --stock, each run is made twice: first with the control plane's runtime as
+shipped (uvloop, the tuned garbage collector: controlplane/runtime.py), then with
+the standard asyncio loop and CPython's collector as it comes
+(TELEMED_EVENT_LOOP=asyncio TELEMED_GC_YOUNG_THRESHOLD=0), and the ratio of the
+cheap events' p99 is printed.  The Socket.IO packet encoding (signaling/wire.py)
+is the same in both; its own cost per ack is printed first, against
+python-socketio's default packet, on real router capabilities.
 
 Figures, not pass/fail.
 """
@@ -28,10 +37,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import statistics
 import sys
+import timeit
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import socketio
+from socketio import packet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +54,8 @@ from controlplane.auth import TokenService  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.seeding import active_sessions_sql  # noqa: E402
 from controlplane.devstack.stack import LocalStack, start_local_stack  # noqa: E402
-from telemed_client.loadtest import Seat, run_load  # noqa: E402
+from signaling.wire import WirePacket  # noqa: E402
+from telemed_client.loadtest import Report, Seat, percentile, run_load  # noqa: E402
 
 MEMBERS = [("dr", "physician"), ("pt", "patient")]
 
@@ -52,9 +67,44 @@ def rss_kib(process: ls.ManagedProcess) -> int:
     return 0
 
 
+STOCK_RUNTIME = {"TELEMED_EVENT_LOOP": "asyncio", "TELEMED_GC_YOUNG_THRESHOLD": "0"}
+
+
+def ack_encoding(capabilities: dict[str, Any]) -> str:
+    """CPU per getRouterRtpCapabilities ack, python-socketio's default packet
+    against signaling.wire's, on these capabilities (median of 5 x 500)."""
+    ack = [capabilities]
+    figures = []
+    for packet_class in (packet.Packet, WirePacket):
+        runs = [
+            timeit.timeit(lambda c=packet_class: c(packet.ACK, data=ack, id=7).encode(), number=500)
+            / 500
+            for _ in range(5)
+        ]
+        figures.append(statistics.median(runs) * 1e6)
+    size = len(WirePacket(packet.ACK, data=ack, id=7).encode())
+    return (
+        f"encoding one capabilities ack ({size} bytes): default packet {figures[0]:.0f} us, "
+        f"signaling.wire {figures[1]:.0f} us ({figures[0] / figures[1]:.0f}x less CPU)"
+    )
+
+
+async def capabilities_of(url: str, seat: Seat) -> dict[str, Any]:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, auth={"token": seat.token}, transports=["websocket"])
+    try:
+        ack = await client.call("join", {"consultationId": seat.room}, timeout=10)
+        assert "error" not in ack, ack
+        caps = await client.call("getRouterRtpCapabilities", {}, timeout=10)
+        result: dict[str, Any] = caps["routerRtpCapabilities"]
+        return result
+    finally:
+        await client.disconnect()
+
+
 async def run(
     stack: LocalStack, controls: list[ls.ManagedProcess], args: argparse.Namespace
-) -> None:
+) -> Report:
     rooms = [f"scale-{secrets.token_hex(5)}" for _ in range(args.clients // 2)]
     connection = await asyncpg.connect(stack.postgres.admin_url)
     try:
@@ -75,6 +125,10 @@ async def run(
         ]
         for room in rooms
     ]
+    if args.print_encoding:
+        args.print_encoding = False
+        probe = seats.pop()[0]  # a physician: in the room at once
+        print(ack_encoding(await capabilities_of(controls[0].url, probe)))
     memory_before = [rss_kib(control) for control in controls]
     memory: list[int] = []
 
@@ -100,6 +154,7 @@ async def run(
         f"control-plane memory per connection: {sum(memory) / max(1, connections):.0f} KiB "
         f"(RSS growth {', '.join(f'{m / 1024:.1f} MiB' for m in memory)})"
     )
+    return report
 
 
 async def main() -> None:
@@ -110,19 +165,33 @@ async def main() -> None:
     parser.add_argument("--wave", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", choices=["1", "2", "both"], default="both")
+    parser.add_argument("--stock", action="store_true", help="also run the stock runtime")
     args = parser.parse_args()
+    args.print_encoding = True
     counts = [1, 2] if args.instances == "both" else [int(args.instances)]
+    runtimes = [("shipped", {}), ("stock", STOCK_RUNTIME)] if args.stock else [("shipped", {})]
     stack = start_local_stack(rtc_min_port=47000, rtc_max_port=47999)
     try:
         for count in counts:
-            controls = [
-                stack.start_control_plane(TELEMED_LOG_LEVEL="warning") for _ in range(count)
-            ]
-            try:
-                await run(stack, controls, args)
-            finally:
-                for control in controls:
-                    control.stop()
+            p99: dict[str, float] = {}
+            for name, runtime in runtimes:
+                print(f"\n== {name} runtime {runtime or '(uvloop, tuned GC)'}")
+                controls = [
+                    stack.start_control_plane(TELEMED_LOG_LEVEL="warning", **runtime)
+                    for _ in range(count)
+                ]
+                try:
+                    report = await run(stack, controls, args)
+                    p99[name] = percentile(report.events, 0.99) * 1000
+                finally:
+                    for control in controls:
+                        control.stop()
+            if len(p99) == 2:
+                shipped, stock = p99["shipped"], p99["stock"]
+                print(
+                    f"\n{count} control plane(s): cheap events p99 {shipped:.1f} ms shipped, "
+                    f"{stock:.1f} ms stock: {stock / max(shipped, 1e-3):.1f}x"
+                )
     finally:
         stack.stop()
 

@@ -147,6 +147,11 @@ class Settings:
     room_token_ttl: int = 4 * 3600
     log_format: str = "console"  # "json" in production
     log_level: str = "info"
+    # The event loop of `telemed serve`: "uvloop" (libuv) or "asyncio" (the standard one).
+    event_loop: str = "uvloop"
+    # Objects allocated before a young GC collection (controlplane/runtime.py); 0:
+    # the garbage collector left as CPython sets it (no freeze, threshold 700).
+    gc_young_threshold: int = 20_000
     # Identifies this control-plane process in Redis room state.
     instance_id: str = field(default_factory=lambda: f"cp-{secrets.token_hex(4)}")
     # Seconds a participant whose connection dropped keeps its media and may resume.
@@ -225,6 +230,8 @@ class Settings:
             room_token_ttl=_int(env, "TELEMED_ROOM_TOKEN_TTL", 4 * 3600),
             log_format=env.get("TELEMED_LOG_FORMAT", "console"),
             log_level=env.get("TELEMED_LOG_LEVEL", "info"),
+            event_loop=env.get("TELEMED_EVENT_LOOP", "uvloop"),
+            gc_young_threshold=_int(env, "TELEMED_GC_YOUNG_THRESHOLD", 20_000),
             instance_id=env.get("TELEMED_INSTANCE_ID") or f"cp-{secrets.token_hex(4)}",
             max_peers_per_room=_int(env, "TELEMED_MAX_PEERS_PER_ROOM", 12),
             resume_window=_float(env, "TELEMED_RESUME_WINDOW", 30.0),
@@ -288,6 +295,10 @@ class Settings:
             if any(marker in url.lower() for marker in PLACEHOLDER_MARKERS[:3]):
                 raise ConfigError(f"{name} holds a placeholder password from a template")
         check_data_keys(self.data_keys)
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise ConfigError("TELEMED_EVENT_LOOP must be 'uvloop' or 'asyncio'")
+        if self.gc_young_threshold < 0:
+            raise ConfigError("TELEMED_GC_YOUNG_THRESHOLD must be 0 (untouched) or positive")
         if self.log_format not in ("console", "json"):
             raise ConfigError("TELEMED_LOG_FORMAT must be 'console' or 'json'")
         if not 1 <= self.resume_window <= 600:

@@ -26,6 +26,7 @@ from controlplane.telemetry.metrics import Metrics
 from schemas.errors import ApiError, ErrorCode
 from schemas.signaling import load
 from signaling.handlers import EVENTS, Context
+from signaling.wire import WirePacket
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +42,7 @@ def create_sio(redis_url: str | None, origins: tuple[str, ...]) -> socketio.Asyn
     return socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
+        serializer=WirePacket,
         cors_allowed_origins=list(origins),
         max_http_buffer_size=MAX_MESSAGE_BYTES,
         # A silent client (network gone, no RST) is noticed within 20 s.

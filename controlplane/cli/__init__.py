@@ -32,13 +32,23 @@ def settings_env() -> dict[str, str]:
 def cmd_serve(_args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from controlplane.app import create_app
+    from controlplane.app import RUNTIME, create_app
     from controlplane.logs import configure_logging
+    from controlplane.runtime import new_event_loop, tune_gc, watch_gc_pauses
 
     settings = Settings.from_env()
     configure_logging(settings.log_format, settings.log_level)
+
+    async def serving_app() -> web.Application:
+        app = await create_app(settings)
+        pauses = app[RUNTIME].metrics.gc_pause
+        watch_gc_pauses(lambda generation, seconds: pauses.labels(str(generation)).observe(seconds))
+        if settings.gc_young_threshold:
+            tune_gc(settings.gc_young_threshold)
+        return app
+
     web.run_app(
-        create_app(settings),
+        serving_app(),
         host=settings.host,
         port=settings.port,
         ssl_context=server_tls(settings.tls_cert, settings.tls_key) if settings.tls_cert else None,
@@ -46,6 +56,7 @@ def cmd_serve(_args: argparse.Namespace) -> int:
         access_log=None,
         # After the drain only in-flight REST requests remain (milliseconds).
         shutdown_timeout=1.5,
+        loop=new_event_loop(settings.event_loop),
     )
     return 0
 

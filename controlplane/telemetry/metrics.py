@@ -97,6 +97,13 @@ class Metrics:
             ("event", "code"),
             registry=r,
         )
+        self.gc_pause = Histogram(
+            "telemed_gc_pause_seconds",
+            "Garbage collections of the control plane and how long each held the event loop",
+            ("generation",),
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+            registry=r,
+        )
         self.sample_seconds = Histogram(
             "telemed_stats_sampling_seconds",
             "Time to sample the SFU stats of all local rooms",
