@@ -6,8 +6,11 @@ find bytes (to send them as binary attachments) and encodes with the standard
 ``json`` module.  No event of this protocol carries bytes (docs/signaling.md), and
 for an ack holding a router's RTP capabilities (about 5 KiB) the two cost about
 0.35 ms of CPU, most of what a cheap event costs the server.  Incoming packets
-are decoded as before (a client's binary attachments still reassemble); orjson
-refuses integers outside 64 bits, as engineio's own loader refuses over-long ones.
+are decoded as before (a client's binary attachments still reassemble).  Python's
+int parsing is quadratic in the digits, so engineio's own loader refuses integers
+over 100 digits: orjson reads a number past 64 bits as a float and refuses one too
+long for a double, so no big integer is ever parsed (the schemas then check types
+and ranges).
 """
 
 from __future__ import annotations

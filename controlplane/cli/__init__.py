@@ -7,12 +7,12 @@ import argparse
 import asyncio
 import json
 import os
-import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
-from controlplane.config import ConfigError, Settings
+from controlplane.cli import serve
+from controlplane.config import ConfigError
 from controlplane.devstack import dev_command
 from controlplane.devstack.dev_command import DEV_ENV_FILE
 
@@ -27,46 +27,6 @@ def settings_env() -> dict[str, str]:
         for key, value in json.loads(dev_file.read_text()).items():
             env.setdefault(key, value)
     return env
-
-
-def cmd_serve(_args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from controlplane.app import RUNTIME, create_app
-    from controlplane.logs import configure_logging
-    from controlplane.runtime import new_event_loop, tune_gc, watch_gc_pauses
-
-    settings = Settings.from_env()
-    configure_logging(settings.log_format, settings.log_level)
-
-    async def serving_app() -> web.Application:
-        app = await create_app(settings)
-        pauses = app[RUNTIME].metrics.gc_pause
-        watch_gc_pauses(lambda generation, seconds: pauses.labels(str(generation)).observe(seconds))
-        if settings.gc_young_threshold:
-            tune_gc(settings.gc_young_threshold)
-        return app
-
-    web.run_app(
-        serving_app(),
-        host=settings.host,
-        port=settings.port,
-        ssl_context=server_tls(settings.tls_cert, settings.tls_key) if settings.tls_cert else None,
-        print=None,
-        access_log=None,
-        # After the drain only in-flight REST requests remain (milliseconds).
-        shutdown_timeout=1.5,
-        loop=new_event_loop(settings.event_loop),
-    )
-    return 0
-
-
-def server_tls(cert: str, key: str) -> ssl.SSLContext:
-    """HTTPS and WSS: TLS 1.2 or newer (1.3 preferred), with this certificate chain."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -377,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
-        "serve": cmd_serve,
+        "serve": serve.cmd_serve,
         "dev": cmd_dev,
         "mint-token": cmd_mint_token,
         "links": cmd_links,

@@ -84,3 +84,12 @@ def test_tls_needs_both_files_and_makes_the_public_url_https(tmp_path: Path) -> 
         }
     )
     assert settings.public_url == "https://127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("TELEMED_EVENT_LOOP", "trio"), ("TELEMED_GC_YOUNG_THRESHOLD", "-1")],
+)
+def test_bad_runtime_settings_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**REQUIRED, name: value})
