@@ -1,8 +1,8 @@
 """Prometheus metrics (prometheus-client), names ``telemed_*`` in base units.
 
 Labels are low-cardinality only: call type, media kind, source (sfu/client),
-direction, signaling event, error code, alert rule and severity, SFU node.
-Never a room, session or person: per-consultation detail is served by the REST
+direction, signaling event, error code, alert rule and severity, SFU node, garbage
+collector generation.  Never a room, session or person: per-consultation detail is served by the REST
 endpoints ``metrics/quality`` and ``metrics/network``.
 """
 

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 TABLE = "telemed_test_loss"
 ALLOWED_LABELS = {
+    "generation",  # of the garbage collector: 0, 1 or 2
     "call_type",
     "kind",
     "source",

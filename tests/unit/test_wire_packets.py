@@ -49,10 +49,21 @@ def test_incoming_events_decode_including_binary_attachments() -> None:
 
 
 def test_huge_integers_cost_no_big_int_parsing() -> None:
-    """Python's int parsing is quadratic in the digits (engineio's loader refuses
-    over 100): orjson reads a number past 64 bits as a float, and refuses one too
-    long for a double."""
+    """Python's int parsing is quadratic in the digits: orjson reads a number past
+    64 bits as a float, and a number too long for it goes to engineio's loader,
+    which refuses integers over 100 digits."""
     big = WirePacket(encoded_packet="2" + json.dumps(["join", {"n": 10**30}]))
     assert big.data == ["join", {"n": 1e30}] and isinstance(big.data[1]["n"], float)
     with pytest.raises(ValueError):
         WirePacket(encoded_packet='2["join",{"n":1' + "0" * 5000 + "}]")
+
+
+def test_what_orjson_refuses_is_read_and_written_as_json_did() -> None:
+    """A fuzzer's payloads: lone surrogates and infinities in, echoed back out."""
+    odd = ["join", {"consultationId": "\ud800x", "n": float("inf")}]
+    incoming = WirePacket(encoded_packet="2" + json.dumps(odd))
+    assert incoming.data[1]["consultationId"] == "\ud800x"
+    assert incoming.data[1]["n"] == float("inf")
+    ours = WirePacket(packet.ACK, data=[incoming.data[1]], id=3).encode()
+    theirs = packet.Packet(packet.ACK, data=[incoming.data[1]], id=3).encode()
+    assert ours == theirs
