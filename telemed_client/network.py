@@ -1,4 +1,5 @@
-"""Network helpers for Python peers: which local addresses ICE gathers on, and an
+"""Network helpers for Python peers: which local addresses ICE gathers on, a TURN
+allocation asked again from a new port when the server answers 437, and an
 artificial one-way delay on a peer's media datagrams (a slow network for probes
 and tests; this kernel has no netem)."""
 
@@ -10,6 +11,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import aioice.ice
+import aioice.stun
+import aioice.turn
 
 
 def restrict_ice_host_addresses(addresses: Iterable[str]) -> None:
@@ -24,6 +27,31 @@ def restrict_ice_host_addresses(addresses: Iterable[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+# 437 Allocation Mismatch (RFC 8656): the TURN server still holds an allocation for
+# this client address and port, made by an earlier socket that got the same port
+# and went away without deleting it (until its lifetime, 10 minutes, ends).  aioice
+# gives up on the server, and a relay-only peer is left with no candidate at all:
+# a transport that never connects (seen in full test runs: a relay-only peer got
+# no video).  Like libwebrtc's TURN port, ask again from a new local port.
+ALLOCATION_MISMATCH = 437
+TURN_ALLOCATE_ATTEMPTS = 3
+_original_create_turn_endpoint = aioice.turn.create_turn_endpoint
+
+
+async def _turn_endpoint_from_a_new_port(*args: Any, **kwargs: Any) -> Any:
+    for attempt in range(1, TURN_ALLOCATE_ATTEMPTS + 1):
+        try:
+            return await _original_create_turn_endpoint(*args, **kwargs)
+        except aioice.stun.TransactionFailed as exc:
+            code = exc.response.attributes.get("ERROR-CODE", (0, ""))[0]
+            if code != ALLOCATION_MISMATCH or attempt == TURN_ALLOCATE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+aioice.turn.create_turn_endpoint = _turn_endpoint_from_a_new_port
 
 
 # Extra one-way delay (seconds) per aioice connection: a simulated slow network

@@ -131,11 +131,7 @@ class Stack:
 
 
 # The test SFU's media ports and the test TURN server's relay ports.
-# The stack's SFU and relay ports, then those of the namespace tests (SFU
-# 47000-49999, relay 52000-54999: test_reach, tests/netns, test_simulcast_cap),
-# whose firewalls drop traffic to them: no server of the run started on a free
-# port may land there.
-MEDIA_RANGES = ((45000, 45999), (51000, 51999), (47000, 49999), (52000, 54999))
+MEDIA_RANGES = ((45000, 45999), (51000, 51999))
 
 
 @pytest.fixture(scope="session")
