@@ -1,16 +1,23 @@
 // Bundles the page with esbuild and copies the static files into dist/.
 import { build } from 'esbuild';
-import { cpSync, mkdirSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
 
+rmSync('dist', { recursive: true, force: true }); // no file of an earlier build stays
 mkdirSync('dist', { recursive: true });
 await build({
-  entryPoints: ['src/main.js'],
+  entryPoints: { app: 'src/main.js', device: 'src/device.js' },
   bundle: true,
-  format: 'iife',
+  // ES modules split at the dynamic import of src/device.js: mediasoup-client is
+  // its own file (device.js), preloaded by index.html and evaluated while the
+  // socket connects; what both files use goes in a shared chunk.
+  format: 'esm',
+  splitting: true,
+  entryNames: '[name]',
+  chunkNames: 'chunk-[hash]',
   target: ['es2020'],
   minify: true,
   sourcemap: true,
-  outfile: 'dist/app.js',
+  outdir: 'dist',
   logLevel: 'warning',
 });
 cpSync('public', 'dist', { recursive: true });

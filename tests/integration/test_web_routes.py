@@ -15,13 +15,21 @@ async def test_consultation_page_is_served_with_strict_headers(stack: Stack) -> 
         async with http.get(f"{stack.url}/consult/c-123") as response:
             assert response.status == 200
             body = await response.text()
-            assert '<script src="/static/app.js"></script>' in body
+            assert '<script type="module" src="/static/app.js"></script>' in body
+            assert '<link rel="modulepreload" href="/static/device.js">' in body
             csp = response.headers["Content-Security-Policy"]
             assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
             assert response.headers["Referrer-Policy"] == "no-referrer"
             assert response.headers["Cache-Control"] == "no-store"
+        # The page's module and mediasoup-client's, which it imports when it needs it;
+        # a module script is refused by browsers unless served as JavaScript.
         async with http.get(f"{stack.url}/static/app.js") as response:
             assert response.status == 200
+            assert "javascript" in response.headers["Content-Type"]
+            assert 'import("./device.js")' in (await response.text())
+        async with http.get(f"{stack.url}/static/device.js") as response:
+            assert response.status == 200
+            assert "javascript" in response.headers["Content-Type"]
             assert "mediasoup" in (await response.text())
 
 

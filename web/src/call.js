@@ -19,7 +19,6 @@
 //   session      {sessionId, sessionType, elapsedSeconds, maxDurationSeconds, receivedAt}
 //   layers       {consumerId, producerId, spatialLayer, temporalLayer}  simulcast layer now received
 import { io } from 'socket.io-client';
-import { Device } from 'mediasoup-client';
 import { t } from './i18n.js';
 import { configureIce, moveToRelay, turnFailure, watchTurnErrors } from './relay.js';
 import { adoptProfile, videoEncodings } from './layers.js';
@@ -39,6 +38,19 @@ const CONSUME_ATTEMPTS = 5;
 function mark(step) {
   const name = `telemed:${step}`;
   if (!performance.getEntriesByName(name).length) performance.mark(name);
+}
+
+// mediasoup-client's module (web/src/device.js), imported once; a failed fetch
+// is tried again by the next caller (a rejoin) instead of failing for good.
+let mediasoupClient = null;
+function loadMediasoup() {
+  if (!mediasoupClient) {
+    mediasoupClient = import('./device.js').catch((error) => {
+      mediasoupClient = null;
+      throw error;
+    });
+  }
+  return mediasoupClient;
 }
 
 // Wait for every one of several tasks (none is left running unobserved), then
@@ -134,6 +146,7 @@ export class Call {
   // ---- connection -----------------------------------------------------------
 
   async start() {
+    loadMediasoup().catch(() => {}); // evaluated while the socket connects; loadDevice awaits it
     this.setState('connecting');
     this.socket = io(this.baseUrl, {
       path: '/socket.io',
@@ -287,6 +300,7 @@ export class Call {
   async loadDevice(routerRtpCapabilities) {
     const key = JSON.stringify(routerRtpCapabilities);
     if (this.device && this.deviceCapabilities === key) return;
+    const { Device } = await loadMediasoup();
     const device = new Device();
     await device.load({ routerRtpCapabilities });
     this.device = device;
