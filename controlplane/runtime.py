@@ -3,8 +3,8 @@
 The collector is tuned because its full collections stopped the event loop: with
 1,000 Socket.IO connections a generation-2 pass walked some 300,000 objects (the
 imported modules' 130,000 among them) and held the loop for 100-230 ms, which
-every event waiting then paid (bench/signaling_scale.py: cheap events p99 230 ms).
-Two standard measures fix it (CPython's ``gc`` documentation names both):
+every event waiting then paid (bench/signaling_scale.py --stock: cheap events
+p99 190-330 ms, 7-9 ms tuned).  Two settings of CPython's ``gc`` module fix it:
 
 - ``gc.freeze()`` once the app is built: what the imports and the app made lives
   as long as the process, so no full collection needs to walk it again;

@@ -4,8 +4,8 @@ for binary parts.
 python-socketio's default packet walks every outgoing payload recursively to
 find bytes (to send them as binary attachments) and encodes with the standard
 ``json`` module.  No event of this protocol carries bytes (docs/signaling.md), and
-for an ack holding a router's RTP capabilities (about 5 KiB) the two cost about
-0.35 ms of CPU, most of what a cheap event costs the server.  Incoming packets
+for an ack holding a router's RTP capabilities (3.8 KB) the two cost 0.14-0.24 ms
+of CPU against 7-8 us here (bench/signaling_scale.py prints both).  Incoming packets
 are decoded as before (a client's binary attachments still reassemble).  orjson
 reads a number past 64 bits as a float; what it refuses is handed to engineio's
 loader, which refuses integers over 100 digits (Python's int parsing is quadratic

@@ -2,8 +2,8 @@
 
 Labels are low-cardinality only: call type, media kind, source (sfu/client),
 direction, signaling event, error code, alert rule and severity, SFU node, garbage
-collector generation.  Never a room, session or person: per-consultation detail is served by the REST
-endpoints ``metrics/quality`` and ``metrics/network``.
+collector generation.  Never a room, session or person: per-consultation detail
+is served by the REST endpoints ``metrics/quality`` and ``metrics/network``.
 """
 
 from __future__ import annotations
