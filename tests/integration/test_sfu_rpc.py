@@ -79,7 +79,9 @@ async def test_stats_of_a_live_call_show_media_flowing(
         "stats"
     ]
     outbound = next(s for s in consumer_stats if s["type"] == "outbound-rtp")
-    assert outbound["packetCount"] > 20
+    # The patient decoded 20 frames from it: at least a packet each went out (a frame
+    # is decoded as soon as its last packet is in, so exactly 20 is possible).
+    assert outbound["packetCount"] >= 20
 
     usage = (await rpc.request("getWorkerResourceUsage"))["workers"]
     assert all(w["alive"] for w in usage) and sum(w["cpuUserMs"] for w in usage) > 0
