@@ -50,6 +50,7 @@ from socketio import packet
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.recording import cpu_seconds  # noqa: E402
 from controlplane.auth import TokenService  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from controlplane.devstack.seeding import active_sessions_sql  # noqa: E402
@@ -131,8 +132,13 @@ async def run(
         print(ack_encoding(await capabilities_of(controls[0].url, probe)))
     memory_before = [rss_kib(control) for control in controls]
     memory: list[int] = []
+    cpu_before = sum(cpu_seconds(c.proc.pid) for c in controls)
+    join_cpu: list[float] = []
 
     async def measure_memory() -> None:
+        # Everyone connected, joined and (patients) admitted: the control planes'
+        # CPU for that, before the steady events start.
+        join_cpu.append(sum(cpu_seconds(c.proc.pid) for c in controls) - cpu_before)
         await asyncio.sleep(1)
         memory.extend(
             rss_kib(c) - before for c, before in zip(controls, memory_before, strict=True)
@@ -150,6 +156,10 @@ async def run(
     connections = len(report.joins)
     print(f"\n{len(controls)} control plane(s), joins {args.wave} at a time")
     print("\n".join(report.lines()))
+    print(
+        "control-plane CPU per participant (connect, join, admission): "
+        f"{join_cpu[0] / max(1, connections) * 1000:.2f} ms"
+    )
     print(
         f"control-plane memory per connection: {sum(memory) / max(1, connections):.0f} KiB "
         f"(RSS growth {', '.join(f'{m / 1024:.1f} MiB' for m in memory)})"

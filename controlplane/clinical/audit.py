@@ -156,14 +156,44 @@ class AuditLog:
         )
         if connection is not None:
             return await self._append(connection, *args)
+        # The entry is written even if the caller is cancelled meanwhile.
+        return await asyncio.shield(self._enqueue(args))
+
+    def enqueue(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        session_id: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> asyncio.Future[int]:
+        """Queue one successful ``internal`` entry now (entries keep the order of
+        these calls) and return what resolves to its id once it is committed, for
+        a caller that has other work to do before it must know the entry is stored
+        (a join: its Redis writes, then this, then its answer)."""
+        return self._enqueue(
+            (
+                actor,
+                action,
+                "success",
+                resource_type,
+                resource_id,
+                session_id,
+                "internal",
+                _clean_details(details),
+            )
+        )
+
+    def _enqueue(self, args: tuple[Any, ...]) -> asyncio.Future[int]:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         # A caller that went away (cancelled) does not leave an unread error behind.
         done.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._queued.append((args, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued())
-        # The entry is written even if the caller is cancelled meanwhile.
-        return await asyncio.shield(done)
+        return done
 
     async def deny(
         self,

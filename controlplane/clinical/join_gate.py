@@ -5,12 +5,25 @@ refused signaling actions are audited against the room's session."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 from controlplane.auth import RoomClaims
 from controlplane.clinical.audit import Actor, AuditLog
-from controlplane.clinical.session_store import SessionStore
+from controlplane.clinical.session_store import JoinRow, SessionStore
 from controlplane.clinical.session_types import MAX_DURATION
 from schemas.errors import ErrorCode
+
+
+@dataclass(frozen=True)
+class GrantedJoin:
+    """A join let through (media/ports.py ``JoinPass``)."""
+
+    call_type: str
+    session_id: str
+    session: dict[str, Any]
+    stored: Awaitable[Any]
 
 
 class SessionJoinGate:
@@ -21,24 +34,23 @@ class SessionJoinGate:
         self._audit = audit
         self._max_duration = {**MAX_DURATION, **(max_duration or {})}
 
-    async def session_summary(self, room_id: str) -> dict[str, object] | None:
+    def _summary(self, row: JoinRow) -> dict[str, Any]:
         """What the page's console shows: the session, how long it has run and how
         long it may (the call type's maximum duration)."""
-        clock = await self._store.clock_for_room(room_id)
-        if clock is None:
-            return None
-        session_id, session_type, elapsed = clock
         return {
-            "sessionId": session_id,
-            "sessionType": session_type,
-            "elapsedSeconds": round(elapsed, 1),
+            "sessionId": row.session_id,
+            "sessionType": row.session_type,
+            "elapsedSeconds": round(row.elapsed_seconds, 1),
             "maxDurationSeconds": self._max_duration.get(
-                session_type, MAX_DURATION["consultation"]
+                row.session_type, MAX_DURATION["consultation"]
             ),
         }
 
-    async def authorize_join(self, claims: RoomClaims) -> str:
-        """Returns the session's type (the room's media profile)."""
+    async def authorize_join(self, claims: RoomClaims) -> GrantedJoin:
+        """One read of the session; a refusal is audited before it is raised.  A
+        join let through has its audit entry (and the session's activity clock)
+        on the way to the database: ``JoinPass.stored`` is awaited before the
+        join is answered (media/membership.py)."""
         actor = Actor(claims.participant_id, claims.role)
         row = await self._store.for_join(claims.room_id, claims.participant_id)
         session_id = row.session_id if row else None
@@ -64,20 +76,33 @@ class SessionJoinGate:
                 session_id=session_id,
                 details={"reason": f"session {row.status}"},
             )
-        # Two commits at once: the join is not let through before its audit entry
-        # is stored.
-        await asyncio.gather(
-            self._audit.record(
-                actor,
-                "room.join",
-                resource_type="room",
-                resource_id=claims.room_id,
-                session_id=session_id,
-                details={"jti": claims.token_id},
-            ),
-            self._store.touch(row.session_id),
+        entry = self._audit.enqueue(
+            actor,
+            "room.join",
+            resource_type="room",
+            resource_id=claims.room_id,
+            session_id=row.session_id,
+            details={"jti": claims.token_id},
         )
-        return row.session_type
+        stored = asyncio.gather(entry, self._store.touch(row.session_id))
+        # A join that fails before it awaits this leaves no unread error behind.
+        stored.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return GrantedJoin(row.session_type, row.session_id, self._summary(row), stored)
+
+    def admission_entry(
+        self, room_id: str, session_id: str, participant_id: str, role: str, state: str, by: str
+    ) -> asyncio.Future[int]:
+        """A participant's admission on arrival, queued in the order of arrivals:
+        its own (``by`` itself, waiting) or the policy's (``by`` "policy")."""
+        actor = Actor("policy", "system") if by == "policy" else Actor(participant_id, role)
+        return self._audit.enqueue(
+            actor,
+            f"room.admission.{state}",
+            resource_type="room",
+            resource_id=room_id,
+            session_id=session_id,
+            details={"participant": participant_id},
+        )
 
     async def record_leave(self, room_id: str, participant_id: str, role: str, reason: str) -> None:
         await self._audit.record(

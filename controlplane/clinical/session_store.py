@@ -51,6 +51,7 @@ class JoinRow:
     status: str
     session_type: str
     role: str | None
+    elapsed_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -236,20 +237,11 @@ class SessionStore:
             row["room_id"], row["status"], float(duration) if duration is not None else None
         )
 
-    async def clock_for_room(self, room_id: str) -> tuple[str, str, float] | None:
-        """(session id, type, seconds since it started) of the room's session."""
-        row = await self._pool.fetchrow(
-            """SELECT id, session_type, extract(epoch FROM now() - coalesce(started_at, now()))
-                   AS elapsed FROM sessions WHERE room_id = $1""",
-            room_id,
-        )
-        if row is None:
-            return None
-        return str(row["id"]), row["session_type"], float(row["elapsed"])
-
     async def for_join(self, room_id: str, participant_id: str) -> JoinRow | None:
         row = await self._pool.fetchrow(
-            """SELECT s.id, s.status, s.session_type, p.role FROM sessions s
+            """SELECT s.id, s.status, s.session_type, p.role,
+                   extract(epoch FROM now() - coalesce(s.started_at, now())) AS elapsed
+               FROM sessions s
                LEFT JOIN session_participants p
                  ON p.session_id = s.id AND p.participant_id = $2
                WHERE s.room_id = $1""",
@@ -258,7 +250,9 @@ class SessionStore:
         )
         if row is None:
             return None
-        return JoinRow(str(row["id"]), row["status"], row["session_type"], row["role"])
+        return JoinRow(
+            str(row["id"]), row["status"], row["session_type"], row["role"], float(row["elapsed"])
+        )
 
     async def touch(self, session_id: str) -> None:
         """Someone is in the room: the inactivity clock starts again."""

@@ -18,7 +18,7 @@ import structlog
 from controlplane.auth import RoomClaims
 from controlplane.media.admission import WAITING
 from controlplane.media.participants import LocalParticipants, Participant, participant_record
-from controlplane.media.ports import JoinGate, Notifier
+from controlplane.media.ports import JoinGate, JoinPass, Notifier
 from controlplane.media.presence import Presence
 from controlplane.media.profiles import profile_for
 from controlplane.media.resume_credentials import new_credential
@@ -30,13 +30,37 @@ from controlplane.media.room_state import (
     producer_payload,
 )
 from controlplane.media.routers import RoomRouters
-from controlplane.media.waiting_room import WaitingRoom, waiting_group
+from controlplane.media.waiting_room import Arrival, WaitingRoom, waiting_group
 from schemas.errors import ApiError, ErrorCode
 
 log = structlog.get_logger(__name__)
 
 # Told (room id, participant id) when a participant leaves, is removed or replaced.
 DepartureListener = Callable[[str, str], Awaitable[None]]
+
+
+async def announce_join(
+    notifier: Notifier, sid: str, claims: RoomClaims, *, waiting: bool, simulcast: bool
+) -> None:
+    """A participant in the call enters the room's group and the others hear of
+    it (a waiting one: nobody); ``simulcast``: the room just grew past two, so
+    those already in send their cameras again, with layers."""
+    room_id = claims.room_id
+    if not waiting:
+        await notifier.enter_room(sid, room_id)
+        await notifier.to_room(
+            room_id,
+            "peerJoined",
+            {
+                "peerId": claims.participant_id,
+                "role": claims.role,
+                "displayName": claims.display_name,
+            },
+            skip_sid=sid,
+        )
+    if simulcast:
+        for group in (room_id, waiting_group(room_id)):
+            await notifier.to_room(group, "mediaProfileChanged", {"simulcast": True}, skip_sid=sid)
 
 
 class Membership:
@@ -75,7 +99,8 @@ class Membership:
         if claims.expires_at <= time.time():
             raise ApiError(ErrorCode.SESSION_EXPIRED, "the room token has expired")
         # An active session naming this participant, or no entry.
-        call_type = await self._join_gate.authorize_join(claims)
+        granted = await self._join_gate.authorize_join(claims)
+        call_type = granted.call_type
         profile = profile_for(call_type)
         replaced: ParticipantRecord | None = None
         async with self._state.room_lock(room_id):
@@ -89,7 +114,8 @@ class Membership:
                 raise ApiError(ErrorCode.ROOM_FULL, "the consultation room is full")
             if replaced is not None:
                 await self._evict(room, replaced)
-            admission = await self.waiting_room.arrive(room_id, claims, call_type)
+            arrival = await self.waiting_room.arrive(room_id, claims, call_type, granted.session_id)
+            admission = arrival.admission
             waiting = admission.state == WAITING
             resume_token, resume_hash = new_credential(1)
             participant = Participant(
@@ -125,28 +151,11 @@ class Membership:
                 and profile.uses_simulcast(present)
                 and not profile.uses_simulcast(present - 1)
             )
-        if not waiting:
-            await self._notifier.enter_room(sid, room_id)
-            await self._notifier.to_room(
-                room_id,
-                "peerJoined",
-                {
-                    "peerId": claims.participant_id,
-                    "role": claims.role,
-                    "displayName": claims.display_name,
-                },
-                skip_sid=sid,
-            )
-        if grew_past_two:
-            # Those already in send their cameras again, with layers.
-            for group in (room_id, waiting_group(room_id)):
-                await self._notifier.to_room(
-                    group, "mediaProfileChanged", {"simulcast": True}, skip_sid=sid
-                )
-        admission_news, session = await asyncio.gather(
-            self.waiting_room.joined(sid, room_id, admission),
-            self._join_gate.session_summary(room_id),
-        )
+        # Nobody hears of the join, and it is not answered, before its audit
+        # entries are stored; they were committed while the room was prepared.
+        await self._stored(sid, room_id, claims.participant_id, granted, arrival)
+        await announce_join(self._notifier, sid, claims, waiting=waiting, simulcast=grew_past_two)
+        admission_news = await self.waiting_room.joined(sid, room_id, admission)
         log.info(
             "peer_joined",
             room_id=room_id,
@@ -171,9 +180,33 @@ class Membership:
             "resumeToken": resume_token,
             "resumeWindow": self._presence.window,
             # The session's clock for the page (timer, time left before its maximum).
-            "session": session,
+            "session": granted.session,
             **admission_news,
         }
+
+    async def _stored(
+        self, sid: str, room_id: str, participant_id: str, granted: JoinPass, arrival: Arrival
+    ) -> None:
+        """Wait for the join's audit entries; if they cannot be stored, the join
+        is undone (nobody was told of it) and the error goes to the caller."""
+        entries = [granted.stored] + ([arrival.stored] if arrival.stored is not None else [])
+        try:
+            await asyncio.gather(*entries)
+        except Exception as exc:
+            log.warning(
+                "join_audit_failed",
+                room_id=room_id,
+                participant_id=participant_id,
+                error=type(exc).__name__,
+            )
+            self._participants.remove(sid)
+            try:
+                await self.remove(room_id, participant_id, "audit_failed", sid=sid, seen=False)
+            except Exception:
+                log.exception("join_undo_failed", room_id=room_id)
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE, "the join could not be recorded; retry"
+            ) from exc
 
     async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
         """A cheap event: answered from this instance's memory when it knows the
@@ -213,10 +246,13 @@ class Membership:
         await self.remove(participant.room_id, participant.participant_id, reason, sid=sid)
         return {"left": True}
 
-    async def remove(self, room_id: str, participant_id: str, reason: str, *, sid: str) -> bool:
+    async def remove(
+        self, room_id: str, participant_id: str, reason: str, *, sid: str, seen: bool = True
+    ) -> bool:
         """Remove a participant whose record still belongs to connection ``sid`` (``""``:
-        one that is disconnected): close its media, tell the room, audit; the room
-        goes when its last participant does.  False if it was not there (any more)."""
+        one that is disconnected): close its media, tell the room (unless it was
+        never ``seen``: a join undone), audit; the room goes when its last
+        participant does.  False if it was not there (any more)."""
         closed_room = unseen = False
         producers: list[ProducerRecord] = []
         async with self._state.room_lock(room_id):
@@ -229,7 +265,7 @@ class Membership:
                 return False  # dropped again after a resume: a new window runs
             room = await self._state.get_room(room_id)
             # Nobody saw a waiting participant arrive: nobody hears it go.
-            unseen = participant_id in await self._state.waiting_ids(room_id)
+            unseen = not seen or participant_id in await self._state.waiting_ids(room_id)
             if room is not None:
                 producers = await self._state.producers_of(room_id, participant_id)
                 await self._routers.close_participant_media(room, participant_id)

@@ -4,6 +4,7 @@ by the clinical sessions).  The media package imports neither."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from controlplane.auth import RoomClaims
@@ -23,12 +24,31 @@ class Notifier(Protocol):
     async def disconnect(self, sid: str) -> None: ...
 
 
+class JoinPass(Protocol):
+    """A join the gate let through."""
+
+    @property
+    def call_type(self) -> str: ...  # the session's type: the room's media profile
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def session(self) -> dict[str, Any]: ...  # the console's clock, for the join answer
+
+    @property
+    def stored(self) -> Awaitable[Any]: ...  # the join's audit entry, committed
+
+
 class JoinGate(Protocol):
-    """Decides whether a token holder may join its room now; audits leaves and refusals."""
+    """Decides whether a token holder may join its room now; audits joins, leaves,
+    admissions and refusals."""
 
-    async def authorize_join(self, claims: RoomClaims) -> str: ...
+    async def authorize_join(self, claims: RoomClaims) -> JoinPass: ...
 
-    async def session_summary(self, room_id: str) -> dict[str, Any] | None: ...
+    def admission_entry(
+        self, room_id: str, session_id: str, participant_id: str, role: str, state: str, by: str
+    ) -> Awaitable[Any]: ...
 
     async def record_leave(
         self, room_id: str, participant_id: str, role: str, reason: str

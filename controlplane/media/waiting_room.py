@@ -18,8 +18,8 @@ removed or denied is put out and its token banned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import structlog
@@ -62,6 +62,15 @@ def waiting_group(room_id: str) -> str:
     return f"{room_id}#waiting"
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A participant's admission as it joins, and its audit entry on the way to
+    the database (None when its state did not change)."""
+
+    admission: Admission
+    stored: Awaitable[Any] | None
+
+
 class WaitingRoom:
     def __init__(
         self,
@@ -87,16 +96,20 @@ class WaitingRoom:
 
     # ---- arrival -------------------------------------------------------------------
 
-    async def arrive(self, room_id: str, claims: RoomClaims, call_type: str) -> Admission:
+    async def arrive(
+        self, room_id: str, claims: RoomClaims, call_type: str, session_id: str
+    ) -> Arrival:
         """A participant joins: its admission (FORBIDDEN with a banned token)."""
         if await self._store.banned(room_id, claims.token_id):
             raise ApiError(
                 ErrorCode.FORBIDDEN, "you were removed from this consultation; ask for a new link"
             )
         async with self._store.lock(room_id):
-            return await self._arrive(room_id, claims, call_type)
+            return await self._arrive(room_id, claims, call_type, session_id)
 
-    async def _arrive(self, room_id: str, claims: RoomClaims, call_type: str) -> Admission:
+    async def _arrive(
+        self, room_id: str, claims: RoomClaims, call_type: str, session_id: str
+    ) -> Arrival:
         previous = await self._store.get(room_id, claims.participant_id)
         state, by = on_arrival(previous, claims.role, call_type, self._patients_wait)
         current = previous or Admission(
@@ -111,15 +124,20 @@ class WaitingRoom:
         )
         arrived = replace(advanced(current, state, by), tokenId=claims.token_id)
         await self._store.put(room_id, arrived)
+        # Queued under the admission lock (so in the order of the changes); the
+        # join awaits it with its own entry, before it is answered.
         if arrived.state == WAITING and current.state != WAITING:
-            await self._gate.record_admission(
-                room_id, claims.participant_id, claims.role, claims.participant_id, WAITING
-            )
+            by_whom = claims.participant_id  # it put itself in the waiting room
         elif by == "policy" and current.state != arrived.state:
-            await self._gate.record_admission(
-                room_id, "policy", "system", claims.participant_id, arrived.state
-            )
-        return arrived
+            by_whom = "policy"
+        else:
+            return Arrival(arrived, None)
+        return Arrival(
+            arrived,
+            self._gate.admission_entry(
+                room_id, session_id, claims.participant_id, claims.role, arrived.state, by_whom
+            ),
+        )
 
     async def joined(self, sid: str, room_id: str, admission: Admission) -> dict[str, Any]:
         """After a join or resume: the groups the connection belongs to, and what

@@ -183,6 +183,55 @@ async def test_postgres_down_refuses_joins_and_keeps_calls(
     await late.wait_for_frames("dr-out", "video", count=10)
 
 
+async def test_a_join_whose_audit_entry_is_refused_is_undone(
+    own: OwnRedis, peers: list[MediaPeer]
+) -> None:
+    """The join's audit entry is committed while its room is prepared; when
+    PostgreSQL refuses that entry (a real constraint violation, after the session
+    was read), the join is answered SERVICE_UNAVAILABLE, undone in Redis, nobody
+    hears of it, and the call in progress goes on."""
+    room = new_room_id()
+    doctor, patient = await _call(own, peers, room)
+    video = patient.tracks_from("dr-out", "video")[0]
+    late = MediaPeer(own.control.url, own.stack.token(room, "pt-noaudit", "patient"))
+    peers.append(late)
+    await late.connect()
+    constraint = f"refuse_{room.replace('-', '_')}"
+    own.stack.psql(
+        f"ALTER TABLE audit_log ADD CONSTRAINT {constraint} CHECK "
+        "(action <> 'room.join' OR actor_id IS DISTINCT FROM 'pt-noaudit') NOT VALID"
+    )
+    try:
+        code, _seconds = await _join_refused(late, room)
+        assert code == "SERVICE_UNAVAILABLE"
+        client = aioredis.from_url(own.redis.url, decode_responses=True)
+        try:
+            members = await client.smembers(f"telemed:room:{{{room}}}:peers")
+        finally:
+            await client.aclose()
+        assert sorted(members) == ["dr-out", "pt-out"]
+        frames = video.frames
+        await asyncio.sleep(1.0)
+        assert video.frames > frames + 15
+    finally:
+        own.stack.psql(f"ALTER TABLE audit_log DROP CONSTRAINT {constraint}")
+    assert not [
+        e
+        for e in doctor.events
+        if isinstance(e.data, dict) and e.data.get("peerId") == "pt-noaudit"
+    ]
+    joins = "SELECT count(*) FROM audit_log WHERE action = 'room.join' AND actor_id = 'pt-noaudit'"
+    assert own.stack.psql(joins) == "0"
+
+    # Asked again, the same connection joins: nothing of the refused join is in the way.
+    joined = await late.join(room)
+    assert sorted(p["peerId"] for p in joined["peers"]) == ["dr-out", "pt-out"]
+    await doctor.wait_for_event("peerJoined", lambda d: d["peerId"] == "pt-noaudit")
+    await late.start_receiving()
+    await late.wait_for_frames("dr-out", "video", count=10)
+    assert own.stack.psql(joins) == "1"
+
+
 async def test_redis_restarted_without_its_data_keeps_the_call_and_its_room(
     own: OwnRedis, peers: list[MediaPeer]
 ) -> None:
