@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 import socketio
 from socketio import packet
 
@@ -132,33 +133,41 @@ async def run(
         print(ack_encoding(await capabilities_of(controls[0].url, probe)))
     memory_before = [rss_kib(control) for control in controls]
     memory: list[int] = []
+    redis = aioredis.from_url(stack.redis.url)
+    commands_before = (await redis.info("stats"))["total_commands_processed"]
     cpu_before = sum(cpu_seconds(c.proc.pid) for c in controls)
     join_cpu: list[float] = []
+    commands: list[int] = []
 
     async def measure_memory() -> None:
         # Everyone connected, joined and (patients) admitted: the control planes'
-        # CPU for that, before the steady events start.
+        # CPU and the Redis commands for that, before the steady events start.
         join_cpu.append(sum(cpu_seconds(c.proc.pid) for c in controls) - cpu_before)
+        commands.append((await redis.info("stats"))["total_commands_processed"] - commands_before)
         await asyncio.sleep(1)
         memory.extend(
             rss_kib(c) - before for c, before in zip(controls, memory_before, strict=True)
         )
 
-    report = await run_load(
-        controls[0].url,
-        seats,
-        seconds=args.seconds,
-        media=False,
-        wave=args.wave,
-        burst=True,
-        joined=measure_memory,
-    )
+    try:
+        report = await run_load(
+            controls[0].url,
+            seats,
+            seconds=args.seconds,
+            media=False,
+            wave=args.wave,
+            burst=True,
+            joined=measure_memory,
+        )
+    finally:
+        await redis.aclose()
     connections = len(report.joins)
     print(f"\n{len(controls)} control plane(s), joins {args.wave} at a time")
     print("\n".join(report.lines()))
     print(
-        "control-plane CPU per participant (connect, join, admission): "
-        f"{join_cpu[0] / max(1, connections) * 1000:.2f} ms"
+        "per participant (connect, join, admission): control-plane CPU "
+        f"{join_cpu[0] / max(1, connections) * 1000:.2f} ms, "
+        f"Redis commands {commands[0] / max(1, connections):.1f} (all processes)"
     )
     print(
         f"control-plane memory per connection: {sum(memory) / max(1, connections):.0f} KiB "

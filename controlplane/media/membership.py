@@ -131,20 +131,16 @@ class Membership:
             await self._presence.attach(room_id, claims.participant_id)
             self._participants.add(participant)
             # A waiting participant sees nobody, and nobody sees it (waiting_room.py).
-            # The room as the newcomer sees it, read at once (one round trip, not four).
+            # The room as the newcomer sees it (room_reads.py: two round trips).
             others: list[ParticipantRecord] = []
             producers: list[ProducerRecord] = []
             recording: str | None = None
             if not waiting:
-                waiting_ids, others, producers, recording = await asyncio.gather(
-                    self._state.waiting_ids(room_id),
-                    self._state.participants(room_id),
-                    self._state.producers_in_room(room_id),
-                    self._state.recording_of(room_id),
-                )
-                hidden = waiting_ids | {claims.participant_id}
-                others = [p for p in others if p.peerId not in hidden]
-                producers = [p for p in producers if p.peerId != claims.participant_id]
+                view = await self._state.view(room_id)
+                hidden = view.waiting | {claims.participant_id}
+                others = [p for p in view.participants if p.peerId not in hidden]
+                producers = [p for p in view.producers if p.peerId != claims.participant_id]
+                recording = view.recording
             present = len(participant_ids) + (0 if replaced else 1)
             grew_past_two = (
                 replaced is None

@@ -33,6 +33,18 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 
+from controlplane.media import room_reads
+from controlplane.media.room_keys import (
+    node_rooms_key,
+    participant_key,
+    participants_key,
+    producers_key,
+    room_key,
+    room_producers_key,
+    router_key,
+    waiting_key,
+)
+from controlplane.media.room_reads import RoomView, producer_record
 from controlplane.media.room_records import (
     ConsumerRecord,
     ParticipantRecord,
@@ -48,40 +60,14 @@ __all__ = [
     "ProducerRecord",
     "RoomRecord",
     "RoomState",
+    "RoomView",
+    "participant_key",
     "producer_payload",
     "room_key",
+    "waiting_key",
 ]
 
 ROOMS_KEY = "telemed:rooms"
-
-
-def room_key(room_id: str) -> str:
-    return f"telemed:room:{{{room_id}}}"
-
-
-def _participants_key(room_id: str) -> str:
-    return f"{room_key(room_id)}:peers"
-
-
-def participant_key(room_id: str, participant_id: str) -> str:
-    return f"{room_key(room_id)}:peer:{participant_id}"
-
-
-def waiting_key(room_id: str) -> str:
-    """The participants in the waiting room (media/admission.py keeps it)."""
-    return f"{room_key(room_id)}:waiting"
-
-
-def _room_producers_key(room_id: str) -> str:
-    return f"{room_key(room_id)}:producers"
-
-
-def _node_rooms_key(node_id: str) -> str:
-    return f"telemed:sfu:node:{node_id}:rooms"
-
-
-def _router_key(router_id: str) -> str:
-    return f"telemed:router:{router_id}"
 
 
 class RoomState:
@@ -100,8 +86,8 @@ class RoomState:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(room_key(room.roomId), mapping={k: str(v) for k, v in asdict(room).items()})
         pipe.sadd(ROOMS_KEY, room.roomId)
-        pipe.sadd(_node_rooms_key(room.nodeId), room.roomId)
-        pipe.set(_router_key(room.routerId), room.roomId)
+        pipe.sadd(node_rooms_key(room.nodeId), room.roomId)
+        pipe.set(router_key(room.routerId), room.roomId)
         await pipe.execute()
 
     async def set_recording(self, room_id: str, recording_id: str | None) -> None:
@@ -133,24 +119,24 @@ class RoomState:
         return texts(await self._redis.smembers(ROOMS_KEY))
 
     async def rooms_on_node(self, node_id: str) -> list[str]:
-        return texts(await self._redis.smembers(_node_rooms_key(node_id)))
+        return texts(await self._redis.smembers(node_rooms_key(node_id)))
 
     async def room_for_router(self, router_id: str) -> str | None:
-        return optional_text(await self._redis.get(_router_key(router_id)))
+        return optional_text(await self._redis.get(router_key(router_id)))
 
     async def delete_room(self, room_id: str) -> None:
         """Remove a room and everything under it."""
         room = await self.get_room(room_id)
-        participant_ids = texts(await self._redis.smembers(_participants_key(room_id)))
-        keys = [room_key(room_id), _participants_key(room_id), _room_producers_key(room_id)]
+        participant_ids = texts(await self._redis.smembers(participants_key(room_id)))
+        keys = [room_key(room_id), participants_key(room_id), room_producers_key(room_id)]
         for participant_id in participant_ids:
             keys.extend(self._participant_keys(room_id, participant_id))
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.srem(ROOMS_KEY, room_id)
         if room is not None:
-            pipe.srem(_node_rooms_key(room.nodeId), room_id)
-            pipe.delete(_router_key(room.routerId))
+            pipe.srem(node_rooms_key(room.nodeId), room_id)
+            pipe.delete(router_key(room.routerId))
         await pipe.execute()
 
     # ---- participants -------------------------------------------------------------
@@ -173,7 +159,7 @@ class RoomState:
             participant_key(room_id, record.peerId),
             mapping={k: str(v) for k, v in asdict(record).items()},
         )
-        pipe.sadd(_participants_key(room_id), record.peerId)
+        pipe.sadd(participants_key(room_id), record.peerId)
         await pipe.execute()
 
     async def get_participant(self, room_id: str, participant_id: str) -> ParticipantRecord | None:
@@ -198,9 +184,9 @@ class RoomState:
         live state nobody serves any more expires on its own."""
         keys = [
             room_key(room_id),
-            _participants_key(room_id),
-            _room_producers_key(room_id),
-            _router_key(router_id),
+            participants_key(room_id),
+            room_producers_key(room_id),
+            router_key(router_id),
         ]
         for participant_id in participant_ids:
             keys.extend(self._participant_keys(room_id, participant_id))
@@ -210,26 +196,25 @@ class RoomState:
         await pipe.execute()
 
     async def participant_ids(self, room_id: str) -> list[str]:
-        return texts(await self._redis.smembers(_participants_key(room_id)))
+        return texts(await self._redis.smembers(participants_key(room_id)))
 
     async def participants(self, room_id: str) -> list[ParticipantRecord]:
-        records = [
-            await self.get_participant(room_id, participant_id)
-            for participant_id in await self.participant_ids(room_id)
-        ]
-        return [record for record in records if record is not None]
+        return await room_reads.participants(self._redis, room_id)
+
+    async def view(self, room_id: str) -> RoomView:
+        """Participants, waiting ids, producers of those not waiting, recording:
+        two round trips (a join's answer)."""
+        return await room_reads.room_view(self._redis, room_id)
 
     async def remove_participant(self, room_id: str, participant_id: str) -> int:
         """Remove a participant and everything it owns; returns how many remain."""
-        producer_ids = await self._redis.hkeys(
-            f"{participant_key(room_id, participant_id)}:producers"
-        )
+        producer_ids = await self._redis.hkeys(producers_key(room_id, participant_id))
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(*self._participant_keys(room_id, participant_id))
-        pipe.srem(_participants_key(room_id), participant_id)
+        pipe.srem(participants_key(room_id), participant_id)
         if producer_ids:
-            pipe.hdel(_room_producers_key(room_id), *producer_ids)
-        pipe.scard(_participants_key(room_id))
+            pipe.hdel(room_producers_key(room_id), *producer_ids)
+        pipe.scard(participants_key(room_id))
         results = await pipe.execute()
         remaining: int = results[-1]
         return remaining
@@ -260,16 +245,14 @@ class RoomState:
             {"kind": producer.kind, "source": producer.source, "paused": producer.paused}
         )
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(
-            f"{participant_key(room_id, producer.peerId)}:producers", producer.producerId, body
-        )
-        pipe.hset(_room_producers_key(room_id), producer.producerId, producer.peerId)
+        pipe.hset(producers_key(room_id, producer.peerId), producer.producerId, body)
+        pipe.hset(room_producers_key(room_id), producer.producerId, producer.peerId)
         await pipe.execute()
 
     async def set_producer_paused(
         self, room_id: str, participant_id: str, producer_id: str, paused: bool
     ) -> None:
-        key = f"{participant_key(room_id, participant_id)}:producers"
+        key = producers_key(room_id, participant_id)
         raw = optional_text(await self._redis.hget(key, producer_id))
         if raw is None:
             return
@@ -278,13 +261,8 @@ class RoomState:
         await self._redis.hset(key, producer_id, json.dumps(body))
 
     async def producers_of(self, room_id: str, participant_id: str) -> list[ProducerRecord]:
-        raw = text_map(
-            await self._redis.hgetall(f"{participant_key(room_id, participant_id)}:producers")
-        )
-        return [
-            ProducerRecord(producerId=pid, peerId=participant_id, **_producer_fields(body))
-            for pid, body in sorted(raw.items())
-        ]
+        raw = text_map(await self._redis.hgetall(producers_key(room_id, participant_id)))
+        return [producer_record(pid, participant_id, body) for pid, body in sorted(raw.items())]
 
     async def waiting_ids(self, room_id: str) -> set[str]:
         return set(texts(await self._redis.smembers(waiting_key(room_id))))
@@ -292,20 +270,15 @@ class RoomState:
     async def producers_in_room(self, room_id: str) -> list[ProducerRecord]:
         """The producers others may receive (and a recording takes): not those of
         participants in the waiting room."""
-        waiting = await self.waiting_ids(room_id)
-        records: list[ProducerRecord] = []
-        for participant_id in await self.participant_ids(room_id):
-            if participant_id not in waiting:
-                records.extend(await self.producers_of(room_id, participant_id))
-        return records
+        return await room_reads.producers_in_room(self._redis, room_id)
 
     async def producer_owner(self, room_id: str, producer_id: str) -> str | None:
-        return optional_text(await self._redis.hget(_room_producers_key(room_id), producer_id))
+        return optional_text(await self._redis.hget(room_producers_key(room_id), producer_id))
 
     async def remove_producer(self, room_id: str, participant_id: str, producer_id: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(f"{participant_key(room_id, participant_id)}:producers", producer_id)
-        pipe.hdel(_room_producers_key(room_id), producer_id)
+        pipe.hdel(producers_key(room_id, participant_id), producer_id)
+        pipe.hdel(room_producers_key(room_id), producer_id)
         await pipe.execute()
 
     # ---- consumers -----------------------------------------------------------
@@ -382,8 +355,3 @@ class RoomState:
 def _own(record: ProducerRecord | ConsumerRecord) -> dict[str, Any]:
     """A record as listed under its participant (without the participant's id)."""
     return {k: v for k, v in asdict(record).items() if k != "peerId"}
-
-
-def _producer_fields(body: str) -> dict[str, Any]:
-    data = json.loads(body)
-    return {"kind": data["kind"], "source": data["source"], "paused": bool(data["paused"])}

@@ -221,9 +221,10 @@ class WaitingRoom:
         (one that is reconnecting gets it all in its resume answer)."""
         pid = admission.peerId
         if sid:
-            hidden = await self._state.waiting_ids(room_id) | {pid}
-            others = [p for p in await self._state.participants(room_id) if p.peerId not in hidden]
-            producers = [p for p in await self._state.producers_in_room(room_id) if p.peerId != pid]
+            view = await self._state.view(room_id)
+            hidden = view.waiting | {pid}
+            others = [p for p in view.participants if p.peerId not in hidden]
+            producers = [p for p in view.producers if p.peerId != pid]
             await self._notifier.leave_room(sid, waiting_group(room_id))
             await self._notifier.enter_room(sid, room_id)
             await self._notifier.to_peer(
