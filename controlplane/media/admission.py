@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.lock import Lock
 
 from controlplane.auth import CLINICIAN_ROLES
 from controlplane.media.room_state import waiting_key
@@ -124,16 +124,77 @@ def _banned_key(room_id: str) -> str:
     return f"telemed:room:{{{room_id}}}:banned"
 
 
+# Compare-and-set of one participant's admission (KEYS: admission hash, waiting
+# set, banned set; ARGV: participant id, the stored JSON it was computed from
+# ("" if none), the new JSON ("" to delete), "1" if waiting, a token id to ban
+# ("" if none), TTL).  0 when the stored value is no longer the one read.
+_CHANGE_SCRIPT = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+if raw ~= ARGV[2] then return 0 end
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+if ARGV[5] ~= '' then redis.call('SADD', KEYS[3], ARGV[5]) end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[6]) end
+return 1
+"""
+_CHANGE_ATTEMPTS = 20
+
+# Given the current admission (None: none yet), the new one, None to delete it, or
+# the same object to change nothing.
+Step = Callable[[Admission | None], Awaitable[Admission | None]]
+
+
 class AdmissionStore:
-    """Callers hold ``lock(room)`` around a read-modify-write."""
+    """Every change is a compare-and-set in Redis (``change``): one round trip to
+    read, one to write, no lock; a change that lost a race is computed again from
+    what won."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._change = redis.register_script(_CHANGE_SCRIPT)
 
-    def lock(self, room_id: str) -> Lock:
-        """Serialises admission changes of one room across instances (taken inside
-        the room lock when both are held, never the other way round)."""
-        return self._redis.lock(f"{_admission_key(room_id)}:lock", timeout=10, blocking_timeout=10)
+    async def change(
+        self, room_id: str, participant_id: str, step: Step
+    ) -> tuple[Admission | None, Admission | None]:
+        """Read-modify-write of one participant's admission, atomic against every
+        other change of it on any instance; (before, after)."""
+        for _ in range(_CHANGE_ATTEMPTS):
+            raw = optional_text(await self._redis.hget(_admission_key(room_id), participant_id))
+            current = Admission(**json.loads(raw)) if raw else None
+            after = await step(current)
+            if after is current:
+                return current, current
+            if await self._put_if(room_id, participant_id, raw or "", after):
+                return current, after
+        raise ApiError(ErrorCode.CONFLICT, "the admission changed meanwhile; retry")
+
+    async def _put_if(
+        self, room_id: str, participant_id: str, expected: str, after: Admission | None
+    ) -> bool:
+        banned = ""
+        if after is not None and after.state in (DENIED, REMOVED):
+            banned = after.tokenId
+        done = await self._change(
+            keys=[_admission_key(room_id), waiting_key(room_id), _banned_key(room_id)],
+            args=[
+                participant_id,
+                expected,
+                json.dumps(asdict(after)) if after is not None else "",
+                "1" if after is not None and after.state == WAITING else "0",
+                banned,
+                ADMISSION_TTL,
+            ],
+        )
+        return bool(done)
 
     async def get(self, room_id: str, participant_id: str) -> Admission | None:
         raw = optional_text(await self._redis.hget(_admission_key(room_id), participant_id))
@@ -144,26 +205,6 @@ class AdmissionStore:
         return sorted(
             (Admission(**json.loads(body)) for body in raw.values()), key=lambda a: a.since
         )
-
-    async def put(self, room_id: str, admission: Admission) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(_admission_key(room_id), admission.peerId, json.dumps(asdict(admission)))
-        if admission.state == WAITING:
-            pipe.sadd(waiting_key(room_id), admission.peerId)
-        else:
-            pipe.srem(waiting_key(room_id), admission.peerId)
-        if admission.state in (DENIED, REMOVED) and admission.tokenId:
-            pipe.sadd(_banned_key(room_id), admission.tokenId)
-        for key in (_admission_key(room_id), waiting_key(room_id), _banned_key(room_id)):
-            pipe.expire(key, ADMISSION_TTL)
-        await pipe.execute()
-
-    async def forget(self, room_id: str, participant_id: str) -> None:
-        """A participant who never got in and left: they wait afresh next time."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(_admission_key(room_id), participant_id)
-        pipe.srem(waiting_key(room_id), participant_id)
-        await pipe.execute()
 
     async def clear(self, room_id: str) -> None:
         """The session ended: its waiting room goes with it."""

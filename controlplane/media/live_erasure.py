@@ -13,8 +13,14 @@ from dataclasses import replace
 
 import redis.asyncio as aioredis
 
-from controlplane.media.admission import AdmissionStore
+from controlplane.media.admission import Admission, AdmissionStore
 from controlplane.media.room_state import room_key
+
+
+async def _nameless(admission: Admission | None) -> Admission | None:
+    if admission is not None and admission.displayName:
+        return replace(admission, displayName="")
+    return admission
 
 
 def _marker(participant_id: str) -> str:
@@ -45,11 +51,8 @@ class LiveStateEraser:
             erased += int(deleted)
             if name:
                 erased += int(await self._blank(keys=[peer]))
-            async with self._admissions.lock(room_id):
-                admission = await self._admissions.get(room_id, participant_id)
-                if admission is not None and admission.displayName:
-                    await self._admissions.put(room_id, replace(admission, displayName=""))
-                    erased += 1
+            before, after = await self._admissions.change(room_id, participant_id, _nameless)
+            erased += int(after is not before)
         return erased
 
     async def name_erased(self, participant_id: str) -> bool:

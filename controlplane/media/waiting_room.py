@@ -40,7 +40,7 @@ from controlplane.media.admission import (
 )
 from controlplane.media.participants import LocalParticipants
 from controlplane.media.ports import JoinGate, Notifier
-from controlplane.media.room_state import RoomState, producer_payload
+from controlplane.media.room_state import ParticipantRecord, RoomState, producer_payload
 from controlplane.media.routers import RoomRouters
 from controlplane.placement.sfu_client import SfuError
 from schemas.errors import ApiError, ErrorCode
@@ -104,31 +104,31 @@ class WaitingRoom:
             raise ApiError(
                 ErrorCode.FORBIDDEN, "you were removed from this consultation; ask for a new link"
             )
-        async with self._store.lock(room_id):
-            return await self._arrive(room_id, claims, call_type, session_id)
+        by = ""
 
-    async def _arrive(
-        self, room_id: str, claims: RoomClaims, call_type: str, session_id: str
-    ) -> Arrival:
-        previous = await self._store.get(room_id, claims.participant_id)
-        state, by = on_arrival(previous, claims.role, call_type, self._patients_wait)
-        current = previous or Admission(
-            peerId=claims.participant_id,
-            role=claims.role,
-            displayName=claims.display_name,
-            state="",
-            version=0,
-            since=0.0,
-            by="",
-            tokenId=claims.token_id,
-        )
-        arrived = replace(advanced(current, state, by), tokenId=claims.token_id)
-        await self._store.put(room_id, arrived)
-        # Queued under the admission lock (so in the order of the changes); the
-        # join awaits it with its own entry, before it is answered.
-        if arrived.state == WAITING and current.state != WAITING:
+        async def step(previous: Admission | None) -> Admission:
+            nonlocal by
+            state, by = on_arrival(previous, claims.role, call_type, self._patients_wait)
+            current = previous or Admission(
+                peerId=claims.participant_id,
+                role=claims.role,
+                displayName=claims.display_name,
+                state="",
+                version=0,
+                since=0.0,
+                by="",
+                tokenId=claims.token_id,
+            )
+            return replace(advanced(current, state, by), tokenId=claims.token_id)
+
+        previous, arrived = await self._store.change(room_id, claims.participant_id, step)
+        assert arrived is not None
+        before = previous.state if previous else ""
+        # Queued as soon as the change is stored; the join awaits it with its own
+        # entry, before it is answered.
+        if arrived.state == WAITING and before != WAITING:
             by_whom = claims.participant_id  # it put itself in the waiting room
-        elif by == "policy" and current.state != arrived.state:
+        elif by == "policy" and before != arrived.state:
             by_whom = "policy"
         else:
             return Arrival(arrived, None)
@@ -174,8 +174,10 @@ class WaitingRoom:
             raise ApiError(ErrorCode.NOT_ADMITTED, "you are in the waiting room")
         if peer_id == me.participant_id:
             raise ApiError(ErrorCode.CONFLICT, "you cannot decide on yourself")
-        async with self._store.lock(room_id):
-            current = await self._store.get(room_id, peer_id)
+        record: ParticipantRecord | None = None
+
+        async def step(current: Admission | None) -> Admission:
+            nonlocal record
             if current is None:
                 raise ApiError(ErrorCode.NOT_FOUND, "no such participant in this consultation")
             if current.role in CLINICIAN_ROLES and decision != "remove":
@@ -184,10 +186,12 @@ class WaitingRoom:
             record = await self._state.get_participant(room_id, peer_id)
             if target == ADMITTED and record is not None:
                 target = IN_CALL  # connected now: straight into the call
-            changed = advanced(current, target, me.participant_id)
-            if changed is current:
-                return {"peerId": peer_id, **current.public(), "changed": False}
-            await self._store.put(room_id, changed)
+            return advanced(current, target, me.participant_id)
+
+        current, changed = await self._store.change(room_id, peer_id, step)
+        assert current is not None and changed is not None
+        if changed is current:
+            return {"peerId": peer_id, **current.public(), "changed": False}
         log.info(
             "admission_changed",
             room_id=room_id,
@@ -294,14 +298,17 @@ class WaitingRoom:
 
     async def departed(self, room_id: str, participant_id: str) -> None:
         """A participant left or was removed from the room (a departure listener)."""
-        async with self._store.lock(room_id):
-            current = await self._store.get(room_id, participant_id)
-            if current is None:
-                return
-            if current.state == WAITING:
-                await self._store.forget(room_id, participant_id)
-            elif current.state in (ADMITTED, IN_CALL):
-                await self._store.put(room_id, advanced(current, LEFT, current.by))
+
+        async def step(current: Admission | None) -> Admission | None:
+            if current is not None and current.state == WAITING:
+                return None  # it never got in: it waits afresh next time
+            if current is not None and current.state in (ADMITTED, IN_CALL):
+                return advanced(current, LEFT, current.by)
+            return current
+
+        current, _ = await self._store.change(room_id, participant_id, step)
+        if current is None:
+            return
         if current.role in CLINICIAN_ROLES:
             await self._tell_presence(room_id)
         elif current.state == WAITING:
@@ -313,11 +320,14 @@ class WaitingRoom:
     async def expel(self, room_id: str, participant_id: str, reason: str) -> bool:
         """Out of the room now, its token banned (the participant was taken off the
         session): True if it was in the room."""
-        async with self._store.lock(room_id):
-            current = await self._store.get(room_id, participant_id)
+
+        async def step(current: Admission | None) -> Admission | None:
             if current is not None and current.state != REMOVED:
-                await self._store.put(room_id, advanced(current, REMOVED, "session"))
-            record = await self._state.get_participant(room_id, participant_id)
+                return advanced(current, REMOVED, "session")
+            return current
+
+        await self._store.change(room_id, participant_id, step)
+        record = await self._state.get_participant(room_id, participant_id)
         if record is None:
             return False
         if record.sid:

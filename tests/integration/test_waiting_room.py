@@ -7,6 +7,7 @@ left, a reconnect that keeps the patient waiting; every change audited."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -271,3 +272,52 @@ async def test_a_patient_admitted_while_reconnecting_comes_back_into_the_call(
     assert resumed["admission"]["state"] == "in_call"
     assert [p["peerId"] for p in resumed["peers"]] == ["dr-late"]
     assert {p["peerId"] for p in resumed["producers"]} == {"dr-late"}
+
+
+async def test_two_clinicians_on_two_instances_deciding_at_once_lose_no_change(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    """Admissions are compare-and-set in Redis, with no lock: two clinicians on
+    two control planes each send a burst of decisions on the same waiting patient
+    at once; every change is computed from the one before it (versions 2, 3, ...
+    with no gap and no repeat), the stored version counts every change, and no
+    ack is an INTERNAL_ERROR."""
+    first, second = (
+        instance(TELEMED_WAITING_ROOM_TYPES="default"),
+        instance(TELEMED_WAITING_ROOM_TYPES="default"),
+    )
+    room = new_room_id("wr")
+    doctor = MediaPeer(first.url, stack.token(room, "dr-cas", "physician"), send_video=False)
+    nurse = MediaPeer(second.url, stack.token(room, "nr-cas", "nurse"), send_video=False)
+    patient = MediaPeer(
+        second.url, stack.token(room, "pt-cas", "patient"), send_audio=False, send_video=False
+    )
+    peers.extend([doctor, nurse, patient])
+    for peer in (doctor, nurse, patient):
+        await peer.connect()
+        await peer.join(room)
+    assert patient.join_info["admission"]["state"] == "waiting"
+    assert patient.join_info["admission"]["version"] == 1
+
+    def burst(peer: MediaPeer, offset: int) -> list:
+        calls = []
+        for k in range(12):
+            if (k + offset) % 2 == 0:
+                event, payload = "admitParticipant", {"peerId": "pt-cas"}
+            else:
+                event, payload = "removeParticipant", {"peerId": "pt-cas", "to": "waiting"}
+            calls.append(peer.sio.call(event, payload, timeout=30))
+        return calls
+
+    acks = await asyncio.gather(*burst(doctor, 0), *burst(nurse, 1))
+    errors = [a["error"]["code"] for a in acks if "error" in a]
+    assert set(errors) <= {"CONFLICT"}, errors
+    changes = sorted(a["version"] for a in acks if "error" not in a and a["changed"])
+    assert changes == list(range(2, 2 + len(changes))), changes
+    stored = json.loads(await redis.hget(f"telemed:room:{{{room}}}:admission", "pt-cas"))
+    assert stored["version"] == 1 + len(changes)
+    waiting = await redis.sismember(f"telemed:room:{{{room}}}:waiting", "pt-cas")
+    assert bool(waiting) == (stored["state"] == "waiting")
+    # The patient heard the last change last.
+    last = await patient.wait_for_event("admission", lambda d: d["version"] == stored["version"])
+    assert last["state"] == stored["state"]
