@@ -5,6 +5,7 @@ refused signaling actions are audited against the room's session."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,8 @@ from controlplane.clinical.audit import Actor, AuditLog
 from controlplane.clinical.session_store import JoinRow, SessionStore
 from controlplane.clinical.session_types import MAX_DURATION
 from schemas.errors import ErrorCode
+
+_SESSIONS_KEPT = 20_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,23 @@ class SessionJoinGate:
         self._store = store
         self._audit = audit
         self._max_duration = {**MAX_DURATION, **(max_duration or {})}
+        # Room id -> session id: fixed for a room's life (one room per session), so
+        # the entries of a leave, an admission or a refusal need no query for it.
+        self._sessions: OrderedDict[str, str] = OrderedDict()
+
+    async def _session_of(self, room_id: str) -> str | None:
+        session_id = self._sessions.get(room_id)
+        if session_id is None:
+            session_id = await self._store.id_for_room(room_id)
+            if session_id is not None:
+                self._remember(room_id, session_id)
+        return session_id
+
+    def _remember(self, room_id: str, session_id: str) -> None:
+        self._sessions[room_id] = session_id
+        self._sessions.move_to_end(room_id)
+        if len(self._sessions) > _SESSIONS_KEPT:
+            self._sessions.popitem(last=False)
 
     def _summary(self, row: JoinRow) -> dict[str, Any]:
         """What the page's console shows: the session, how long it has run and how
@@ -76,6 +96,7 @@ class SessionJoinGate:
                 session_id=session_id,
                 details={"reason": f"session {row.status}"},
             )
+        self._remember(claims.room_id, row.session_id)
         entry = self._audit.enqueue(
             actor,
             "room.join",
@@ -110,7 +131,7 @@ class SessionJoinGate:
             "room.leave",
             resource_type="room",
             resource_id=room_id,
-            session_id=await self._store.id_for_room(room_id),
+            session_id=await self._session_of(room_id),
             details={"reason": reason},
         )
 
@@ -124,7 +145,7 @@ class SessionJoinGate:
             "refused",
             resource_type="room",
             resource_id=room_id,
-            session_id=await self._store.id_for_room(room_id),
+            session_id=await self._session_of(room_id),
         )
 
     async def record_admission(
@@ -136,6 +157,6 @@ class SessionJoinGate:
             f"room.admission.{state}",
             resource_type="room",
             resource_id=room_id,
-            session_id=await self._store.id_for_room(room_id),
+            session_id=await self._session_of(room_id),
             details={"participant": participant_id},
         )

@@ -109,10 +109,12 @@ class RoomRouters:
         """
         room = await self._state.get_room(room_id)
         if room is not None:
-            live = {node.id for node in await self._registry.live_nodes()}
-            # A node missing from the registry but still connected is alive: its
-            # heartbeat key expired during a Redis pause and is about to be back.
-            if room.nodeId in live or self._registry.reachable(room.nodeId):
+            # A node this instance holds a live RPC connection to is alive (even if
+            # its heartbeat key expired during a Redis pause and is about to be
+            # back): asked first, it spares a read of the registry per join.
+            if self._registry.reachable(room.nodeId):
+                return room
+            if room.nodeId in {node.id for node in await self._registry.live_nodes()}:
                 return room
             # The node that held the room is gone: its router died with it.
             log.warning("room_node_gone", room_id=room_id, node_id=room.nodeId)

@@ -146,7 +146,8 @@ class WaitingRoom:
         if admission.role in CLINICIAN_ROLES:
             await self._notifier.enter_room(sid, clinicians_group(room_id))
             extra["waiting"] = await self.waiting_list(room_id)
-            await self._tell_presence(room_id)
+            # Clinicians never wait: this one is in the call.
+            await self._tell_presence(room_id, present=True)
         if admission.state == WAITING:
             await self._notifier.enter_room(sid, waiting_group(room_id))
             await self._tell_clinicians(room_id)
@@ -346,9 +347,10 @@ class WaitingRoom:
             clinicians_group(room_id), "waitingList", {"waiting": await self.waiting_list(room_id)}
         )
 
-    async def _tell_presence(self, room_id: str) -> None:
+    async def _tell_presence(self, room_id: str, present: bool | None = None) -> None:
+        """``present``: known already (a clinician just joined or resumed)."""
+        if present is None:
+            present = await self._clinician_present(room_id)
         await self._notifier.to_room(
-            waiting_group(room_id),
-            "clinicianPresence",
-            {"present": await self._clinician_present(room_id)},
+            waiting_group(room_id), "clinicianPresence", {"present": present}
         )
