@@ -163,12 +163,23 @@ class AdmissionStore:
         self._change = redis.register_script(_CHANGE_SCRIPT)
 
     async def change(
-        self, room_id: str, participant_id: str, step: Step
+        self, room_id: str, participant_id: str, step: Step, *, token_id: str = ""
     ) -> tuple[Admission | None, Admission | None]:
         """Read-modify-write of one participant's admission, atomic against every
-        other change of it on any instance; (before, after)."""
+        other change of it on any instance; (before, after).  ``token_id``: the
+        room token of an arrival, refused (FORBIDDEN) if it was banned; read in
+        the same round trip."""
         for _ in range(_CHANGE_ATTEMPTS):
-            raw = optional_text(await self._redis.hget(_admission_key(room_id), participant_id))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hget(_admission_key(room_id), participant_id)
+            pipe.sismember(_banned_key(room_id), token_id or "-")
+            stored, banned = await pipe.execute()
+            if token_id and banned:
+                raise ApiError(
+                    ErrorCode.FORBIDDEN,
+                    "you were removed from this consultation; ask for a new link",
+                )
+            raw = optional_text(stored)
             current = Admission(**json.loads(raw)) if raw else None
             after = await step(current)
             if after is current:
@@ -211,6 +222,3 @@ class AdmissionStore:
         await self._redis.delete(
             _admission_key(room_id), waiting_key(room_id), _banned_key(room_id)
         )
-
-    async def banned(self, room_id: str, token_id: str) -> bool:
-        return bool(token_id) and bool(await self._redis.sismember(_banned_key(room_id), token_id))

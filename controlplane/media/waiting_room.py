@@ -100,10 +100,6 @@ class WaitingRoom:
         self, room_id: str, claims: RoomClaims, call_type: str, session_id: str
     ) -> Arrival:
         """A participant joins: its admission (FORBIDDEN with a banned token)."""
-        if await self._store.banned(room_id, claims.token_id):
-            raise ApiError(
-                ErrorCode.FORBIDDEN, "you were removed from this consultation; ask for a new link"
-            )
         by = ""
 
         async def step(previous: Admission | None) -> Admission:
@@ -121,7 +117,9 @@ class WaitingRoom:
             )
             return replace(advanced(current, state, by), tokenId=claims.token_id)
 
-        previous, arrived = await self._store.change(room_id, claims.participant_id, step)
+        previous, arrived = await self._store.change(
+            room_id, claims.participant_id, step, token_id=claims.token_id
+        )
         assert arrived is not None
         before = previous.state if previous else ""
         # Queued as soon as the change is stored; the join awaits it with its own
