@@ -119,6 +119,21 @@ async def grant_app_role(connection: asyncpg.Connection, role: str) -> None:
         await connection.execute(statement)
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection returned without asyncpg's reset query.
+
+    asyncpg sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release: one more round trip to PostgreSQL for each pooled query.
+    Nothing here leaves session state on a pooled connection: advisory locks are
+    transaction-scoped (``pg_advisory_xact_lock``), cursors live inside
+    transactions, there is no LISTEN and no ``SET`` (the migration's session lock
+    is on a connection of its own).  An open transaction is still rolled back on
+    release (asyncpg does that apart from the query)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
     """A pool whose ``acquire()`` (and so ``fetch``, ``execute``...) waits at most
     ``acquire_timeout`` seconds for a free connection, then raises TimeoutError
@@ -175,7 +190,7 @@ async def create_pool(
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
-        connection_class=asyncpg.Connection,
+        connection_class=PooledConnection,
         record_class=asyncpg.Record,
         timeout=2.0,
         command_timeout=5.0,
