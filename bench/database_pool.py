@@ -28,29 +28,11 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from controlplane.clinical.db import BoundedPool, PooledConnection  # noqa: E402
+from controlplane.clinical.db import PooledConnection, create_pool  # noqa: E402
 from controlplane.devstack import services as ls  # noqa: E402
 from telemed_client.loadtest import percentile  # noqa: E402
 
 QUERY = "SELECT oid FROM pg_class WHERE relname = $1"  # an indexed lookup, no rows
-
-
-async def make_pool(url: str, connection_class: type[asyncpg.Connection]) -> asyncpg.Pool:
-    pool = BoundedPool(
-        url,
-        acquire_timeout=2.0,
-        min_size=4,
-        max_size=4,
-        max_queries=50000,
-        max_inactive_connection_lifetime=300.0,
-        loop=None,
-        connection_class=connection_class,
-        record_class=asyncpg.Record,
-        timeout=2.0,
-        command_timeout=5.0,
-    )
-    await pool
-    return pool
 
 
 async def one_round(pool: asyncpg.Pool, n: int, concurrency: int) -> tuple[list[float], float]:
@@ -81,7 +63,10 @@ async def main() -> None:
     postgres = ls.start_postgres(data_dir / "postgres")
     try:
         kinds = {"asyncpg's reset": asyncpg.Connection, "no reset": PooledConnection}
-        pools = {name: await make_pool(postgres.url, cls) for name, cls in kinds.items()}
+        pools = {
+            name: await create_pool(postgres.url, min_size=4, max_size=4, connection_class=cls)
+            for name, cls in kinds.items()
+        }
         for concurrency in (1, args.concurrency):
             times: dict[str, list[float]] = {name: [] for name in kinds}
             cpu: dict[str, float] = dict.fromkeys(kinds, 0.0)

@@ -178,10 +178,16 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
 
 
 async def create_pool(
-    url: str, *, min_size: int = 1, max_size: int = 10, acquire_timeout: float = 2.0
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    acquire_timeout: float = 2.0,
+    connection_class: type[asyncpg.Connection] = PooledConnection,
 ) -> asyncpg.Pool:
     """timeout: connecting (PostgreSQL away: fail in 2 s, not 60); command_timeout:
-    each query; acquire_timeout: waiting for a free connection (BoundedPool)."""
+    each query; acquire_timeout: waiting for a free connection (BoundedPool);
+    connection_class: asyncpg's own to compare (bench/database_pool.py)."""
     pool = BoundedPool(
         url,
         acquire_timeout=acquire_timeout,
@@ -190,7 +196,7 @@ async def create_pool(
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
         loop=None,
-        connection_class=PooledConnection,
+        connection_class=connection_class,
         record_class=asyncpg.Record,
         timeout=2.0,
         command_timeout=5.0,

@@ -5,7 +5,6 @@ with ``room_view``: two round trips whatever the room's size."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,20 +32,10 @@ class RoomView:
     recording: str | None = None
 
 
-def producer_record(producer_id: str, participant_id: str, body: str) -> ProducerRecord:
-    data = json.loads(body)
-    return ProducerRecord(
-        producerId=producer_id,
-        peerId=participant_id,
-        kind=data["kind"],
-        source=data["source"],
-        paused=bool(data["paused"]),
-    )
-
-
 def _producers(participant_id: str, raw: Any) -> list[ProducerRecord]:
     return [
-        producer_record(pid, participant_id, body) for pid, body in sorted(text_map(raw).items())
+        ProducerRecord.from_stored(pid, participant_id, body)
+        for pid, body in sorted(text_map(raw).items())
     ]
 
 

@@ -62,6 +62,12 @@ class ProducerRecord:
     source: str
     paused: bool
 
+    @classmethod
+    def from_stored(cls, producer_id: str, peer_id: str, body: str) -> ProducerRecord:
+        """From its entry in the participant's producers hash (JSON)."""
+        data = json.loads(body)
+        return cls(producer_id, peer_id, data["kind"], data["source"], bool(data["paused"]))
+
 
 def producer_payload(record: ProducerRecord) -> dict[str, Any]:
     """A producer as the signaling protocol describes it."""

@@ -44,7 +44,7 @@ from controlplane.media.room_keys import (
     router_key,
     waiting_key,
 )
-from controlplane.media.room_reads import RoomView, producer_record
+from controlplane.media.room_reads import RoomView
 from controlplane.media.room_records import (
     ConsumerRecord,
     ParticipantRecord,
@@ -262,7 +262,10 @@ class RoomState:
 
     async def producers_of(self, room_id: str, participant_id: str) -> list[ProducerRecord]:
         raw = text_map(await self._redis.hgetall(producers_key(room_id, participant_id)))
-        return [producer_record(pid, participant_id, body) for pid, body in sorted(raw.items())]
+        return [
+            ProducerRecord.from_stored(pid, participant_id, body)
+            for pid, body in sorted(raw.items())
+        ]
 
     async def waiting_ids(self, room_id: str) -> set[str]:
         return set(texts(await self._redis.smembers(waiting_key(room_id))))
