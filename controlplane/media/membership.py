@@ -147,9 +147,15 @@ class Membership:
                 and profile.uses_simulcast(present)
                 and not profile.uses_simulcast(present - 1)
             )
-        # Nobody hears of the join, and it is not answered, before its audit
-        # entries are stored; they were committed while the room was prepared.
-        await self._stored(sid, room_id, claims.participant_id, granted, arrival)
+            # Nobody hears of the join (nor sees it in the room: the lock is held),
+            # and it is not answered, before its audit entries are stored; they
+            # were committed while the room was prepared.
+            refused = await self._audited(sid, room, claims.participant_id, granted, arrival)
+        if refused is not None:
+            await self._departed(room_id, claims.participant_id)
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE, "the join could not be recorded; retry"
+            ) from refused
         await announce_join(self._notifier, sid, claims, waiting=waiting, simulcast=grew_past_two)
         admission_news = await self.waiting_room.joined(sid, room_id, admission)
         log.info(
@@ -180,29 +186,30 @@ class Membership:
             **admission_news,
         }
 
-    async def _stored(
-        self, sid: str, room_id: str, participant_id: str, granted: JoinPass, arrival: Arrival
-    ) -> None:
-        """Wait for the join's audit entries; if they cannot be stored, the join
-        is undone (nobody was told of it) and the error goes to the caller."""
+    async def _audited(
+        self, sid: str, room: RoomRecord, participant_id: str, granted: JoinPass, arrival: Arrival
+    ) -> Exception | None:
+        """Wait for the join's audit entries (the room lock is held).  If they
+        cannot be stored, the join is undone in Redis (the room too, if it was
+        made for it) and the error returned."""
         entries = [granted.stored] + ([arrival.stored] if arrival.stored is not None else [])
         try:
             await asyncio.gather(*entries)
+            return None
         except Exception as exc:
+            error = type(exc).__name__
             log.warning(
-                "join_audit_failed",
-                room_id=room_id,
-                participant_id=participant_id,
-                error=type(exc).__name__,
+                "join_audit_failed", room_id=room.roomId, participant_id=participant_id, error=error
             )
             self._participants.remove(sid)
             try:
-                await self.remove(room_id, participant_id, "audit_failed", sid=sid, seen=False)
+                remaining = await self._state.remove_participant(room.roomId, participant_id)
+                await self._presence.forget(room.roomId, participant_id)
+                if remaining == 0:
+                    await self._routers.close(room)
             except Exception:
-                log.exception("join_undo_failed", room_id=room_id)
-            raise ApiError(
-                ErrorCode.SERVICE_UNAVAILABLE, "the join could not be recorded; retry"
-            ) from exc
+                log.exception("join_undo_failed", room_id=room.roomId)
+            return exc
 
     async def router_rtp_capabilities(self, sid: str) -> dict[str, Any]:
         """A cheap event: answered from this instance's memory when it knows the
@@ -242,13 +249,10 @@ class Membership:
         await self.remove(participant.room_id, participant.participant_id, reason, sid=sid)
         return {"left": True}
 
-    async def remove(
-        self, room_id: str, participant_id: str, reason: str, *, sid: str, seen: bool = True
-    ) -> bool:
+    async def remove(self, room_id: str, participant_id: str, reason: str, *, sid: str) -> bool:
         """Remove a participant whose record still belongs to connection ``sid`` (``""``:
-        one that is disconnected): close its media, tell the room (unless it was
-        never ``seen``: a join undone), audit; the room goes when its last
-        participant does.  False if it was not there (any more)."""
+        one that is disconnected): close its media, tell the room, audit; the room
+        goes when its last participant does.  False if it was not there (any more)."""
         closed_room = unseen = False
         producers: list[ProducerRecord] = []
         async with self._state.room_lock(room_id):
@@ -261,7 +265,7 @@ class Membership:
                 return False  # dropped again after a resume: a new window runs
             room = await self._state.get_room(room_id)
             # Nobody saw a waiting participant arrive: nobody hears it go.
-            unseen = not seen or participant_id in await self._state.waiting_ids(room_id)
+            unseen = participant_id in await self._state.waiting_ids(room_id)
             if room is not None:
                 producers = await self._state.producers_of(room_id, participant_id)
                 await self._routers.close_participant_media(room, participant_id)
