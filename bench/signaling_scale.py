@@ -139,7 +139,7 @@ async def run(
     join_cpu: list[float] = []
     commands: list[int] = []
 
-    async def measure_memory() -> None:
+    async def measure_joined() -> None:
         # Everyone connected, joined and (patients) admitted: the control planes'
         # CPU and the Redis commands for that, before the steady events start.
         join_cpu.append(sum(cpu_seconds(c.proc.pid) for c in controls) - cpu_before)
@@ -157,7 +157,7 @@ async def run(
             media=False,
             wave=args.wave,
             burst=True,
-            joined=measure_memory,
+            joined=measure_joined,
         )
     finally:
         await redis.aclose()

@@ -51,7 +51,7 @@ class JoinRow:
     status: str
     session_type: str
     role: str | None
-    elapsed_seconds: float = 0.0
+    elapsed_seconds: float  # since the session started
 
 
 @dataclass(frozen=True)

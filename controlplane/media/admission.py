@@ -29,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from controlplane.auth import CLINICIAN_ROLES
-from controlplane.media.room_state import waiting_key
+from controlplane.media.room_keys import admission_key, banned_key, waiting_key
 from controlplane.redis_text import optional_text, text_map
 from schemas.errors import ApiError, ErrorCode
 
@@ -116,14 +116,6 @@ def advanced(current: Admission, state: str, by: str) -> Admission:
     )
 
 
-def _admission_key(room_id: str) -> str:
-    return f"telemed:room:{{{room_id}}}:admission"
-
-
-def _banned_key(room_id: str) -> str:
-    return f"telemed:room:{{{room_id}}}:banned"
-
-
 # Compare-and-set of one participant's admission (KEYS: admission hash, waiting
 # set, banned set; ARGV: participant id, the stored JSON it was computed from
 # ("" if none), the new JSON ("" to delete), "1" if waiting, a token id to ban
@@ -171,8 +163,8 @@ class AdmissionStore:
         the same round trip."""
         for _ in range(_CHANGE_ATTEMPTS):
             pipe = self._redis.pipeline(transaction=False)
-            pipe.hget(_admission_key(room_id), participant_id)
-            pipe.sismember(_banned_key(room_id), token_id or "-")
+            pipe.hget(admission_key(room_id), participant_id)
+            pipe.sismember(banned_key(room_id), token_id or "-")
             stored, banned = await pipe.execute()
             if token_id and banned:
                 raise ApiError(
@@ -195,7 +187,7 @@ class AdmissionStore:
         if after is not None and after.state in (DENIED, REMOVED):
             banned = after.tokenId
         done = await self._change(
-            keys=[_admission_key(room_id), waiting_key(room_id), _banned_key(room_id)],
+            keys=[admission_key(room_id), waiting_key(room_id), banned_key(room_id)],
             args=[
                 participant_id,
                 expected,
@@ -208,17 +200,15 @@ class AdmissionStore:
         return bool(done)
 
     async def get(self, room_id: str, participant_id: str) -> Admission | None:
-        raw = optional_text(await self._redis.hget(_admission_key(room_id), participant_id))
+        raw = optional_text(await self._redis.hget(admission_key(room_id), participant_id))
         return Admission(**json.loads(raw)) if raw else None
 
     async def all(self, room_id: str) -> list[Admission]:
-        raw = text_map(await self._redis.hgetall(_admission_key(room_id)))
+        raw = text_map(await self._redis.hgetall(admission_key(room_id)))
         return sorted(
             (Admission(**json.loads(body)) for body in raw.values()), key=lambda a: a.since
         )
 
     async def clear(self, room_id: str) -> None:
         """The session ended: its waiting room goes with it."""
-        await self._redis.delete(
-            _admission_key(room_id), waiting_key(room_id), _banned_key(room_id)
-        )
+        await self._redis.delete(admission_key(room_id), waiting_key(room_id), banned_key(room_id))

@@ -14,7 +14,7 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 
 from controlplane.media.admission import Admission, AdmissionStore
-from controlplane.media.room_state import room_key
+from controlplane.media.room_keys import participant_key
 
 
 async def _nameless(admission: Admission | None) -> Admission | None:
@@ -43,7 +43,7 @@ class LiveStateEraser:
         await self._redis.set(_marker(participant_id), "1", ex=self._marker_ttl)
         erased = 0
         for room_id in room_ids:
-            peer = f"{room_key(room_id)}:peer:{participant_id}"
+            peer = participant_key(room_id, participant_id)
             pipe = self._redis.pipeline(transaction=False)
             pipe.hget(peer, "displayName")
             pipe.delete(f"{peer}:stats", f"{peer}:quality")

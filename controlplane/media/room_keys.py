@@ -26,6 +26,16 @@ def waiting_key(room_id: str) -> str:
     return f"{room_key(room_id)}:waiting"
 
 
+def admission_key(room_id: str) -> str:
+    """Each participant's admission (media/admission.py)."""
+    return f"{room_key(room_id)}:admission"
+
+
+def banned_key(room_id: str) -> str:
+    """Room token ids that may not join again (media/admission.py)."""
+    return f"{room_key(room_id)}:banned"
+
+
 def room_producers_key(room_id: str) -> str:
     return f"{room_key(room_id)}:producers"
 

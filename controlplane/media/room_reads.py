@@ -5,8 +5,7 @@ with ``room_view``: two round trips whatever the room's size."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -25,18 +24,27 @@ from controlplane.redis_text import optional_text, text_map, texts
 class RoomView:
     """A room as one read saw it."""
 
-    participants: list[ParticipantRecord] = field(default_factory=list)
-    waiting: set[str] = field(default_factory=set)
+    participants: list[ParticipantRecord]
+    waiting: set[str]
     # Those of participants not in the waiting room (what others may receive).
-    producers: list[ProducerRecord] = field(default_factory=list)
-    recording: str | None = None
+    producers: list[ProducerRecord]
+    recording: str | None
 
 
-def _producers(participant_id: str, raw: Any) -> list[ProducerRecord]:
+def _producers(participant_id: str, raw: dict[str, str]) -> list[ProducerRecord]:
     return [
-        ProducerRecord.from_stored(pid, participant_id, body)
-        for pid, body in sorted(text_map(raw).items())
+        ProducerRecord.from_stored(pid, participant_id, body) for pid, body in sorted(raw.items())
     ]
+
+
+async def _hashes(redis: aioredis.Redis, keys: list[str]) -> list[dict[str, str]]:
+    """Every hash of ``keys`` in one round trip."""
+    if not keys:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hgetall(key)
+    return [text_map(raw) for raw in await pipe.execute()]
 
 
 async def room_view(redis: aioredis.Redis, room_id: str) -> RoomView:
@@ -46,32 +54,27 @@ async def room_view(redis: aioredis.Redis, room_id: str) -> RoomView:
     pipe.hget(room_key(room_id), "recordingId")
     raw_ids, raw_waiting, raw_recording = await pipe.execute()
     ids, waiting = texts(raw_ids), set(texts(raw_waiting))
-    if not ids:
-        return RoomView(waiting=waiting, recording=optional_text(raw_recording))
-    pipe = redis.pipeline(transaction=False)
-    for participant_id in ids:
-        pipe.hgetall(participant_key(room_id, participant_id))
-        pipe.hgetall(producers_key(room_id, participant_id))
-    raw = await pipe.execute()
-    participants: list[ParticipantRecord] = []
-    producers: list[ProducerRecord] = []
-    for k, participant_id in enumerate(ids):
-        record = text_map(raw[2 * k])
-        if "peerId" in record:
-            participants.append(ParticipantRecord.from_stored(record))
-        if participant_id not in waiting:
-            producers.extend(_producers(participant_id, raw[2 * k + 1]))
-    return RoomView(participants, waiting, producers, optional_text(raw_recording))
+    sending = [pid for pid in ids if pid not in waiting]
+    # Both kinds of hash in the same round trip.
+    hashes = await _hashes(
+        redis,
+        [participant_key(room_id, pid) for pid in ids]
+        + [producers_key(room_id, pid) for pid in sending],
+    )
+    records, stored = hashes[: len(ids)], hashes[len(ids) :]
+    return RoomView(
+        participants=[ParticipantRecord.from_stored(r) for r in records if "peerId" in r],
+        waiting=waiting,
+        producers=[
+            p for pid, raw in zip(sending, stored, strict=True) for p in _producers(pid, raw)
+        ],
+        recording=optional_text(raw_recording),
+    )
 
 
 async def participants(redis: aioredis.Redis, room_id: str) -> list[ParticipantRecord]:
     ids = texts(await redis.smembers(participants_key(room_id)))
-    if not ids:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for participant_id in ids:
-        pipe.hgetall(participant_key(room_id, participant_id))
-    records = [text_map(raw) for raw in await pipe.execute()]
+    records = await _hashes(redis, [participant_key(room_id, pid) for pid in ids])
     return [ParticipantRecord.from_stored(r) for r in records if "peerId" in r]
 
 
@@ -84,10 +87,5 @@ async def producers_in_room(redis: aioredis.Redis, room_id: str) -> list[Produce
     raw_ids, raw_waiting = await pipe.execute()
     waiting = set(texts(raw_waiting))
     ids = [pid for pid in texts(raw_ids) if pid not in waiting]
-    if not ids:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for participant_id in ids:
-        pipe.hgetall(producers_key(room_id, participant_id))
-    raw = await pipe.execute()
-    return [p for k, pid in enumerate(ids) for p in _producers(pid, raw[k])]
+    stored = await _hashes(redis, [producers_key(room_id, pid) for pid in ids])
+    return [p for pid, raw in zip(ids, stored, strict=True) for p in _producers(pid, raw)]
