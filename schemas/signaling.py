@@ -44,12 +44,6 @@ class EmptySchema(_Strict):
     """Events that take no payload (an empty object or nothing)."""
 
 
-class JoinSchema(_Strict):
-    consultationId = fields.String(
-        required=True, validate=validate.Regexp(ID_PATTERN, error="invalid consultation id")
-    )
-
-
 class ResumeSchema(_Strict):
     consultationId = fields.String(
         required=True, validate=validate.Regexp(ID_PATTERN, error="invalid consultation id")
@@ -140,6 +134,22 @@ class ConsumeSchema(_Strict):
     # Consume one producer; without it the server creates consumers for every
     # producer in the room this peer may receive and does not yet consume.
     producerId = fields.UUID(load_default=None)
+
+
+class ReceiveSchema(_Strict):
+    """``join``'s ``receive``: the client's device capabilities (its device loaded
+    with the room's ``getRouterRtpCapabilities`` before the join)."""
+
+    rtpCapabilities = fields.Nested(RtpCapabilitiesSchema, required=True)
+    forceTcp = fields.Boolean(load_default=False)
+
+
+class JoinSchema(_Strict):
+    consultationId = fields.String(
+        required=True, validate=validate.Regexp(ID_PATTERN, error="invalid consultation id")
+    )
+    # Ask for a ready receive transport and consumers of the room's producers in the ack.
+    receive = fields.Nested(ReceiveSchema, load_default=None)
 
 
 class ProducerIdSchema(_Strict):

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import Schema
 
 from controlplane.auth import RoomClaims
+from controlplane.media.admission import WAITING
 from controlplane.media.services import MediaServices
 from schemas import signaling as s
 
@@ -40,7 +41,11 @@ def event(name: str, schema: type[Schema]) -> Callable[[Handler], Handler]:
 
 @event("join", s.JoinSchema)
 async def join(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    return await ctx.media.membership.join(sid, ctx.claims(sid), p["consultationId"])
+    joined = await ctx.media.membership.join(sid, ctx.claims(sid), p["consultationId"])
+    if p["receive"] is not None:
+        waiting = joined["admission"]["state"] == WAITING
+        joined["receive"] = await ctx.media.ready_receive.prepare(sid, p["receive"], waiting)
+    return joined
 
 
 @event("resume", s.ResumeSchema)
@@ -52,6 +57,8 @@ async def resume(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
 
 @event("getRouterRtpCapabilities", s.EmptySchema)
 async def get_router_rtp_capabilities(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
+    if ctx.media.participants.find(sid) is None:  # before the join: its room's
+        return await ctx.media.ready_receive.capabilities(ctx.claims(sid))
     return await ctx.media.membership.router_rtp_capabilities(sid)
 
 

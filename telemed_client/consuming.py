@@ -1,11 +1,13 @@
-"""Consumers of a ``MediaPeer``: attaching those the server made (the answer to
-``consume``) to the receive transport, and resuming them at the SFU."""
+"""Consumers of a ``MediaPeer``: asking for them (``consume``), attaching those
+the server made (the answer to ``consume``, or the join's ``receive``) to the
+receive transport, and resuming them at the SFU."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from pymediasoup import Device
 from pymediasoup.rtp_parameters import RtpParameters
 from pymediasoup.transport import Transport
 
@@ -14,6 +16,22 @@ from telemed_client.receiving import ReceivedTrack, read_frames
 
 if TYPE_CHECKING:
     from telemed_client.peer import MediaPeer
+
+
+async def consume(
+    peer: MediaPeer, transport: Transport, device: Device, producer_id: str | None
+) -> list[ReceivedTrack]:
+    """``consume`` (one producer, or all those not yet consumed), then attach and
+    resume what the server made (the caller holds the peer's consume lock)."""
+    payload: dict[str, Any] = {
+        "rtpCapabilities": device.rtpCapabilities.model_dump(exclude_none=True)
+    }
+    if producer_id is not None:
+        if any(t.producer_id == producer_id for t in peer.received.values()):
+            return []
+        payload["producerId"] = producer_id
+    ack = await peer.request("consume", payload)
+    return await attach_consumers(peer, transport, ack["consumers"])
 
 
 async def attach_consumers(

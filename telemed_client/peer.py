@@ -19,17 +19,17 @@ import socketio
 from aiortc.mediastreams import MediaStreamTrack
 from pymediasoup import Device
 from pymediasoup.consumer import Consumer
-from pymediasoup.models.transport import DtlsParameters
 from pymediasoup.producer import Producer
-from pymediasoup.rtp_parameters import RtpCapabilities, RtpParameters
+from pymediasoup.rtp_parameters import RtpParameters
 from pymediasoup.transport import Transport
 
-from telemed_client.consuming import attach_consumers
+from telemed_client.consuming import attach_consumers, consume
+from telemed_client.devices import loaded_device, local_tracks
 from telemed_client.events import EventLog, PeerEvent
-from telemed_client.ice_policy import IceControls, IcePolicy, PolicyAiortcHandler
+from telemed_client.ice_policy import IceControls, IcePolicy
 from telemed_client.jitter import use_frame_end_jitter_buffer
-from telemed_client.media import PatternVideoTrack, SilentTrack, ToneAudioTrack
-from telemed_client.protocol import SignalingError, transport_options
+from telemed_client.media import PatternVideoTrack
+from telemed_client.protocol import SignalingError, connect_with_dtls, transport_options
 from telemed_client.receiving import ReceivedTrack, tracks_from, wait_for_frames
 from telemed_client.resume import Resumer
 
@@ -82,6 +82,10 @@ class MediaPeer(IceControls):
     sending: bool = field(init=False, default=False)
     receiving: bool = field(init=False, default=False)
     _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
+    # The capabilities the device was loaded from, and what the join made to receive.
+    _loaded_from: dict[str, Any] | None = field(init=False, default=None)
+    _ready: dict[str, Any] | None = field(init=False, default=None)
+    _preloaded: bool = field(init=False, default=False)  # by load_device, for the next join
     readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
@@ -179,39 +183,54 @@ class MediaPeer(IceControls):
 
     # ---- media -----------------------------------------------------------------
 
-    async def join(self, consultation_id: str) -> dict[str, Any]:
+    async def _load(self, capabilities: dict[str, Any]) -> None:
+        for track in self._tracks:
+            track.stop()
+        self._tracks = local_tracks(self.send_audio, self.send_video, self.media, self.video_size)
+        self.device, self.timings["deviceLoad"] = await loaded_device(self._tracks, capabilities)
+        self._loaded_from = capabilities
+
+    async def load_device(self) -> bool:
+        """Before ``join``: load the device with the room's capabilities, so the join
+        can ask for a ready receive transport and consumers (``join(receive=True)``).
+        False if the room is not open yet (the join will load it)."""
+        try:
+            ack = await self.request("getRouterRtpCapabilities")
+        except SignalingError as exc:
+            if exc.code != "NOT_JOINED":
+                raise
+            return False
+        await self._load(ack["routerRtpCapabilities"])
+        self._preloaded = True
+        return True
+
+    async def join(self, consultation_id: str, receive: bool = False) -> dict[str, Any]:
+        """Join; with ``receive`` and a device loaded beforehand (``load_device``) the
+        ack brings a receive transport and consumers, used by ``start_receiving``."""
         self.join_started_at = time.monotonic()
-        self.join_info = await self.request("join", {"consultationId": consultation_id})
+        preloaded, self._preloaded = self._preloaded, False
+        payload: dict[str, Any] = {"consultationId": consultation_id}
+        if receive and preloaded and self.device is not None:
+            payload["receive"] = {
+                "rtpCapabilities": self.device.rtpCapabilities.model_dump(exclude_none=True)
+            }
+        self.join_info = await self.request("join", payload)
         self.room_id = consultation_id
         self.resume_token = str(self.join_info.get("resumeToken", ""))
-        tracks: list[MediaStreamTrack] = []
-        silent = self.media == "silent"
-        if self.send_audio:
-            tracks.append(SilentTrack("audio") if silent else ToneAudioTrack())
-        if self.send_video:
-            tracks.append(SilentTrack("video") if silent else PatternVideoTrack(*self.video_size))
-        self._tracks = tracks
-        self.device = Device(handlerFactory=PolicyAiortcHandler.createFactory(tracks=tracks))
-        caps = RtpCapabilities(**self.join_info["routerRtpCapabilities"])
-        started = time.perf_counter()
-        await self.device.load(caps)
-        self.timings["deviceLoad"] = time.perf_counter() - started
+        self._ready = self.join_info.get("receive")
+        capabilities = self.join_info["routerRtpCapabilities"]
+        if not preloaded or capabilities != self._loaded_from:
+            # Loaded from another router (the room was made again meanwhile): what
+            # the join made for that device is not used.
+            if self._ready is not None and "transport" in self._ready:
+                self.in_background(self._close_unused(self._ready["transport"]["id"]))
+            self._ready = None
+            await self._load(capabilities)
         return self.join_info
 
-    def _wire_connect(self, transport: Transport) -> None:
-        async def on_connect(dtls: DtlsParameters) -> None:
-            try:
-                await self.request(
-                    "connectTransport",
-                    {
-                        "transportId": transport.id,
-                        "dtlsParameters": dtls.model_dump(exclude_none=True),
-                    },
-                )
-            except Exception as exc:  # pymediasoup does not propagate this: record it
-                self.errors.append(f"connectTransport: {exc}")
-
-        transport.on("connect", on_connect)
+    async def _close_unused(self, transport_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.request("closeTransport", {"transportId": transport_id})
 
     def _loaded_device(self) -> Device:
         if self.device is None:
@@ -224,7 +243,7 @@ class MediaPeer(IceControls):
         info = await self.request("createTransport", {"direction": "send"})
         transport = device.createSendTransport(**transport_options(info, self.ice_transport_policy))
         self.send_transport = transport
-        self._wire_connect(transport)
+        connect_with_dtls(transport, self.request, self.errors)
 
         async def on_produce(kind: str, rtp: RtpParameters, app_data: dict[str, Any]) -> str:
             ack = await self.request(
@@ -251,30 +270,27 @@ class MediaPeer(IceControls):
     async def start_receiving(self) -> list[ReceivedTrack]:
         self.receiving = True
         device = self._loaded_device()
-        info = await self.request("createTransport", {"direction": "recv"})
+        ready, self._ready = self._ready, None
+        if ready is not None and "transport" in ready:
+            info = ready["transport"]  # made by the join (join(receive=True))
+        else:
+            info = await self.request("createTransport", {"direction": "recv"})
         transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
         self.recv_transport = transport
-        self._wire_connect(transport)
+        connect_with_dtls(transport, self.request, self.errors)
         if self.join_info.get("admission", {}).get("state") == "waiting":
             return []  # nothing to receive until a clinician lets us in
+        if ready is not None and "transport" in ready and "error" not in ready:
+            async with self._consume_lock:
+                return await attach_consumers(self, transport, ready["consumers"])
         return await self.consume()
 
     async def consume(self, producer_id: str | None = None) -> list[ReceivedTrack]:
         """Ask the server for consumers, attach them locally, then resume them."""
-        device = self._loaded_device()
-        recv_transport = self.recv_transport
-        if recv_transport is None:
+        if self.recv_transport is None:
             raise RuntimeError("start receiving first")
         async with self._consume_lock:
-            payload: dict[str, Any] = {
-                "rtpCapabilities": device.rtpCapabilities.model_dump(exclude_none=True)
-            }
-            if producer_id is not None:
-                if any(t.producer_id == producer_id for t in self.received.values()):
-                    return []
-                payload["producerId"] = producer_id
-            ack = await self.request("consume", payload)
-            return await attach_consumers(self, recv_transport, ack["consumers"])
+            return await consume(self, self.recv_transport, self._loaded_device(), producer_id)
 
     async def _consume_quietly(self, producer_id: str | None) -> None:
         try:

@@ -1,11 +1,14 @@
-"""The signaling protocol as the Python client speaks it: error acks and the
-transport options a ``createTransport`` ack gives pymediasoup."""
+"""The signaling protocol as the Python client speaks it: error acks, the
+transport options a ``createTransport`` ack gives pymediasoup, and a transport's
+DTLS parameters sent with ``connectTransport``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pymediasoup.models.transport import DtlsParameters, IceCandidate, IceParameters
+from pymediasoup.transport import Transport
 
 from telemed_client.ice_policy import IcePolicy, ice_servers_from_ack
 
@@ -33,3 +36,24 @@ def transport_options(info: dict[str, Any], policy: IcePolicy = "all") -> dict[s
         "iceServers": ice_servers_from_ack(info),
         "iceTransportPolicy": policy,
     }
+
+
+def connect_with_dtls(
+    transport: Transport,
+    request: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]],
+    errors: list[str],
+) -> None:
+    """On the transport's ``connect`` (its first produce or consume), send
+    ``connectTransport`` with its DTLS parameters; a failure goes to ``errors``
+    (pymediasoup does not pass it on)."""
+
+    async def on_connect(dtls: DtlsParameters) -> None:
+        try:
+            await request(
+                "connectTransport",
+                {"transportId": transport.id, "dtlsParameters": dtls.model_dump(exclude_none=True)},
+            )
+        except Exception as exc:
+            errors.append(f"connectTransport: {exc}")
+
+    transport.on("connect", on_connect)

@@ -53,9 +53,15 @@ class Consumers:
             for consumer, producer in participant.consumers.items()
             if participant.consumer_transports.get(consumer) in (transport_id, "", None)
         }
-        wanted = [p for p in candidates if p.producerId not in already]
+        # Video first: a client attaches consumers in the answer's order, and its
+        # first one connects the transport; the video's key frame is asked for once
+        # the transport is connected and the consumer resumed, so the sooner the
+        # video is resumed, the sooner its first frame.
+        wanted = sorted(
+            (p for p in candidates if p.producerId not in already), key=lambda p: p.kind != "video"
+        )
         # One SFU request each, all at once: a subscriber's audio and video are
-        # made together (the order of the answer is the order of the producers).
+        # made together (the order of the answer is the order above).
         outcomes = await asyncio.gather(
             *(
                 self._consume_one(participant, room, client, transport_id, p, rtp_capabilities)

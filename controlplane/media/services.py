@@ -20,6 +20,7 @@ from controlplane.media.ports import JoinGate, Notifier
 from controlplane.media.presence import Presence
 from controlplane.media.presence_keeper import PresenceKeeper
 from controlplane.media.producers import Producers
+from controlplane.media.ready_receive import ReadyReceive
 from controlplane.media.reassertion import Reassertion
 from controlplane.media.recording_capture import RoomCapture
 from controlplane.media.resumption import Resumption
@@ -45,6 +46,7 @@ class MediaServices:
     transports: Transports
     producers: Producers
     consumers: Consumers
+    ready_receive: ReadyReceive
     client_stats: ClientStats
     fallback: MediaFallback
     events: SfuEvents
@@ -100,6 +102,8 @@ class MediaServices:
         resumption = Resumption(participants, state, presence, notifier, ice, waiting_room)
         producers = Producers(participants, routers, state, notifier)
         waiting_room.producer_listeners = producers.listeners
+        transports = Transports(participants, routers, state, ice)
+        consumers = Consumers(participants, routers, state)
         layers = LayerControl(participants, routers, state, notifier)
         events.layers_changed.append(layers.layers_changed)
         events.speaker_changed.append(layers.speaker)
@@ -118,9 +122,10 @@ class MediaServices:
                 state,
                 Reassertion(redis, participants, state, presence),
             ),
-            transports=Transports(participants, routers, state, ice),
+            transports=transports,
             producers=producers,
-            consumers=Consumers(participants, routers, state),
+            consumers=consumers,
+            ready_receive=ReadyReceive(transports, consumers, state, routers),
             waiting_room=waiting_room,
             client_stats=ClientStats(participants, state, on_first_media),
             fallback=MediaFallback(routers, state, notifier, ice),

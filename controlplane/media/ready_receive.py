@@ -1,0 +1,58 @@
+"""A join that asks to receive (``join``'s ``receive``): its ack carries a receive
+transport and the consumers of the room's producers, made as ``createTransport``
+and ``consume`` would make them, so a subscriber goes from the join ack straight
+to ``connectTransport`` and ``resumeConsumer`` (two round trips fewer).
+
+The join stands whatever happens here: what could not be made is named by an
+``error`` in ``receive``, and the client makes it with the usual events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from controlplane.auth import RoomClaims
+from controlplane.media.consumers import Consumers
+from controlplane.media.room_state import RoomState
+from controlplane.media.routers import RoomRouters
+from controlplane.media.transports import Transports
+from schemas.errors import ApiError, ErrorCode
+
+log = structlog.get_logger(__name__)
+
+
+class ReadyReceive:
+    def __init__(
+        self, transports: Transports, consumers: Consumers, state: RoomState, routers: RoomRouters
+    ) -> None:
+        self._transports = transports
+        self._consumers = consumers
+        self._state = state
+        self._routers = routers
+
+    async def capabilities(self, claims: RoomClaims) -> dict[str, Any]:
+        """``getRouterRtpCapabilities`` before the join: those of the token's
+        consultation room if it is open (a client loads its device with them and
+        joins with ``receive``); the first to join gets them in its join ack."""
+        room = await self._state.get_room(claims.room_id)
+        if room is None:
+            raise ApiError(
+                ErrorCode.NOT_JOINED,
+                "the consultation's room is not open yet: the join ack carries them",
+            )
+        return {"routerRtpCapabilities": await self._routers.capabilities(room)}
+
+    async def prepare(self, sid: str, receive: dict[str, Any], waiting: bool) -> dict[str, Any]:
+        """``{transport?, consumers, skipped, error?}``: ``transport`` as the
+        ``createTransport`` ack, ``consumers`` and ``skipped`` as the ``consume``
+        ack (none for a participant in the waiting room)."""
+        ready: dict[str, Any] = {"consumers": [], "skipped": []}
+        try:
+            ready["transport"] = await self._transports.create(sid, "recv", receive["forceTcp"])
+            if not waiting:
+                ready.update(await self._consumers.consume(sid, receive["rtpCapabilities"], None))
+        except ApiError as exc:
+            log.info("join_receive_incomplete", code=str(exc.code))
+            ready.update(exc.to_payload())
+        return ready
