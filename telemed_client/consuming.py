@@ -22,7 +22,7 @@ async def consume(
     peer: MediaPeer, transport: Transport, device: Device, producer_id: str | None
 ) -> list[ReceivedTrack]:
     """``consume`` (one producer, or all those not yet consumed), then attach and
-    resume what the server made (the caller holds the peer's consume lock)."""
+    resume what the server made (the caller holds ``peer.consume_lock``)."""
     payload: dict[str, Any] = {
         "rtpCapabilities": device.rtpCapabilities.model_dump(exclude_none=True)
     }
@@ -81,3 +81,17 @@ async def resume_consumer(peer: MediaPeer, consumer_id: str) -> bool:
         return False
     peer.unresumed.discard(consumer_id)
     return True
+
+
+async def close_consumer(peer: MediaPeer, consumer_id: str) -> None:
+    """Forget a consumer the server closed, without an SDP renegotiation.
+
+    pymediasoup's close() marks the m-section closed and the next consume
+    recycles that section for a new mid, which aiortc does not support
+    ("Media sections in answer do not match offer").  The server has
+    already stopped the stream, so the local section is left inactive.
+    """
+    async with peer.consume_lock:
+        consumer = peer.consumers.pop(str(consumer_id), None)
+        if consumer is not None:
+            consumer.track.stop()

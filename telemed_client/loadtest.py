@@ -174,7 +174,10 @@ class _Participant:
         try:
             if self.peer is not None:
                 await self.peer.connect()
-                ack = await self.peer.join(self.seat.room)
+                # As the Python client joins a call in progress: the device loaded from
+                # the room's capabilities first, the receive side made by the join.
+                await self.peer.load_device()
+                ack = await self.peer.join(self.seat.room, receive=True)
                 self.report.joins.append(self.peer.timings["join"])  # the ack, not deviceLoad
             else:
                 await self.sio.connect(

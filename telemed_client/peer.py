@@ -23,7 +23,7 @@ from pymediasoup.producer import Producer
 from pymediasoup.rtp_parameters import RtpParameters
 from pymediasoup.transport import Transport
 
-from telemed_client.consuming import attach_consumers, consume
+from telemed_client.consuming import attach_consumers, close_consumer, consume
 from telemed_client.devices import loaded_device, local_tracks
 from telemed_client.events import EventLog, PeerEvent
 from telemed_client.ice_policy import IceControls, IcePolicy
@@ -86,8 +86,9 @@ class MediaPeer(IceControls):
     _loaded_from: dict[str, Any] | None = field(init=False, default=None)
     _ready: dict[str, Any] | None = field(init=False, default=None)
     _preloaded: bool = field(init=False, default=False)  # by load_device, for the next join
+    _announced_early: bool = field(init=False, default=False)  # newProducer before receiving
     readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
-    _consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
@@ -128,8 +129,11 @@ class MediaPeer(IceControls):
 
     async def _on_any(self, event: str, data: Any = None) -> None:
         self.record_event(event, data)
-        if event == "newProducer" and self.auto_consume and self.recv_transport is not None:
-            self.in_background(self._consume_quietly(data.get("producerId")))
+        if event == "newProducer" and self.auto_consume:
+            if self.recv_transport is not None:
+                self.in_background(self._consume_quietly(data.get("producerId")))
+            else:  # consumed by start_receiving
+                self._announced_early = True
         elif event == "admission":  # let in from the waiting room: receive the room
             self.join_info["admission"] = data
             if data.get("state") == "in_call" and self.auto_consume and self.recv_transport:
@@ -142,25 +146,12 @@ class MediaPeer(IceControls):
         if track is not None:
             track.ended = True
         self.unresumed.discard(consumer_id)
-        self.in_background(self._close_consumer(consumer_id))
+        self.in_background(close_consumer(self, consumer_id))
 
     def in_background(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _close_consumer(self, consumer_id: str | None) -> None:
-        """Forget a consumer the server closed, without an SDP renegotiation.
-
-        pymediasoup's close() marks the m-section closed and the next consume
-        recycles that section for a new mid, which aiortc does not support
-        ("Media sections in answer do not match offer").  The server has
-        already stopped the stream, so the local section is left inactive.
-        """
-        async with self._consume_lock:
-            consumer = self.consumers.pop(str(consumer_id), None)
-            if consumer is not None:
-                consumer.track.stop()
 
     async def wait_for_event(
         self, name: str, predicate: Callable[[Any], bool] = lambda _d: True, timeout: float = 10.0
@@ -281,15 +272,19 @@ class MediaPeer(IceControls):
         if self.join_info.get("admission", {}).get("state") == "waiting":
             return []  # nothing to receive until a clinician lets us in
         if ready is not None and "transport" in ready and "error" not in ready:
-            async with self._consume_lock:
-                return await attach_consumers(self, transport, ready["consumers"])
+            async with self.consume_lock:
+                tracks = await attach_consumers(self, transport, ready["consumers"])
+            if self._announced_early:  # producers that came after the join's consumers
+                self._announced_early = False
+                tracks += await self.consume()
+            return tracks
         return await self.consume()
 
     async def consume(self, producer_id: str | None = None) -> list[ReceivedTrack]:
         """Ask the server for consumers, attach them locally, then resume them."""
         if self.recv_transport is None:
             raise RuntimeError("start receiving first")
-        async with self._consume_lock:
+        async with self.consume_lock:
             return await consume(self, self.recv_transport, self._loaded_device(), producer_id)
 
     async def _consume_quietly(self, producer_id: str | None) -> None:

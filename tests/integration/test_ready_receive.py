@@ -13,6 +13,7 @@ import pytest
 
 from controlplane.media.room_state import RoomState
 from telemed_client import MediaPeer, SignalingError
+from telemed_client.peer import share_screen
 from tests.conftest import Stack, new_room_id, start_call
 from tests.integration.test_waiting_room import enter, settled_consumers, sfu_consumers
 
@@ -184,3 +185,32 @@ async def test_a_device_loaded_from_other_capabilities_receives_step_by_step(
             break
         await asyncio.sleep(0.1)
     assert transports == {patient.recv_transport.id: "recv"}
+
+
+async def test_a_producer_announced_between_the_join_and_receiving_is_received_too(
+    stack: Stack, peers: list[MediaPeer]
+) -> None:
+    """The join's consumers are those of its moment; a producer announced before
+    the client starts receiving (its newProducer had no transport to go to) is
+    consumed by start_receiving after them."""
+    room = new_room_id("rr")
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-late", "physician"))
+    patient = MediaPeer(stack.url, stack.token(room, "pt-late", "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor)
+    await patient.connect()
+    assert await patient.load_device() is True
+    joined = await patient.join(room, receive=True)
+    assert len(joined["receive"]["consumers"]) == 2
+    screen = await share_screen(doctor)
+    await patient.wait_for_event("newProducer", lambda d: d["producerId"] == screen)
+
+    tracks = await patient.start_receiving()
+    assert sorted(t.source for t in tracks) == ["camera", "mic", "screen"]
+    shared = [t for t in patient.tracks_from("dr-late", "video") if t.source == "screen"]
+    assert len(shared) == 1
+    for _ in range(100):
+        if shared[0].frames >= 5:
+            break
+        await asyncio.sleep(0.1)
+    assert shared[0].frames >= 5
