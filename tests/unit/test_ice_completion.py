@@ -1,7 +1,7 @@
 """telemed_client.network: aioice's connect() returns once its check list is
 completed, not at its next 20 ms pacing tick.  Two real aioice agents on
-loopback, the controlled one offering a second candidate that answers nothing
-(as a relay candidate would, later): the connection is made, data flows both
+loopback, the controlling one also given a lower-priority candidate that answers
+nothing (a second pair, as a relay candidate makes): the connection is made, data flows both
 ways, aioice finishes its own connect() in the background, and a connection
 closed right after connecting starts no consent checks."""
 
@@ -13,36 +13,8 @@ import socket
 import aioice
 import pytest
 
+from bench.ice_connect import loopback_agents
 from telemed_client import network
-
-
-def silent_candidate(port: int) -> aioice.Candidate:
-    """A lower-priority host candidate whose port answers nothing."""
-    return aioice.Candidate(
-        foundation="silent",
-        component=1,
-        transport="udp",
-        priority=1,
-        host="127.0.0.1",
-        port=port,
-        type="host",
-    )
-
-
-async def pair(silent_port: int) -> tuple[aioice.Connection, aioice.Connection]:
-    network.restrict_ice_host_addresses(["127.0.0.1"])
-    controlling = aioice.Connection(ice_controlling=True, components=1)
-    controlled = aioice.Connection(ice_controlling=False, components=1)
-    await asyncio.gather(controlling.gather_candidates(), controlled.gather_candidates())
-    for local, remote in ((controlling, controlled), (controlled, controlling)):
-        local.remote_username = remote.local_username
-        local.remote_password = remote.local_password
-        for candidate in remote.local_candidates:
-            await local.add_remote_candidate(candidate)
-    await controlling.add_remote_candidate(silent_candidate(silent_port))
-    for local in (controlling, controlled):
-        await local.add_remote_candidate(None)
-    return controlling, controlled
 
 
 @pytest.fixture
@@ -59,7 +31,7 @@ def test_aioice_connects_through_the_prompt_connect() -> None:
 
 
 async def test_connected_with_a_pair_left_waiting_and_data_flows(silent_port: int) -> None:
-    controlling, controlled = await pair(silent_port)
+    controlling, controlled = await loopback_agents(silent_port)
     try:
         await asyncio.wait_for(asyncio.gather(controlling.connect(), controlled.connect()), 10)
         await controlling.send(b"ping")
@@ -80,7 +52,7 @@ async def test_connected_with_a_pair_left_waiting_and_data_flows(silent_port: in
 
 
 async def test_closed_right_after_connecting_starts_no_consent_checks(silent_port: int) -> None:
-    controlling, controlled = await pair(silent_port)
+    controlling, controlled = await loopback_agents(silent_port)
     await asyncio.wait_for(asyncio.gather(controlling.connect(), controlled.connect()), 10)
     await asyncio.gather(controlling.close(), controlled.close())
     await asyncio.sleep(0.1)  # past aioice's tick
