@@ -31,7 +31,6 @@ from dataclasses import asdict
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.lock import Lock
 
 from controlplane.media import room_reads
 from controlplane.media.room_keys import (
@@ -44,6 +43,7 @@ from controlplane.media.room_keys import (
     router_key,
     waiting_key,
 )
+from controlplane.media.room_lock import RoomLock, RoomLocks
 from controlplane.media.room_reads import RoomView
 from controlplane.media.room_records import (
     ConsumerRecord,
@@ -73,12 +73,12 @@ ROOMS_KEY = "telemed:rooms"
 class RoomState:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._locks = RoomLocks(redis)
 
-    def room_lock(self, room_id: str, timeout: float = 20.0) -> Lock:
-        """A Redis lock serialising membership changes of one room across instances."""
-        return self._redis.lock(
-            f"telemed:lock:room:{room_id}", timeout=timeout, blocking_timeout=timeout
-        )
+    def room_lock(self, room_id: str, timeout: float = 20.0) -> RoomLock:
+        """The lock serialising membership changes of one room across instances
+        (room_lock.py: a local lock in front of the Redis one)."""
+        return self._locks(room_id, timeout)
 
     # ---- rooms -------------------------------------------------------------
 
