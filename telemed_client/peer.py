@@ -211,8 +211,8 @@ class MediaPeer(IceControls):
         self._ready = self.join_info.get("receive")
         capabilities = self.join_info["routerRtpCapabilities"]
         if not preloaded or capabilities != self._loaded_from:
-            # Loaded from another router (the room was made again meanwhile): what
-            # the join made for that device is not used.
+            # Not loaded yet, or loaded from another router (the room was made
+            # again meanwhile): what the join made for that device is not used.
             if self._ready is not None and "transport" in self._ready:
                 self.in_background(self._close_unused(self._ready["transport"]["id"]))
             self._ready = None
@@ -267,15 +267,15 @@ class MediaPeer(IceControls):
         else:
             info = await self.request("createTransport", {"direction": "recv"})
         transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
-        self.recv_transport = transport
+        self.recv_transport = transport  # newProducer is consumed from now on
+        announced_early, self._announced_early = self._announced_early, False
         connect_with_dtls(transport, self.request, self.errors)
         if self.join_info.get("admission", {}).get("state") == "waiting":
             return []  # nothing to receive until a clinician lets us in
         if ready is not None and "transport" in ready and "error" not in ready:
             async with self.consume_lock:
                 tracks = await attach_consumers(self, transport, ready["consumers"])
-            if self._announced_early:  # producers that came after the join's consumers
-                self._announced_early = False
+            if announced_early:  # producers that came after the join's consumers
                 tracks += await self.consume()
             return tracks
         return await self.consume()

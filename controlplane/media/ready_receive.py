@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from controlplane.auth import RoomClaims
+from controlplane.backends import OUTAGE_ERRORS
 from controlplane.media.consumers import Consumers
 from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
@@ -55,4 +56,15 @@ class ReadyReceive:
         except ApiError as exc:
             log.info("join_receive_incomplete", code=str(exc.code))
             ready.update(exc.to_payload())
+        except OUTAGE_ERRORS as exc:
+            log.warning("join_receive_incomplete", error=type(exc).__name__)
+            unavailable = ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE, "the service is briefly unavailable; retry"
+            )
+            ready.update(unavailable.to_payload())
+        except Exception:
+            # The participant has joined: the join is answered, and this part says
+            # it failed (the log has the trace, the client only the code).
+            log.exception("join_receive_failed")
+            ready.update(ApiError(ErrorCode.INTERNAL_ERROR, "internal error").to_payload())
         return ready

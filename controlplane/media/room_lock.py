@@ -55,8 +55,8 @@ class RoomLocks:
 
 
 class RoomLock:
-    """``async with``: the room's local lock, then its Redis lock (both given up
-    within ``timeout`` seconds: LockError, as redis-py's own lock raises)."""
+    """``async with``: the room's local lock, then its Redis lock, both within
+    ``timeout`` seconds (else LockError, as redis-py's own lock raises)."""
 
     def __init__(self, locks: RoomLocks, room_id: str, timeout: float) -> None:
         self._locks = locks
@@ -72,8 +72,9 @@ class RoomLock:
 
     async def __aenter__(self) -> RoomLock:
         local = self._locks._enter(self._room_id)
+        deadline = asyncio.get_running_loop().time() + self._timeout
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout_at(deadline):
                 await local.lock.acquire()
         except TimeoutError:
             self._locks._leave(self._room_id, local)
@@ -82,7 +83,8 @@ class RoomLock:
             self._locks._leave(self._room_id, local)
             raise
         try:
-            if not await self._redis_lock.acquire():
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            if not await self._redis_lock.acquire(blocking_timeout=remaining):
                 raise LockError("Unable to acquire lock within the time specified")
         except BaseException:
             local.lock.release()

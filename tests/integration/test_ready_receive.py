@@ -8,6 +8,8 @@ step-by-step way taken when the device was loaded from other capabilities."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -214,3 +216,35 @@ async def test_a_producer_announced_between_the_join_and_receiving_is_received_t
             break
         await asyncio.sleep(0.1)
     assert shared[0].frames >= 5
+
+
+async def test_a_stalled_media_worker_leaves_the_join_standing_and_receiving_step_by_step(
+    stack: Stack, instance, peers: list[MediaPeer], redis
+) -> None:
+    """The room's mediasoup worker stopped (SIGSTOP) between the physician's call
+    and the patient's ready join: the join is answered (it needs no SFU request
+    for a room that exists), its ``receive`` names the failure, and once the
+    worker runs again the client makes its transport and consumers itself."""
+    quick = instance(SFU_RPC_TIMEOUT="1")
+    room = new_room_id("rr")
+    doctor = MediaPeer(quick.url, stack.token(room, "dr-stall", "physician"))
+    patient = MediaPeer(quick.url, stack.token(room, "pt-stall", "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor)
+    await patient.connect()
+    assert await patient.load_device() is True
+    stored = await RoomState(redis).get_room(room)
+    assert stored is not None and stored.workerPid
+    os.kill(int(stored.workerPid), signal.SIGSTOP)
+    try:
+        joined = await patient.join(room, receive=True)
+    finally:
+        os.kill(int(stored.workerPid), signal.SIGCONT)
+    assert joined["peerId"] == "pt-stall" and joined["admission"]["state"] == "in_call"
+    assert joined["receive"]["error"]["code"] == "SFU_UNAVAILABLE"
+    assert "transport" not in joined["receive"] and joined["receive"]["consumers"] == []
+    assert "pt-stall" in await RoomState(redis).participant_ids(room)
+
+    await patient.start_receiving()
+    await patient.wait_for_frames("dr-stall", "video", count=5)
+    assert "createTransport" in patient.timings and "consume" in patient.timings
