@@ -9,7 +9,7 @@ await build({
   bundle: true,
   // ES modules split at the dynamic import of src/device.js: mediasoup-client is
   // its own file (device.js), preloaded by index.html and evaluated while the
-  // socket connects; what both files use goes in a shared chunk.
+  // server answers the join; what both files use goes in a shared chunk.
   format: 'esm',
   splitting: true,
   entryNames: '[name]',

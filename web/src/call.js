@@ -146,7 +146,6 @@ export class Call {
   // ---- connection -----------------------------------------------------------
 
   async start() {
-    loadMediasoup().catch(() => {}); // evaluated while the socket connects; loadDevice awaits it
     this.setState('connecting');
     this.socket = io(this.baseUrl, {
       path: '/socket.io',
@@ -237,7 +236,9 @@ export class Call {
   }
 
   async join() {
-    const info = await this.request('join', { consultationId: this.consultationId });
+    const joining = this.request('join', { consultationId: this.consultationId });
+    loadMediasoup().catch(() => {}); // evaluated while the server joins; loadDevice awaits it
+    const info = await joining;
     mark('join');
     this.resumeToken = info.resumeToken || null;
     this.profile = info.mediaProfile;
