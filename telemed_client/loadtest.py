@@ -5,7 +5,8 @@ of a room, its clinician, before the others; a participant the call type puts in
 the waiting room is admitted by it), stay for a duration, leave.  What is real:
 Socket.IO signaling, and in media mode WebRTC through the deployment's SFU, every
 participant a MediaPeer (aiortc) encoding its own tone (Opus) and moving pattern
-(VP8, 320x240) and decoding everyone else's; so a media run costs the generating
+(VP8, 320x240) and decoding everyone else's (joining a call in progress ready to
+receive, as MediaPeer does: docs/signaling.md); so a media run costs the generating
 machine real CPU (the report gives its share of a core: near 100%, the generator
 is the limit, not the deployment).  In signaling mode a participant is a bare Socket.IO client.
 Every participant sends one cheap event (``getRouterRtpCapabilities``) a second.
