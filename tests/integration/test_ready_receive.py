@@ -17,6 +17,7 @@ from controlplane.media.room_state import RoomState
 from telemed_client import MediaPeer, SignalingError
 from telemed_client.peer import share_screen
 from tests.conftest import Stack, new_room_id, start_call
+from tests.integration.test_concurrent_requests import _burst
 from tests.integration.test_waiting_room import enter, settled_consumers, sfu_consumers
 
 pytestmark = pytest.mark.integration
@@ -248,3 +249,32 @@ async def test_a_stalled_media_worker_leaves_the_join_standing_and_receiving_ste
     await patient.start_receiving()
     await patient.wait_for_frames("dr-stall", "video", count=5)
     assert "createTransport" in patient.timings and "consume" in patient.timings
+
+
+async def test_a_burst_of_ready_joins_makes_one_participant_one_transport(
+    stack: Stack, peers: list[MediaPeer], redis
+) -> None:
+    """50 joins with ``receive`` at once on one connection: one joins, the others
+    are ALREADY_JOINED (or RATE_LIMITED), and the SFU holds one receive transport and two consumers
+    more, as Redis says; the capabilities asked 50 times before the join too."""
+    room = new_room_id("rr")
+    doctor = MediaPeer(stack.url, stack.token(room, "dr-burst", "physician"))
+    patient = MediaPeer(stack.url, stack.token(room, "pt-burst", "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor)
+    await patient.connect()
+    asked = await _burst(patient, "getRouterRtpCapabilities", [{}] * 50)
+    assert set(asked) <= {"ok", "RATE_LIMITED"} and asked["ok"] >= 1
+    assert await patient.load_device() is True
+    assert patient.device is not None
+    caps = patient.device.rtpCapabilities.model_dump(exclude_none=True)
+    baseline = await sfu_consumers(stack)
+
+    payload = {"consultationId": room, "receive": {"rtpCapabilities": caps}}
+    outcome = await _burst(patient, "join", [payload] * 50)
+
+    # (the caps burst used part of the connection's event budget: some are refused)
+    assert outcome["ok"] == 1 and set(outcome) <= {"ok", "ALREADY_JOINED", "RATE_LIMITED"}
+    assert await settled_consumers(stack, baseline + 2) == baseline + 2
+    state = await _peer_state(redis, room, "pt-burst")
+    assert list(state["transports"].values()) == ["recv"] and len(state["consumers"]) == 2
