@@ -14,7 +14,6 @@ from typing import Any
 from marshmallow import Schema
 
 from controlplane.auth import RoomClaims
-from controlplane.media.admission import WAITING
 from controlplane.media.services import MediaServices
 from schemas import signaling as s
 
@@ -41,11 +40,9 @@ def event(name: str, schema: type[Schema]) -> Callable[[Handler], Handler]:
 
 @event("join", s.JoinSchema)
 async def join(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
-    joined = await ctx.media.membership.join(sid, ctx.claims(sid), p["consultationId"])
-    if p["receive"] is not None:
-        waiting = joined["admission"]["state"] == WAITING
-        joined["receive"] = await ctx.media.ready_receive.prepare(sid, p["receive"], waiting)
-    return joined
+    return await ctx.media.ready_receive.join(
+        sid, ctx.claims(sid), p["consultationId"], p["receive"]
+    )
 
 
 @event("resume", s.ResumeSchema)
@@ -57,9 +54,7 @@ async def resume(ctx: Context, sid: str, p: dict[str, Any]) -> dict[str, Any]:
 
 @event("getRouterRtpCapabilities", s.EmptySchema)
 async def get_router_rtp_capabilities(ctx: Context, sid: str, _p: dict[str, Any]) -> dict[str, Any]:
-    if ctx.media.participants.find(sid) is None:  # before the join: its room's
-        return await ctx.media.ready_receive.capabilities(ctx.claims(sid))
-    return await ctx.media.membership.router_rtp_capabilities(sid)
+    return await ctx.media.ready_receive.router_rtp_capabilities(sid, ctx.claims(sid))
 
 
 @event("createTransport", s.CreateTransportSchema)

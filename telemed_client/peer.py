@@ -261,18 +261,17 @@ class MediaPeer(IceControls):
     async def start_receiving(self) -> list[ReceivedTrack]:
         self.receiving = True
         device = self._loaded_device()
-        ready, self._ready = self._ready, None
-        if ready is not None and "transport" in ready:
-            info = ready["transport"]  # made by the join (join(receive=True))
-        else:
-            info = await self.request("createTransport", {"direction": "recv"})
+        ready, self._ready = self._ready or {}, None  # what join(receive=True) made
+        info = ready.get("transport") or await self.request(
+            "createTransport", {"direction": "recv"}
+        )
         transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
         self.recv_transport = transport  # newProducer is consumed from now on
         announced_early, self._announced_early = self._announced_early, False
         connect_with_dtls(transport, self.request, self.errors)
         if self.join_info.get("admission", {}).get("state") == "waiting":
             return []  # nothing to receive until a clinician lets us in
-        if ready is not None and "transport" in ready and "error" not in ready:
+        if "transport" in ready and "error" not in ready:
             async with self.consume_lock:
                 tracks = await attach_consumers(self, transport, ready["consumers"])
             if announced_early:  # producers that came after the join's consumers

@@ -14,7 +14,10 @@ import structlog
 
 from controlplane.auth import RoomClaims
 from controlplane.backends import OUTAGE_ERRORS
+from controlplane.media.admission import WAITING
 from controlplane.media.consumers import Consumers
+from controlplane.media.membership import Membership
+from controlplane.media.participants import LocalParticipants
 from controlplane.media.room_state import RoomState
 from controlplane.media.routers import RoomRouters
 from controlplane.media.transports import Transports
@@ -25,17 +28,39 @@ log = structlog.get_logger(__name__)
 
 class ReadyReceive:
     def __init__(
-        self, transports: Transports, consumers: Consumers, state: RoomState, routers: RoomRouters
+        self,
+        membership: Membership,
+        participants: LocalParticipants,
+        transports: Transports,
+        consumers: Consumers,
+        state: RoomState,
+        routers: RoomRouters,
     ) -> None:
+        self._membership = membership
+        self._participants = participants
         self._transports = transports
         self._consumers = consumers
         self._state = state
         self._routers = routers
 
-    async def capabilities(self, claims: RoomClaims) -> dict[str, Any]:
-        """``getRouterRtpCapabilities`` before the join: those of the token's
-        consultation room if it is open (a client loads its device with them and
-        joins with ``receive``); the first to join gets them in its join ack."""
+    async def join(
+        self, sid: str, claims: RoomClaims, room_id: str, receive: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The ``join`` event: the membership's join, and with ``receive`` its ack's
+        ``receive`` part."""
+        joined = await self._membership.join(sid, claims, room_id)
+        if receive is not None:
+            waiting = joined["admission"]["state"] == WAITING
+            joined["receive"] = await self.prepare(sid, receive, waiting)
+        return joined
+
+    async def router_rtp_capabilities(self, sid: str, claims: RoomClaims) -> dict[str, Any]:
+        """The ``getRouterRtpCapabilities`` event: the participant's router's once
+        joined; before the join, those of the token's consultation room if it is
+        open (a client loads its device with them and joins with ``receive``); the
+        first to join gets them in its join ack."""
+        if self._participants.find(sid) is not None:
+            return await self._membership.router_rtp_capabilities(sid)
         room = await self._state.get_room(claims.room_id)
         if room is None:
             raise ApiError(

@@ -125,7 +125,9 @@ class MediaServices:
             transports=transports,
             producers=producers,
             consumers=consumers,
-            ready_receive=ReadyReceive(transports, consumers, state, routers),
+            ready_receive=ReadyReceive(
+                membership, participants, transports, consumers, state, routers
+            ),
             waiting_room=waiting_room,
             client_stats=ClientStats(participants, state, on_first_media),
             fallback=MediaFallback(routers, state, notifier, ice),

@@ -23,6 +23,20 @@ from tests.integration.test_waiting_room import enter, settled_consumers, sfu_co
 pytestmark = pytest.mark.integration
 
 
+async def _in_call(
+    stack: Stack, peers: list[MediaPeer], url: str, tag: str
+) -> tuple[str, MediaPeer, MediaPeer]:
+    """A physician ``dr-<tag>`` in a new call (sending), and its patient ``pt-<tag>``
+    connected, not joined."""
+    room = new_room_id("rr")
+    doctor = MediaPeer(url, stack.token(room, f"dr-{tag}", "physician"))
+    patient = MediaPeer(url, stack.token(room, f"pt-{tag}", "patient"))
+    peers.extend([doctor, patient])
+    await start_call(room, doctor)
+    await patient.connect()
+    return room, doctor, patient
+
+
 async def _peer_state(redis, room: str, peer_id: str) -> dict:
     snapshot = await RoomState(redis).snapshot(room)
     assert snapshot is not None
@@ -32,12 +46,7 @@ async def _peer_state(redis, room: str, peer_id: str) -> dict:
 async def test_a_subscriber_joining_with_receive_decodes_without_create_or_consume(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-rr", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-rr", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, doctor, patient = await _in_call(stack, peers, stack.url, "rr")
     assert await patient.load_device() is True
 
     joined = await patient.join(room, receive=True)
@@ -87,12 +96,7 @@ async def test_capabilities_before_the_join_only_for_an_open_room(
 async def test_a_bad_receive_is_refused_and_joins_nothing(
     stack: Stack, peers: list[MediaPeer], redis
 ) -> None:
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-bad", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-bad", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, _doctor, patient = await _in_call(stack, peers, stack.url, "bad")
     for receive in ({"rtpCapabilities": "opus"}, {}, {"rtpCapabilities": {}, "extra": 1}):
         with pytest.raises(SignalingError) as refused:
             await patient.request("join", {"consultationId": room, "receive": receive})
@@ -108,12 +112,7 @@ async def test_a_device_that_decodes_nothing_still_joins(
 ) -> None:
     """Capabilities without the room's codecs (PCMU only): the join stands, the producers are
     named in ``skipped`` with the reason, no consumer is made."""
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-skip", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-skip", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, _doctor, patient = await _in_call(stack, peers, stack.url, "skip")
     baseline = await sfu_consumers(stack)
     pcmu_only = {
         "codecs": [
@@ -167,12 +166,7 @@ async def test_a_device_loaded_from_other_capabilities_receives_step_by_step(
     preload and the join (simulated: the client is told it loaded other ones):
     what the join made is closed, the device loaded from the ack, and the
     subscriber creates its transport and consumers itself."""
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-other", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-other", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, _doctor, patient = await _in_call(stack, peers, stack.url, "other")
     assert await patient.load_device() is True
     patient._loaded_from = {"codecs": [], "headerExtensions": []}
 
@@ -196,12 +190,7 @@ async def test_a_producer_announced_between_the_join_and_receiving_is_received_t
     """The join's consumers are those of its moment; a producer announced before
     the client starts receiving (its newProducer had no transport to go to) is
     consumed by start_receiving after them."""
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-late", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-late", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, doctor, patient = await _in_call(stack, peers, stack.url, "late")
     assert await patient.load_device() is True
     joined = await patient.join(room, receive=True)
     assert len(joined["receive"]["consumers"]) == 2
@@ -227,12 +216,7 @@ async def test_a_stalled_media_worker_leaves_the_join_standing_and_receiving_ste
     for a room that exists), its ``receive`` names the failure, and once the
     worker runs again the client makes its transport and consumers itself."""
     quick = instance(SFU_RPC_TIMEOUT="1")
-    room = new_room_id("rr")
-    doctor = MediaPeer(quick.url, stack.token(room, "dr-stall", "physician"))
-    patient = MediaPeer(quick.url, stack.token(room, "pt-stall", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, _doctor, patient = await _in_call(stack, peers, quick.url, "stall")
     assert await patient.load_device() is True
     stored = await RoomState(redis).get_room(room)
     assert stored is not None and stored.workerPid
@@ -257,12 +241,7 @@ async def test_a_burst_of_ready_joins_makes_one_participant_one_transport(
     """50 joins with ``receive`` at once on one connection: one joins, the others
     are ALREADY_JOINED (or RATE_LIMITED), and the SFU holds one receive transport and two consumers
     more, as Redis says; the capabilities asked 50 times before the join too."""
-    room = new_room_id("rr")
-    doctor = MediaPeer(stack.url, stack.token(room, "dr-burst", "physician"))
-    patient = MediaPeer(stack.url, stack.token(room, "pt-burst", "patient"))
-    peers.extend([doctor, patient])
-    await start_call(room, doctor)
-    await patient.connect()
+    room, _doctor, patient = await _in_call(stack, peers, stack.url, "burst")
     asked = await _burst(patient, "getRouterRtpCapabilities", [{}] * 50)
     assert set(asked) <= {"ok", "RATE_LIMITED"} and asked["ok"] >= 1
     assert await patient.load_device() is True

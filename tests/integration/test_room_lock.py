@@ -6,6 +6,7 @@ rooms no longer in use are dropped."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -27,41 +28,42 @@ async def hold(
         inside.pop()
 
 
-async def test_holders_on_one_and_two_instances_never_overlap(stack: Stack) -> None:
-    first = aioredis.from_url(stack.redis_url, decode_responses=True)
-    second = aioredis.from_url(stack.redis_url, decode_responses=True)
-    try:
-        one, two = RoomState(first), RoomState(second)
-        room = new_room_id("lock")
-        inside: list[int] = []
-        log: list[int] = []
-        holders = [hold(one, room, inside, log, 0.002) for _ in range(30)]
-        holders += [hold(two, room, inside, log, 0.002) for _ in range(10)]
-        await asyncio.wait_for(asyncio.gather(*holders), 30)
-        assert len(log) == 40 and max(log) == 1
-        assert one._locks.held_locally() == 0 and two._locks.held_locally() == 0
-        assert await first.exists(f"telemed:lock:room:{room}") == 0
-    finally:
-        await first.aclose()
-        await second.aclose()
+@pytest.fixture
+async def instances(stack: Stack) -> AsyncIterator[tuple[RoomState, RoomState]]:
+    """The room state of two instances: a Redis client each."""
+    clients = [aioredis.from_url(stack.redis_url, decode_responses=True) for _ in range(2)]
+    yield RoomState(clients[0]), RoomState(clients[1])
+    for client in clients:
+        await client.aclose()
 
 
-async def test_a_lock_not_had_in_time_raises_and_leaves_nothing(stack: Stack) -> None:
-    first = aioredis.from_url(stack.redis_url, decode_responses=True)
-    second = aioredis.from_url(stack.redis_url, decode_responses=True)
-    try:
-        one, two = RoomState(first), RoomState(second)
-        room = new_room_id("lock")
-        async with one.room_lock(room):
-            with pytest.raises(LockError):  # held by the other instance
-                async with two.room_lock(room, timeout=0.2):
-                    pass
-            with pytest.raises(LockError):  # held on this instance
-                async with one.room_lock(room, timeout=0.2):
-                    pass
-        assert one._locks.held_locally() == 0 and two._locks.held_locally() == 0
-        async with two.room_lock(room, timeout=1):  # free again
-            pass
-    finally:
-        await first.aclose()
-        await second.aclose()
+async def test_holders_on_one_and_two_instances_never_overlap(
+    instances: tuple[RoomState, RoomState], redis
+) -> None:
+    one, two = instances
+    room = new_room_id("lock")
+    inside: list[int] = []
+    log: list[int] = []
+    holders = [hold(one, room, inside, log, 0.002) for _ in range(30)]
+    holders += [hold(two, room, inside, log, 0.002) for _ in range(10)]
+    await asyncio.wait_for(asyncio.gather(*holders), 30)
+    assert len(log) == 40 and max(log) == 1
+    assert one._locks.held_locally() == 0 and two._locks.held_locally() == 0
+    assert await redis.exists(f"telemed:lock:room:{room}") == 0
+
+
+async def test_a_lock_not_had_in_time_raises_and_leaves_nothing(
+    instances: tuple[RoomState, RoomState],
+) -> None:
+    one, two = instances
+    room = new_room_id("lock")
+    async with one.room_lock(room):
+        with pytest.raises(LockError):  # held by the other instance
+            async with two.room_lock(room, timeout=0.2):
+                pass
+        with pytest.raises(LockError):  # held on this instance
+            async with one.room_lock(room, timeout=0.2):
+                pass
+    assert one._locks.held_locally() == 0 and two._locks.held_locally() == 0
+    async with two.room_lock(room, timeout=1):  # free again
+        pass
