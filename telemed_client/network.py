@@ -1,13 +1,11 @@
 """Network helpers for Python peers: which local addresses ICE gathers on, a TURN
-allocation asked again from a new port when the server answers 437, ICE that is
-connected when its checks say so (not at aioice's next pacing tick), and an
+allocation asked again from a new port when the server answers 437, and an
 artificial one-way delay on a peer's media datagrams (a slow network for probes
 and tests; this kernel has no netem)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -53,57 +51,6 @@ async def _turn_endpoint_from_a_new_port(*args: Any, **kwargs: Any) -> Any:
 
 
 aioice.turn.create_turn_endpoint = _turn_endpoint_from_a_new_port
-
-
-# aioice paces its connectivity checks (one started every 20 ms, RFC 8445's Ta) and
-# its connect() sleeps 20 ms after starting each before it looks at the outcome:
-# with a host and a relay pair to an ICE-lite SFU the host pair was nominated in
-# 1-5 ms on loopback, and connect() (with DTLS after it) still waited for the next
-# tick.  Here connect() returns once the check list is completed (every component
-# nominated); aioice's own connect() goes on in the background to its next tick,
-# where it cancels the checks left and starts the consent checks, as before.
-# Failure is still reported by aioice's connect() itself.
-_original_connect = aioice.ice.Connection.connect
-_original_check_complete = aioice.ice.Connection.check_complete
-_COMPLETED: weakref.WeakKeyDictionary[Any, asyncio.Future[None]] = weakref.WeakKeyDictionary()
-_FINISHING: set[asyncio.Task[None]] = set()
-
-
-def _check_complete_and_tell(self: aioice.ice.Connection, pair: Any) -> None:
-    _original_check_complete(self, pair)
-    waiter = _COMPLETED.get(self)
-    nominated = self._nominated and len(self._nominated) == len(self._components)
-    if waiter is not None and not waiter.done() and self._check_list_done and nominated:
-        waiter.set_result(None)
-
-
-async def _finish_connect(self: aioice.ice.Connection, run: asyncio.Task[None]) -> None:
-    with contextlib.suppress(Exception):
-        await run
-    if self._closing and self._query_consent_task is not None:
-        self._query_consent_task.cancel()  # closed before aioice's tick: no consent checks
-
-
-async def _connect_when_completed(self: aioice.ice.Connection) -> None:
-    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    _COMPLETED[self] = waiter
-    run = asyncio.ensure_future(_original_connect(self))
-    try:
-        await asyncio.wait({run, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        run.cancel()
-        raise
-    finally:
-        _COMPLETED.pop(self, None)
-    if run.done():
-        return run.result()
-    finishing = asyncio.ensure_future(_finish_connect(self, run))
-    _FINISHING.add(finishing)
-    finishing.add_done_callback(_FINISHING.discard)
-
-
-aioice.ice.Connection.check_complete = _check_complete_and_tell  # type: ignore[method-assign]
-aioice.ice.Connection.connect = _connect_when_completed  # type: ignore[method-assign]
 
 
 # Extra one-way delay (seconds) per aioice connection: a simulated slow network
