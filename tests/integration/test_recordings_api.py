@@ -421,17 +421,28 @@ async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
         stack, api, peers, ("teleconsultation", "recording")
     )
     token = api.token(physician, "physician")
+    clock = asyncio.get_running_loop().time
+    start_sent = clock()
     started = await api.call("POST", "recording/start", token, {"sessionId": session_id})
     assert started.status == 200, started.body
+    start_acked = clock()
     recording_id = started.body["recordingId"]
     await asyncio.sleep(2)
+    share_sent = clock()
     await share_screen(doctor)
     await asyncio.sleep(4)
+    stop_sent = clock()
     stopped = await api.call("POST", "recording/stop", token, {"recordingId": recording_id})
     assert stopped.status == 200, stopped.body
     segments = stopped.body["segments"]
     assert [len(s["tracks"]) for s in segments] == [4, 5]
-    assert 1.5 <= segments[1]["offsetSeconds"] <= 3.5
+    # The second segment opens between the share and the stop; the first one opened
+    # before the start was acknowledged.  (Bounds from what this test saw, since
+    # ffmpeg's start takes a variable time on a loaded machine.)
+    offset = segments[1]["offsetSeconds"]
+    assert share_sent - start_acked - 0.1 <= offset <= stop_sent - start_sent, offset
+    shared_for = segments[1]["durationSeconds"]
+    assert shared_for >= 2, shared_for
     assert all(len(s["sha256"]) == 64 for s in segments) and stopped.body["sha256"] is None
     assert sorted(t["kind"] for t in stopped.body["tracks"]) == ["audio"] * 2 + ["video"] * 3
     assert stopped.body["bytes"] == sum(s["bytes"] for s in segments)
@@ -444,7 +455,7 @@ async def test_a_screen_shared_while_recording_is_in_the_downloaded_file(
     info = probe(path)
     assert sorted(s["codec_type"] for s in info["streams"]) == ["audio"] * 2 + ["video"] * 3
     screen = [p for p in info["packets"] if p["stream_index"] == 4]
-    assert len(screen) >= 15 * 3 * 0.8  # about 4 s shared at 15 fps
+    assert len(screen) >= 15 * shared_for * 0.7  # the screen is shared at 15 fps
 
 
 def rewrap(stack: Stack, keys: str, recording_id: str) -> subprocess.CompletedProcess[str]:
