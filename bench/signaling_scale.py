@@ -40,6 +40,7 @@ import secrets
 import statistics
 import sys
 import timeit
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,14 @@ async def capabilities_of(url: str, seat: Seat) -> dict[str, Any]:
         await client.disconnect()
 
 
+async def command_calls(redis: aioredis.Redis) -> Counter[str]:
+    """Redis's count of calls per command (INFO commandstats)."""
+    stats = await redis.info("commandstats")
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    )
+
+
 async def run(
     stack: LocalStack, controls: list[ls.ManagedProcess], args: argparse.Namespace
 ) -> Report:
@@ -135,15 +144,19 @@ async def run(
     memory: list[int] = []
     redis = aioredis.from_url(stack.redis.url)
     commands_before = (await redis.info("stats"))["total_commands_processed"]
+    by_command_before = await command_calls(redis)
     cpu_before = sum(cpu_seconds(c.proc.pid) for c in controls)
     join_cpu: list[float] = []
     commands: list[int] = []
+    by_command: Counter[str] = Counter()
 
     async def measure_joined() -> None:
         # Everyone connected, joined and (patients) admitted: the control planes'
         # CPU and the Redis commands for that, before the steady events start.
         join_cpu.append(sum(cpu_seconds(c.proc.pid) for c in controls) - cpu_before)
         commands.append((await redis.info("stats"))["total_commands_processed"] - commands_before)
+        by_command.update(await command_calls(redis))
+        by_command.subtract(by_command_before)
         await asyncio.sleep(1)
         memory.extend(
             rss_kib(c) - before for c, before in zip(controls, memory_before, strict=True)
@@ -168,6 +181,14 @@ async def run(
         "per participant (connect, join, admission): control-plane CPU "
         f"{join_cpu[0] / max(1, connections) * 1000:.2f} ms, "
         f"Redis commands {commands[0] / max(1, connections):.1f} (all processes)"
+    )
+    print(
+        "  by command: "
+        + ", ".join(
+            f"{name} {calls / max(1, connections):.1f}"
+            for name, calls in by_command.most_common()
+            if calls / max(1, connections) >= 0.05
+        )
     )
     print(
         f"control-plane memory per connection: {sum(memory) / max(1, connections):.0f} KiB "
