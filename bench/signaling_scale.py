@@ -143,18 +143,15 @@ async def run(
     memory_before = [rss_kib(control) for control in controls]
     memory: list[int] = []
     redis = aioredis.from_url(stack.redis.url)
-    commands_before = (await redis.info("stats"))["total_commands_processed"]
     by_command_before = await command_calls(redis)
     cpu_before = sum(cpu_seconds(c.proc.pid) for c in controls)
     join_cpu: list[float] = []
-    commands: list[int] = []
     by_command: Counter[str] = Counter()
 
     async def measure_joined() -> None:
         # Everyone connected, joined and (patients) admitted: the control planes'
         # CPU and the Redis commands for that, before the steady events start.
         join_cpu.append(sum(cpu_seconds(c.proc.pid) for c in controls) - cpu_before)
-        commands.append((await redis.info("stats"))["total_commands_processed"] - commands_before)
         by_command.update(await command_calls(redis))
         by_command.subtract(by_command_before)
         await asyncio.sleep(1)
@@ -180,7 +177,7 @@ async def run(
     print(
         "per participant (connect, join, admission): control-plane CPU "
         f"{join_cpu[0] / max(1, connections) * 1000:.2f} ms, "
-        f"Redis commands {commands[0] / max(1, connections):.1f} (all processes)"
+        f"Redis commands {by_command.total() / max(1, connections):.1f} (all processes)"
     )
     print(
         "  by command: "
