@@ -24,6 +24,7 @@ from controlplane.api.routes import add_routes as add_rest_routes
 from controlplane.api.web_page import add_routes as add_web_routes
 from controlplane.auth import TokenService
 from controlplane.backends import connect_redis
+from controlplane.background import stop_tasks
 from controlplane.clinical.audit import AuditLog
 from controlplane.clinical.audit_integrity import AuditIntegrity, ChainStatus
 from controlplane.clinical.audit_search import AuditSearch
@@ -320,20 +321,19 @@ def turn_config(settings: Settings) -> TurnConfig | None:
 
 async def _start_tasks(app: web.Application) -> None:
     runtime = app[RUNTIME]
-    runtime.tasks.append(
-        asyncio.create_task(runtime.lifecycle.run(runtime.settings.lifecycle_interval))
-    )
-    runtime.tasks.append(asyncio.create_task(runtime.monitor.run()))
-    runtime.tasks.append(asyncio.create_task(runtime.media.presence.run()))
-    runtime.tasks.append(asyncio.create_task(runtime.turn.run()))
-    runtime.tasks.append(asyncio.create_task(runtime.audit.flush_refusals_every(15.0)))
-    runtime.tasks.append(
-        asyncio.create_task(
-            runtime.integrity.run(
-                runtime.settings.audit_verify_interval, runtime.settings.audit_full_verify_interval
-            )
-        )
-    )
+    settings = runtime.settings
+    background = {
+        "session-lifecycle": runtime.lifecycle.run(settings.lifecycle_interval),
+        "quality-monitor": runtime.monitor.run(),
+        "presence": runtime.media.presence.run(),
+        "turn-health": runtime.turn.run(),
+        "audit-refusals": runtime.audit.flush_refusals_every(15.0),
+        "audit-integrity": runtime.integrity.run(
+            settings.audit_verify_interval, settings.audit_full_verify_interval
+        ),
+    }
+    for name, work in background.items():
+        runtime.tasks.append(asyncio.create_task(work, name=name))
     metrics = runtime.metrics
 
     def retention_applied(report: RetentionReport) -> None:
@@ -343,7 +343,6 @@ async def _start_tasks(app: web.Application) -> None:
             metrics.retention_due_rows.labels(data_class).set(rows)
             metrics.retention_due_bytes.labels(data_class).set(size)
 
-    settings = runtime.settings
     recording_periods = parse_retention(settings.recording_retention)
     retention = DataRetention(
         runtime.pool,
@@ -353,7 +352,9 @@ async def _start_tasks(app: web.Application) -> None:
         recording_periods,
         on_report=retention_applied,
     )
-    runtime.tasks.append(asyncio.create_task(retention.run(settings.retention_interval)))
+    runtime.tasks.append(
+        asyncio.create_task(retention.run(settings.retention_interval), name="data-retention")
+    )
 
 
 async def _drain(app: web.Application) -> None:
@@ -367,10 +368,7 @@ async def _drain(app: web.Application) -> None:
 
 async def _close(app: web.Application) -> None:
     runtime = app[RUNTIME]
-    for task in runtime.tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(runtime.tasks)
     with contextlib.suppress(Exception):
         await runtime.audit.flush_refusals(all_windows=True)
     if runtime.webhook is not None:

@@ -26,7 +26,7 @@ from controlplane.devstack import services as ls
 from controlplane.devstack.coturn import start_coturn
 from telemed_client import MediaPeer, restrict_ice_host_addresses
 from tests.fault_injection import Instance
-from tests.network_namespace import ephemeral_ports_kept_out_of, free_port_outside
+from tests.network_namespace import ephemeral_ports_kept_out_of
 
 # pymediasoup's extra "probator" receiver gets RTP probation padding and logs a
 # VP8 decode warning per packet; real decoding is asserted through frame counts.
@@ -152,7 +152,7 @@ def stack(reserved_media_ports: None) -> Iterator[Stack]:
     turn_secret = secrets.token_urlsafe(24)
     # Never inside the media port ranges that fault tests drop with nftables.
     media_ranges = MEDIA_RANGES
-    turn_port = free_port_outside(*media_ranges)
+    turn_port = ls.free_port(avoid=media_ranges)
     started: list[ls.ManagedProcess] = []
     data_keys = FieldCipher.generate_spec()
     try:
@@ -189,7 +189,7 @@ def stack(reserved_media_ports: None) -> Iterator[Stack]:
             TELEMED_TURN_PORT=str(turn_port),
             TELEMED_TURN_SECRET=turn_secret,
         )
-        control = ls.start_control_plane(data_dir, env, port=free_port_outside(*media_ranges))
+        control = ls.start_control_plane(data_dir, env, avoid_ports=media_ranges)
         started.append(control)
         yield Stack(
             data_dir=data_dir,

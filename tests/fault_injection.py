@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from controlplane.devstack import services as ls
 from telemed_client import MediaPeer
-from tests.network_namespace import free_port_outside
 
 if TYPE_CHECKING:
     from tests.conftest import Stack
@@ -25,7 +24,7 @@ class Instance:
         self._stack = stack
         self._env = stack.control_plane_env(**{"TELEMED_RESUME_WINDOW": "30", **env})
         # Outside the media ports that fault tests drop (tests/conftest.py).
-        self.port = free_port_outside((45000, 45999), (51000, 51999))
+        self.port = ls.free_port(avoid=((45000, 45999), (51000, 51999)))
         self.process = self.start()
 
     @property

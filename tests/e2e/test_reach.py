@@ -34,7 +34,6 @@ from tests.e2e.conftest import (
 from tests.network_namespace import (
     HOST_IP,
     Namespace,
-    free_port_outside,
     start_host_side,
     veth_namespace,
 )
@@ -162,7 +161,7 @@ async def test_refused_turn_credentials_end_with_a_clear_page_state(
     env = {**reach.env, "TELEMED_TURN_SECRET": secrets.token_urlsafe(24)}
     # Not in the SFU range the namespace drops: a port there would let the host's
     # readiness check through while the page's navigation never got an answer.
-    port = free_port_outside(SFU_PORTS, RELAY_PORTS)
+    port = ls.free_port(HOST_IP, (SFU_PORTS, RELAY_PORTS))
     wrong = await asyncio.to_thread(
         ls.start_control_plane, reach.stack.data_dir, env, port, HOST_IP
     )
