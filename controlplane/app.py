@@ -24,7 +24,6 @@ from controlplane.api.routes import add_routes as add_rest_routes
 from controlplane.api.web_page import add_routes as add_web_routes
 from controlplane.auth import TokenService
 from controlplane.backends import connect_redis
-from controlplane.background import stop_tasks
 from controlplane.clinical.audit import AuditLog
 from controlplane.clinical.audit_integrity import AuditIntegrity, ChainStatus
 from controlplane.clinical.audit_search import AuditSearch
@@ -53,6 +52,7 @@ from controlplane.edge.rate_limits import RateLimits, trusted_networks
 from controlplane.media.ice_servers import IceServers, TurnConfig
 from controlplane.media.services import MediaServices
 from controlplane.placement.node_trust import NodeTls
+from controlplane.runtime import stop_tasks
 from controlplane.telemetry.alert_dispatch import AlertDispatcher
 from controlplane.telemetry.alert_store import AlertStore
 from controlplane.telemetry.alert_webhook import AlertWebhook

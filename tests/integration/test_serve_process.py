@@ -1,7 +1,7 @@
 """`telemed serve` as an operator starts it: an address it cannot listen on
 stops it at once with one clear line, not a hang or a traceback (it used to hang
 in clean-up until killed: a background loop's cancel was lost, see
-controlplane/background.py)."""
+controlplane/runtime.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""controlplane/background.py: a background loop whose cancellation Python 3.11
+"""controlplane/runtime.py: a background loop whose cancellation Python 3.11
 lost (``asyncio.wait_for`` returning a result that was ready in the same turn as
 the cancel) still ends when the serving process stops."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.background import stop_tasks
+from controlplane.runtime import stop_tasks
 
 
 async def _polling_loop(ready: asyncio.Queue[asyncio.Future[None]]) -> None:
