@@ -82,6 +82,9 @@ class Report:
     packets_received: int = 0
     packets_lost: int = 0
     rtts: list[float] = field(default_factory=list)
+    # Media connections that ended under a participant, and the rejoins they made.
+    media_failures: int = 0
+    rejoins: int = 0
 
     @staticmethod
     def _summary(values: list[float]) -> dict[str, float | int]:
@@ -114,6 +117,8 @@ class Report:
             "packets": {"received": self.packets_received, "lost": self.packets_lost},
             "loss": round(self.loss, 5),
             "rttMs": self._summary(self.rtts),
+            "mediaFailures": self.media_failures,
+            "rejoins": self.rejoins,
             "generatorCores": round(self.generator_cpu, 3),
             "errors": dict(self.errors),
         }
@@ -140,6 +145,10 @@ class Report:
                 f"tracks receiving at the end: {self.tracks_receiving} of {self.tracks_expected}; "
                 f"frames decoded {self.frames}; receiver loss {self.loss:.2%} "
                 f"({self.packets_lost} of {self.packets_received + self.packets_lost} packets)"
+            )
+            out.append(
+                f"media connections ended under a participant: {self.media_failures}; "
+                f"rejoins: {self.rejoins}"
             )
         out.append(
             f"load generator (this process) while in the call: {self.generator_cpu:.0%} of a core"
@@ -259,6 +268,9 @@ async def _media_figures(report: Report, people: list[_Participant], members: in
         if peer is None or not person.joined:
             continue
         report.tracks_expected += 2 * (members - 1)
+        if peer.resumer is not None:
+            report.media_failures += peer.resumer.media_failures
+            report.rejoins += peer.resumer.rejoins
         for track in peer.received.values():
             report.frames += track.frames
             if track.last_frame_at is not None and now - track.last_frame_at < 2.0:

@@ -1,5 +1,6 @@
 """Network helpers for Python peers: which local addresses ICE gathers on, a TURN
-allocation asked again from a new port when the server answers 437, and an
+allocation asked again from a new port when the server answers 437 and deleted
+within 2 s when the connection closes, and an
 artificial one-way delay on a peer's media datagrams (a slow network for probes
 and tests; this kernel has no netem)."""
 
@@ -51,6 +52,27 @@ async def _turn_endpoint_from_a_new_port(*args: Any, **kwargs: Any) -> Any:
 
 
 aioice.turn.create_turn_endpoint = _turn_endpoint_from_a_new_port
+
+
+# Deleting a TURN allocation (a refresh with lifetime 0) when an ICE connection
+# closes: aioice retransmits it for about 63 s when no answer comes, and the
+# connection wakes its reader (so DTLS, aiortc and the peer learn that the media
+# is gone) only after that.  On a dead path, where consent expired, the peer thus
+# noticed the failure a minute late.  The server frees an allocation that is not
+# refreshed anyway (RFC 8656 section 6), so the deletion is given 2 s, as
+# libwebrtc does not wait for it at all.
+TURN_DELETE_WAIT = 2.0
+_original_turn_delete = aioice.turn.TurnClientMixin.delete
+
+
+async def _turn_delete_briefly(self: aioice.turn.TurnClientMixin) -> None:
+    try:
+        await asyncio.wait_for(_original_turn_delete(self), TURN_DELETE_WAIT)
+    except TimeoutError:
+        pass  # its transport was closed on the way out (aioice's finally)
+
+
+aioice.turn.TurnClientMixin.delete = _turn_delete_briefly  # type: ignore[method-assign]
 
 
 # Extra one-way delay (seconds) per aioice connection: a simulated slow network

@@ -30,6 +30,7 @@ from telemed_client.ice_policy import IceControls, IcePolicy
 from telemed_client.jitter import use_frame_end_jitter_buffer
 from telemed_client.media import PatternVideoTrack
 from telemed_client.protocol import SignalingError, connect_with_dtls, transport_options
+from telemed_client.pushes import on_push
 from telemed_client.receiving import ReceivedTrack, tracks_from, wait_for_frames
 from telemed_client.resume import Resumer
 
@@ -79,6 +80,10 @@ class MediaPeer(IceControls):
     resume_token: str = field(init=False, default="")
     resumer: Resumer | None = field(init=False, default=None)
     closing: bool = field(init=False, default=False)
+    # In the room as far as the server is concerned (joined, not left or put out).
+    joined: bool = field(init=False, default=False)
+    # Transports this peer asked the server to close (their end is no failure).
+    closed_on_request: set[str] = field(init=False, default_factory=set)
     sending: bool = field(init=False, default=False)
     receiving: bool = field(init=False, default=False)
     _tracks: list[MediaStreamTrack] = field(init=False, default_factory=list)
@@ -86,7 +91,7 @@ class MediaPeer(IceControls):
     _loaded_from: dict[str, Any] | None = field(init=False, default=None)
     _ready: dict[str, Any] | None = field(init=False, default=None)
     _preloaded: bool = field(init=False, default=False)  # by load_device, for the next join
-    _announced_early: bool = field(init=False, default=False)  # newProducer before receiving
+    announced_early: bool = field(init=False, default=False)  # newProducer before receiving
     readers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     consume_lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _background: set[asyncio.Task[None]] = field(init=False, default_factory=set)
@@ -128,18 +133,7 @@ class MediaPeer(IceControls):
         self.event_log.record(event, data)
 
     async def _on_any(self, event: str, data: Any = None) -> None:
-        self.record_event(event, data)
-        if event == "newProducer" and self.auto_consume:
-            if self.recv_transport is not None:
-                self.in_background(self._consume_quietly(data.get("producerId")))
-            else:  # consumed by start_receiving
-                self._announced_early = True
-        elif event == "admission":  # let in from the waiting room: receive the room
-            self.join_info["admission"] = data
-            if data.get("state") == "in_call" and self.auto_consume and self.recv_transport:
-                self.in_background(self._consume_quietly(None))
-        elif event == "consumerClosed":
-            await self.drop_consumer(str(data.get("consumerId")))
+        await on_push(self, event, data)
 
     async def drop_consumer(self, consumer_id: str) -> None:
         track = self.received.get(consumer_id)
@@ -161,6 +155,8 @@ class MediaPeer(IceControls):
     async def request(self, event: str, payload: Any = None) -> dict[str, Any]:
         """Send an event, wait for its ack; an error ack raises SignalingError."""
         started = time.perf_counter()
+        if event == "closeTransport" and isinstance(payload, dict):
+            self.closed_on_request.add(str(payload.get("transportId")))
         ack = await self.sio.call(
             event, payload if payload is not None else {}, timeout=self.request_timeout
         )
@@ -206,6 +202,7 @@ class MediaPeer(IceControls):
                 "rtpCapabilities": self.device.rtpCapabilities.model_dump(exclude_none=True)
             }
         self.join_info = await self.request("join", payload)
+        self.joined = True
         self.room_id = consultation_id
         self.resume_token = str(self.join_info.get("resumeToken", ""))
         self._ready = self.join_info.get("receive")
@@ -235,6 +232,8 @@ class MediaPeer(IceControls):
         transport = device.createSendTransport(**transport_options(info, self.ice_transport_policy))
         self.send_transport = transport
         connect_with_dtls(transport, self.request, self.errors)
+        if self.resumer is not None:
+            self.resumer.watch(transport)
 
         async def on_produce(kind: str, rtp: RtpParameters, app_data: dict[str, Any]) -> str:
             ack = await self.request(
@@ -267,8 +266,10 @@ class MediaPeer(IceControls):
         )
         transport = device.createRecvTransport(**transport_options(info, self.ice_transport_policy))
         self.recv_transport = transport  # newProducer is consumed from now on
-        announced_early, self._announced_early = self._announced_early, False
+        announced_early, self.announced_early = self.announced_early, False
         connect_with_dtls(transport, self.request, self.errors)
+        if self.resumer is not None:
+            self.resumer.watch(transport)
         if self.join_info.get("admission", {}).get("state") == "waiting":
             return []  # nothing to receive until a clinician lets us in
         if "transport" in ready and "error" not in ready:
@@ -286,12 +287,6 @@ class MediaPeer(IceControls):
         async with self.consume_lock:
             return await consume(self, self.recv_transport, self._loaded_device(), producer_id)
 
-    async def _consume_quietly(self, producer_id: str | None) -> None:
-        try:
-            await self.consume(producer_id)
-        except Exception as exc:
-            self.errors.append(f"consume {producer_id}: {exc}")
-
     def tracks_from(self, peer_id: str, kind: str | None = None) -> list[ReceivedTrack]:
         return tracks_from(self.received.values(), peer_id, kind)
 
@@ -302,6 +297,7 @@ class MediaPeer(IceControls):
         return await wait_for_frames(self.received, peer_id, kind, count, timeout, self.errors)
 
     async def leave(self) -> None:
+        self.joined = False  # the server closes our transports: that is no failure
         if self.sio.connected:
             await self.request("leave")
 

@@ -57,6 +57,7 @@ async def test_a_media_load_test_receives_every_track_and_ends_its_sessions(
     assert report["framesDecoded"] > 12 * 4 * 10  # video at about 30 fps, audio at 50
     assert report["packets"]["received"] > 0 and report["loss"] < 0.02
     assert report["rttMs"]["n"] > 0
+    assert (report["mediaFailures"], report["rejoins"]) == (0, 0)
     assert report["cheapEventMs"]["n"] >= 6 * 3
     assert loadtest_sessions(stack).get("ended", 0) == before + 2
     assert loadtest_sessions(stack).get("active", 0) == 0

@@ -47,6 +47,10 @@ async def main() -> None:
                     **{f"{t.kind}": t.frames for t in peer.tracks_from(args.from_peer)},
                     fallbacks=[e.data for e in peer.events if e.name == "mediaFallback"],
                     relay_advice=[e.data for e in peer.events if e.name == "iceRelayAdvised"],
+                    video_tracks=len(peer.tracks_from(args.from_peer, "video")),
+                    media_failed=[e.data for e in peer.events if e.name == "mediaFailed"],
+                    rejoined=len([e for e in peer.events if e.name == "rejoined"]),
+                    errors=peer.errors,
                 )
             elif command == "quit":
                 break

@@ -1,6 +1,8 @@
 """Real network impairment between the SFU and a peer in its own network
 namespace: 600 ms of delay, 10% loss and a 200 kbps cap, observed through the
-scraped /metrics, the staff alert channel and the fallback ladder."""
+scraped /metrics, the staff alert channel and the fallback ladder; and a media
+blackout long enough to end the peer's ICE connections, after which it joins
+again by itself."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import socketio
 from telemed_client import MediaPeer
 from tests.conftest import new_room_id
 from tests.integration.test_call_quality_alerts import scrape, total
+from tests.integration.test_media_failure_rejoin import _new_frames
 from tests.netns.conftest import Netns
 from tests.network_namespace import HOST_IP, sh
 
@@ -210,3 +213,47 @@ async def test_200kbps_cap_goes_audio_only_and_back(
             break
     assert latest > first + 15, "video did not come back"
     assert HOST_IP  # (the SFU's media address on the veth)
+
+
+async def _frames_until(patient, done, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    reply: dict = {}
+    while time.monotonic() < deadline:
+        reply = await patient.command("frames")
+        if done(reply):
+            return reply
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"not within {timeout} s: {reply}")
+
+
+async def test_a_media_blackout_ends_the_peers_transports_and_it_rejoins_once_back(
+    netns: Netns, peers, ns_peer_factory
+) -> None:
+    """All UDP in and out of the namespace dropped (signaling, over TCP, goes on):
+    aioice's consent checks go unanswered and it ends the connections (about 30 s);
+    the peer records the failure, and once the network is back it is in the call
+    again by itself, decoding and decoded, with nothing in its errors."""
+    _room, doctor, patient = await _call(netns, peers, ns_peer_factory, "consultation")
+    at_doctor = {t.consumer_id for t in doctor.received.values()}
+    table = f"tmdark{netns.host_if[-6:]}"
+    blackout = (
+        f"table inet {table} {{\n"
+        "  chain input { type filter hook input priority 0; meta l4proto udp drop; }\n"
+        "  chain output { type filter hook output priority 0; meta l4proto udp drop; }\n"
+        "}\n"
+    )
+    rules = netns.stack.data_dir / f"{table}.nft"
+    rules.write_text(blackout)
+    sh("ip", "netns", "exec", netns.name, "nft", "-f", str(rules))
+    started = time.monotonic()
+    try:
+        failed = await _frames_until(patient, lambda r: r["media_failed"], timeout=60)
+    finally:
+        sh("ip", "netns", "exec", netns.name, "nft", "delete", "table", "inet", table, check=False)
+    dark = time.monotonic() - started
+    back = await _frames_until(
+        patient, lambda r: r["rejoined"] and r["video_tracks"] >= 2 and r["video"] >= 10, 60
+    )
+    await _new_frames(doctor, "pt-ns", at_doctor, timeout=40)
+    assert back["errors"] == [] and doctor.errors == []
+    print(f"media failure seen {dark:.1f} s into the blackout: {failed['media_failed']}")
