@@ -100,6 +100,10 @@ class Resumer:
 
     def _rejoin_ended(self, _task: asyncio.Task[None]) -> None:
         self._rejoining = None
+        # A new transport that failed while the rejoin ran was not acted on then.
+        for transport in (self._peer.send_transport, self._peer.recv_transport):
+            if transport is not None and transport.connectionState in ("failed", "closed"):
+                self._media_failed(transport.id, f"connection {transport.connectionState}")
 
     async def _on_connect(self) -> None:
         self._connects += 1
@@ -191,6 +195,7 @@ class Resumer:
                         await peer.request("leave")
                     peer.joined = leave_first = False
                 await peer.join(peer.room_id)
+                leave_first = True  # in the room again: a retry from here leaves first
                 if sending:
                     await peer.start_sending()
                 if receiving:
